@@ -1,0 +1,1 @@
+"""Pieces every stage shares: errors, table I/O, image names, registry access."""

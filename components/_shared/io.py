@@ -1,0 +1,218 @@
+"""Reading and writing tables: CSV / Parquet from a path, a folder of shards, gs://, bq://.
+
+Reading goes through pyarrow (multithreaded, typed); a column keeps the type its values
+have, so text in a numeric column shows up as a string column that validation flags,
+instead of being coerced silently.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any, Optional
+
+from components._shared.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
+
+
+def _fs_and_path(uri: str):
+    """Return (pyarrow filesystem or None, path) for a local path or an fsspec URI."""
+    if "://" in uri and not uri.startswith("file://"):
+        try:
+            import fsspec
+            from pyarrow.fs import FSSpecHandler, PyFileSystem
+        except ImportError as exc:  # pragma: no cover - depends on image
+            raise DataError(f"reading {uri} needs fsspec (and gcsfs for gs://): {exc}") from exc
+        fs, path = fsspec.core.url_to_fs(uri)
+        return PyFileSystem(FSSpecHandler(fs)), path, fs
+    path = uri[len("file://") :] if uri.startswith("file://") else uri
+    return None, path, None
+
+
+def _format_of(name: str) -> str:
+    lower = name.lower()
+    if lower.endswith((".parquet", ".pq")):
+        return "parquet"
+    if lower.endswith((".csv", ".csv.gz")):
+        return "csv"
+    raise DataError(f"{name} is neither CSV nor Parquet (expected one of {', '.join(TABLE_SUFFIXES)})")
+
+
+def list_shards(uri: str) -> tuple[list[str], str]:
+    """Return the files a URI names (one file, or every CSV/Parquet file in a folder)."""
+    pa_fs, path, fs = _fs_and_path(uri)
+    if fs is None:
+        if not os.path.exists(path):
+            raise DataError(f"the data path {uri} does not exist")
+        if os.path.isdir(path):
+            files = sorted(
+                os.path.join(root, f)
+                for root, _, names in os.walk(path)
+                for f in names
+                if f.lower().endswith(TABLE_SUFFIXES) and not f.startswith((".", "_"))
+            )
+        else:
+            files = [path]
+    else:
+        if not fs.exists(path):
+            raise DataError(f"the data path {uri} does not exist")
+        if fs.isdir(path):
+            files = sorted(f for f in fs.find(path) if f.lower().endswith(TABLE_SUFFIXES))
+        else:
+            files = [path]
+    if not files:
+        raise DataError(f"the folder {uri} holds no CSV or Parquet files")
+    formats = {_format_of(f) for f in files}
+    if len(formats) > 1:
+        raise DataError(f"the folder {uri} mixes CSV and Parquet files; use one format")
+    return files, formats.pop()
+
+
+def read_table(uri: str, columns: Optional[list[str]] = None):
+    """Read a CSV/Parquet file, a folder of shards, a gs:// URI or a bq:// table into pandas.
+
+    Args:
+        uri: Local path, ``file://``, ``gs://`` (or any fsspec URI), or
+            ``bq://project.dataset.table`` / ``bq://project?query=SELECT ...``.
+        columns: Read only these columns (Parquet and BigQuery only).
+
+    Raises:
+        DataError: The path does not exist, is empty, or is not CSV/Parquet.
+    """
+    if uri.startswith("bq://"):
+        return read_bigquery(uri, columns=columns)
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    pa_fs, _, _ = _fs_and_path(uri)
+    files, fmt = list_shards(uri)
+    tables = []
+    for f in files:
+        try:
+            if fmt == "parquet":
+                tables.append(pq.read_table(f, columns=columns, filesystem=pa_fs))
+            else:
+                if pa_fs is None and os.path.getsize(f) == 0:
+                    raise DataError(f"the data file {f} is empty")
+                opener = pa_fs.open_input_stream(f) if pa_fs is not None else f
+                tables.append(
+                    pacsv.read_csv(
+                        opener,
+                        read_options=pacsv.ReadOptions(block_size=1 << 24),
+                        convert_options=pacsv.ConvertOptions(
+                            strings_can_be_null=True,
+                            null_values=["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"],
+                        ),
+                    )
+                )
+        except DataError:
+            raise
+        except (pa.ArrowInvalid, OSError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DataError(f"could not read {f} as {fmt.upper()}: {first}") from exc
+    if len(tables) > 1:
+        names = [t.schema.names for t in tables]
+        if any(n != names[0] for n in names[1:]):
+            bad = next(i for i, n in enumerate(names) if n != names[0])
+            raise DataError(
+                f"the shard {files[bad]} has columns {names[bad]} but {files[0]} has {names[0]}"
+            )
+        try:
+            table = pa.concat_tables(tables, promote_options="permissive")
+        except pa.ArrowInvalid as exc:
+            raise DataError(f"the shards of {uri} disagree on column types: {exc}") from exc
+    else:
+        table = tables[0]
+    if columns is not None and fmt == "csv":
+        missing = [c for c in columns if c not in table.column_names]
+        if missing:
+            raise DataError(f"the data {uri} has no column {missing[0]!r}")
+        table = table.select(columns)
+    df = table.to_pandas(split_blocks=True, self_destruct=True)
+    logger.info("read %s: %d rows x %d columns from %d file(s)", uri, len(df), df.shape[1], len(files))
+    return df
+
+
+def read_bigquery(uri: str, columns: Optional[list[str]] = None):
+    """Read ``bq://project.dataset.table`` or ``bq://project?query=...`` with google-cloud-bigquery."""
+    from urllib.parse import parse_qs, unquote, urlparse
+
+    try:
+        from google.cloud import bigquery
+    except ImportError as exc:  # pragma: no cover - depends on image
+        raise DataError(f"reading {uri} needs google-cloud-bigquery: {exc}") from exc
+    import google.auth.exceptions
+
+    parsed = urlparse(uri)
+    query = parse_qs(parsed.query).get("query", [None])[0]
+    target = parsed.netloc + parsed.path
+    try:
+        if query:
+            client = bigquery.Client(project=target or None)
+            df = client.query(unquote(query)).to_dataframe()
+        else:
+            parts = target.split(".")
+            if len(parts) != 3:
+                raise DataError(f"{uri} is not bq://project.dataset.table or bq://project?query=...")
+            client = bigquery.Client(project=parts[0])
+            rows = client.list_rows(target, selected_fields=None)
+            df = rows.to_dataframe()
+    except google.auth.exceptions.DefaultCredentialsError as exc:
+        raise DataError(
+            f"cannot read {uri}: no Google Cloud credentials found "
+            "(set GOOGLE_APPLICATION_CREDENTIALS or run on a service account)"
+        ) from exc
+    if columns is not None:
+        df = df[columns]
+    return df
+
+
+def write_parquet(df, path: str) -> None:
+    """Write a DataFrame as a single Parquet file (zstd), creating parent folders."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    pq.write_table(table, path, compression="zstd", row_group_size=256_000)
+
+
+def read_parquet(path: str, columns: Optional[list[str]] = None):
+    """Read a Parquet file written by :func:`write_parquet`."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path, columns=columns).to_pandas(split_blocks=True, self_destruct=True)
+
+
+def write_json(obj: Any, path: str) -> None:
+    """Write JSON with sorted keys atomically (a reader never sees half a file)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=2, sort_keys=True, default=_json_default)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: str) -> Any:
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def _json_default(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return None if np.isnan(o) else float(o)
+    if isinstance(o, np.bool_):
+        return bool(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"cannot serialise {type(o).__name__} to JSON")

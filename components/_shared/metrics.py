@@ -1,0 +1,167 @@
+"""Binary-classification metrics in NumPy/scikit-learn: no TensorFlow here."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+
+def ece(y, p, bins: int = 10) -> float:
+    """Expected calibration error over equal-width probability bins."""
+    import numpy as np
+
+    y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
+    if len(y) == 0:
+        return float("nan")
+    idx = np.minimum((p * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            total += m.sum() * abs(y[m].mean() - p[m].mean())
+    return float(total / len(y))
+
+
+def fast_auc(y, p, weights=None) -> float:
+    """ROC AUC via ranks (ties averaged); optional per-row weights (for bootstrap)."""
+    import numpy as np
+
+    y = np.asarray(y, dtype=bool)
+    p = np.asarray(p, dtype=np.float64)
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=np.float64)
+    order = np.argsort(p, kind="mergesort")
+    return _auc_sorted(y[order], p[order], w[order])
+
+
+def _auc_sorted(y, p, w) -> float:
+    import numpy as np
+
+    wn = np.where(y, 0.0, w)
+    wp = np.where(y, w, 0.0)
+    # Ties: group equal scores, credit half of the negatives inside a group.
+    _, start = np.unique(p, return_index=True)
+    group_neg = np.add.reduceat(wn, start) if len(p) else np.array([])
+    group_pos = np.add.reduceat(wp, start) if len(p) else np.array([])
+    neg_below = np.cumsum(group_neg) - group_neg
+    num = float(np.sum(group_pos * (neg_below + 0.5 * group_neg)))
+    den = float(wp.sum() * wn.sum())
+    return num / den if den > 0 else float("nan")
+
+
+def bootstrap_auc_diff(y, p_new, p_old, n_boot: int = 200, seed: int = 0, max_rows: int = 200_000) -> dict:
+    """Paired bootstrap of AUC(new) - AUC(old) on the same rows (Poisson weights)."""
+    import numpy as np
+
+    y = np.asarray(y, dtype=bool)
+    p_new, p_old = np.asarray(p_new, float), np.asarray(p_old, float)
+    rng = np.random.default_rng(seed)
+    if len(y) > max_rows:
+        keep = rng.choice(len(y), max_rows, replace=False)
+        y, p_new, p_old = y[keep], p_new[keep], p_old[keep]
+    o_new, o_old = np.argsort(p_new, kind="mergesort"), np.argsort(p_old, kind="mergesort")
+    diffs = np.empty(n_boot)
+    for b in range(n_boot):
+        w = rng.poisson(1.0, len(y)).astype(np.float64)
+        diffs[b] = _auc_sorted(y[o_new], p_new[o_new], w[o_new]) - _auc_sorted(y[o_old], p_old[o_old], w[o_old])
+    point = fast_auc(y, p_new) - fast_auc(y, p_old)
+    return {
+        "auc_diff": float(point),
+        "ci_low": float(np.quantile(diffs, 0.025)),
+        "ci_high": float(np.quantile(diffs, 0.975)),
+        "n_boot": int(n_boot),
+        "rows": int(len(y)),
+    }
+
+
+def best_threshold(y, p) -> float:
+    """The probability threshold that maximises F1 (chosen on the eval split)."""
+    import numpy as np
+    from sklearn.metrics import precision_recall_curve
+
+    y = np.asarray(y)
+    if len(np.unique(y)) < 2:
+        return 0.5
+    prec, rec, thr = precision_recall_curve(y, p)
+    f1 = 2 * prec[:-1] * rec[:-1] / np.maximum(prec[:-1] + rec[:-1], 1e-12)
+    return float(thr[int(np.argmax(f1))])
+
+
+def binary_metrics(y, p, threshold: float = 0.5) -> dict:
+    """AUC, PR AUC, log loss, Brier, accuracy/precision/recall/F1 at ``threshold``, ECE."""
+    import numpy as np
+    from sklearn.metrics import average_precision_score, brier_score_loss, log_loss
+
+    y = np.asarray(y).astype(int)
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)
+    pred = p >= threshold
+    tp = int(np.sum(pred & (y == 1)))
+    fp = int(np.sum(pred & (y == 0)))
+    fn = int(np.sum(~pred & (y == 1)))
+    tn = int(np.sum(~pred & (y == 0)))
+    two = len(np.unique(y)) == 2
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    return {
+        "auc": fast_auc(y, p) if two else float("nan"),
+        "pr_auc": float(average_precision_score(y, p)) if two else float("nan"),
+        "log_loss": float(log_loss(y, p, labels=[0, 1])),
+        "brier": float(brier_score_loss(y, p)),
+        "accuracy": (tp + tn) / max(1, len(y)),
+        "precision": precision,
+        "recall": recall,
+        "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+        "ece": ece(y, p),
+        "threshold": float(threshold),
+        "positive_rate": float(np.mean(y)) if len(y) else float("nan"),
+        "rows": int(len(y)),
+        "confusion": [[tn, fp], [fn, tp]],
+    }
+
+
+def roc_points(y, p, max_points: int = 200) -> tuple:
+    """ROC curve (fpr, tpr, thresholds) thinned to at most ``max_points`` points for the KFP UI."""
+    import numpy as np
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, thr = roc_curve(y, p)
+    thr = np.where(np.isfinite(thr), thr, 1.0)
+    if len(fpr) > max_points:
+        keep = np.unique(np.linspace(0, len(fpr) - 1, max_points).astype(int))
+        fpr, tpr, thr = fpr[keep], tpr[keep], thr[keep]
+    return fpr.tolist(), tpr.tolist(), thr.tolist()
+
+
+def slice_metrics(y, p, groups, threshold: float, min_rows: int = 30, max_slices: int = 20) -> dict:
+    """Per-slice AUC / positive-prediction rate, plus fairness gaps across slices."""
+    import numpy as np
+    import pandas as pd
+
+    g = pd.Series(groups).astype("string").fillna("<missing>").to_numpy()
+    y = np.asarray(y).astype(int)
+    p = np.asarray(p, dtype=float)
+    values, counts = np.unique(g, return_counts=True)
+    order = np.argsort(-counts)[:max_slices]
+    out = {}
+    for i in order:
+        if counts[i] < min_rows:
+            continue
+        m = g == values[i]
+        two = len(np.unique(y[m])) == 2
+        out[str(values[i])] = {
+            "rows": int(counts[i]),
+            "auc": fast_auc(y[m], p[m]) if two else None,
+            "positive_rate": float(y[m].mean()),
+            "predicted_positive_rate": float((p[m] >= threshold).mean()),
+        }
+    aucs = [v["auc"] for v in out.values() if v["auc"] is not None]
+    ppr = [v["predicted_positive_rate"] for v in out.values()]
+    gaps = {
+        "auc_gap": float(max(aucs) - min(aucs)) if len(aucs) > 1 else 0.0,
+        "demographic_parity_ratio": float(min(ppr) / max(ppr)) if len(ppr) > 1 and max(ppr) > 0 else 1.0,
+    }
+    return {"slices": out, **gaps}
+
+
+def finite_or_none(x) -> Optional[float]:
+    import math
+
+    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(x)

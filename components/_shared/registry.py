@@ -1,0 +1,91 @@
+"""The MLflow model registry: where the champion lives.
+
+A registered model version's artifacts hold everything needed to re-score it and to
+validate new data against it: the core Keras model and transform spec (``model/``), the
+schema and a reference data sample (``data/``), the SavedModel (``saved_model/``) and the
+model card. Aliases, not stages: ``champion``, ``previous``, ``candidate``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Optional
+
+logger = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+PREVIOUS = "previous"
+CANDIDATE = "candidate"
+
+
+@dataclasses.dataclass
+class ModelRef:
+    name: str
+    version: str
+    run_id: Optional[str]
+    source: str
+    tags: dict
+
+
+def experiment_name(model_name: str) -> str:
+    return f"kfp-tf-gate/{model_name}"
+
+
+def configure(tracking_uri: str, model_name: Optional[str] = None, artifact_location: Optional[str] = None):
+    """Point MLflow at ``tracking_uri`` and (optionally) select the model's experiment."""
+    import mlflow
+
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+    if model_name:
+        name = experiment_name(model_name)
+        client = mlflow.MlflowClient()
+        if client.get_experiment_by_name(name) is None:
+            try:
+                client.create_experiment(name, artifact_location=artifact_location)
+            except Exception:  # created concurrently by another task
+                pass
+        mlflow.set_experiment(name)
+    return mlflow.MlflowClient()
+
+
+def get_alias(client, model_name: str, alias: str) -> Optional[ModelRef]:
+    """The version behind an alias, or None when the model or alias does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = client.get_model_version_by_alias(model_name, alias)
+    except MlflowException as exc:
+        code = getattr(exc, "error_code", "")
+        if code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") or "not found" in str(exc).lower():
+            return None
+        raise
+    return ModelRef(model_name, str(mv.version), mv.run_id, mv.source, dict(mv.tags or {}))
+
+
+def download(client, ref: ModelRef, dest: str, subpath: str = "") -> str:
+    """Download a version's artifacts (or a sub-folder of them) to ``dest``; returns the local path."""
+    import mlflow
+
+    os.makedirs(dest, exist_ok=True)
+    uri = f"runs:/{ref.run_id}/{subpath}".rstrip("/") if ref.run_id else ref.source
+    if not ref.run_id and subpath:
+        uri = f"{ref.source.rstrip('/')}/{subpath}"
+    return mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dest)
+
+
+def find_version_by_tag(client, model_name: str, key: str, value: str) -> Optional[ModelRef]:
+    """The registered version carrying tag ``key=value`` (deploy's idempotency key)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client.search_model_versions(f"name = '{model_name}'")
+    except MlflowException:
+        return None
+    for mv in versions:
+        if (mv.tags or {}).get(key) == value:
+            return ModelRef(model_name, str(mv.version), mv.run_id, mv.source, dict(mv.tags or {}))
+    return None

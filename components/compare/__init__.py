@@ -1,0 +1,1 @@
+"""Compare stage: the promotion rule (gates, champion re-scoring, bootstrap)."""

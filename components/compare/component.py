@@ -1,0 +1,77 @@
+"""KFP wrapper of compare."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Model, Output
+
+from components._shared.images import IMAGES
+
+
+@dsl.component(base_image=IMAGES.trainer, install_kfp_package=False)
+def compare_models(
+    model: Input[Model],
+    test_data: Input[Dataset],
+    evaluation: Input[Artifact],
+    decision: Output[Artifact],
+    decision_report: Output[Markdown],
+    model_name: str,
+    mlflow_tracking_uri: str = "",
+    min_auc: float = 0.6,
+    max_ece: float = 0.1,
+    max_auc_gap: float = 0.25,
+    min_improvement: float = 0.0,
+    require_significance: bool = True,
+    bootstrap_samples: int = 200,
+) -> bool:
+    """Decide whether the challenger replaces the champion; returns promote.
+
+    The champion (registry alias "champion") is re-scored on this run's test split and the
+    AUC difference is bootstrapped on the same rows. A negative gate value disables that gate.
+
+    Args:
+        model_name: Registered model whose champion is the baseline.
+        mlflow_tracking_uri: MLflow registry URI; empty means no champion lookup.
+        min_auc: Absolute gate: minimum test AUC.
+        max_ece: Absolute gate: maximum expected calibration error.
+        max_auc_gap: Absolute gate: maximum AUC gap between slices.
+        min_improvement: Required AUC margin over the champion.
+        require_significance: Also require the bootstrap 95% lower bound of the AUC difference above zero.
+        bootstrap_samples: Bootstrap resamples.
+    """
+    import logging
+    import os
+    import tempfile
+
+    from components._shared import io, registry
+    from components._shared.errors import ModelError
+    from components.compare.core import Gates, compare_with_champion, decision_markdown
+    from components.engineer.core import labels
+    from components.evaluate.core import score
+
+    logging.basicConfig(level=logging.INFO)
+    ev = io.read_json(evaluation.path)
+    spec = io.read_json(os.path.join(model.path, "transform_spec.json"))
+    test = io.read_parquet(test_data.path)
+    y = labels(test, spec)
+    p_new = score(model.path, test, spec)
+    gates = Gates.from_params(min_auc, max_ece, max_auc_gap, min_improvement, require_significance)
+    scorer, version = None, None
+    if mlflow_tracking_uri:
+        client = registry.configure(mlflow_tracking_uri)
+        ref = registry.get_alias(client, model_name, registry.CHAMPION)
+        if ref is not None:
+            version = ref.version
+            local = registry.download(client, ref, tempfile.mkdtemp(prefix="champion-"), "model")
+
+            def scorer(df, _dir=local):
+                if not os.path.exists(os.path.join(_dir, "model.keras")):
+                    raise ModelError(f"champion artifacts at {_dir} hold no model.keras")
+                return score(_dir, df)
+
+    d = compare_with_champion(ev["metrics"], y, p_new, test, gates, scorer, version,
+                              threshold=ev["threshold"], n_boot=bootstrap_samples)
+    io.write_json(d.to_dict(), decision.path)
+    with open(decision_report.path, "w") as fh:
+        fh.write(decision_markdown(d))
+    decision.metadata.update({"promote": d.promote, "champion_version": version or ""})
+    logging.getLogger(__name__).info("decision: %s", "; ".join(d.reasons))
+    return d.promote

@@ -1,0 +1,290 @@
+"""Deploy: register the version, push it to TF Serving, verify it, then move the alias.
+
+Order matters, so a failure at any step leaves the served model and the champion alias
+as they were:
+  1. register (or find, by the SavedModel's fingerprint) the MLflow model version;
+  2. copy the SavedModel to ``<serving_base>/<model>/<version>/`` through a temporary
+     folder renamed into place (TF Serving never sees half a version);
+  3. load that copy the way TF Serving does and replay its warm-up requests;
+  4. rewrite ``models.config`` (version labels ``stable`` / ``previous``) atomically;
+  5. move the registry alias ``champion`` (old one kept as ``previous``), or set
+     ``candidate`` when human approval is required.
+Every step is idempotent: a retried deploy of the same SavedModel changes nothing twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from typing import Optional
+
+from components._shared import io, registry
+from components._shared.errors import DeployError
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "serving.json"
+CONFIG_FILE = "models.config"
+
+
+@dataclasses.dataclass
+class DeployResult:
+    model_name: str
+    version: str
+    serving_dir: str
+    alias: str
+    previous_version: Optional[str]
+    reused: bool
+    models_config: str
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def fingerprint(saved_model_dir: str) -> str:
+    """SHA-256 over the SavedModel's files (names and bytes), warm-up requests excluded."""
+    h = hashlib.sha256()
+    for root, dirs, files in os.walk(saved_model_dir):
+        dirs.sort()
+        for f in sorted(files):
+            path = os.path.join(root, f)
+            rel = os.path.relpath(path, saved_model_dir)
+            if rel.startswith("assets.extra"):
+                continue
+            h.update(rel.encode())
+            with open(path, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- TF Serving files
+
+
+def push_to_serving(saved_model_dir: str, serving_base: str, model_name: str, version: str) -> tuple[str, bool]:
+    """Copy a SavedModel to ``<base>/<model>/<version>`` atomically. Returns (path, created)."""
+    if not str(version).isdigit():
+        raise DeployError(f"TF Serving versions must be integers, got {version!r}")
+    model_base = os.path.join(serving_base, model_name)
+    target = os.path.join(model_base, str(version))
+    if os.path.exists(target):
+        if fingerprint(target) == fingerprint(saved_model_dir):
+            return target, False
+        raise DeployError(f"{target} already holds a different model; refusing to overwrite a served version")
+    os.makedirs(model_base, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=model_base)
+    try:
+        shutil.copytree(saved_model_dir, tmp, dirs_exist_ok=True)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target, True
+
+
+def read_state(serving_base: str, model_name: str) -> dict:
+    if not serving_base:
+        return {"stable": None, "previous": None, "canary": None}
+    path = os.path.join(serving_base, model_name, STATE_FILE)
+    return io.read_json(path) if os.path.exists(path) else {"stable": None, "previous": None, "canary": None}
+
+
+def write_state(serving_base: str, model_name: str, state: dict) -> str:
+    if not serving_base:
+        return ""
+    io.write_json(state, os.path.join(serving_base, model_name, STATE_FILE))
+    return write_models_config(serving_base)
+
+
+def write_models_config(serving_base: str) -> str:
+    """Regenerate ``<base>/models.config`` (TF Serving's --model_config_file) from every model's state."""
+    configs = []
+    for name in sorted(os.listdir(serving_base)):
+        state_path = os.path.join(serving_base, name, STATE_FILE)
+        if not os.path.exists(state_path):
+            continue
+        state = io.read_json(state_path)
+        labels = {k: state[k] for k in ("stable", "canary", "previous") if state.get(k)}
+        versions = sorted({int(v) for v in labels.values()}, reverse=True)
+        if not versions:
+            continue
+        body = [f'    name: "{name}"', f'    base_path: "{os.path.abspath(os.path.join(serving_base, name))}"',
+                '    model_platform: "tensorflow"',
+                "    model_version_policy { specific { " + " ".join(f"versions: {v}" for v in versions) + " } }"]
+        body += [f'    version_labels {{ key: "{k}" value: {int(v)} }}' for k, v in labels.items()]
+        configs.append("  config {\n" + "\n".join(body) + "\n  }")
+    text = "model_config_list {\n" + "\n".join(configs) + "\n}\n"
+    path = os.path.join(serving_base, CONFIG_FILE)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+    return path
+
+
+# --------------------------------------------------------------------------- model card
+
+
+def model_card(model_name: str, version: str, evaluation: dict, decision: dict, ingest_meta: dict,
+               train_meta: dict, lineage: dict) -> str:
+    m = evaluation.get("metrics", {})
+    lines = [f"# Model card: {model_name} v{version}", "",
+             "## Data", "",
+             f"- Source: `{ingest_meta.get('source_uri', 'n/a')}`",
+             f"- Content hash: `{ingest_meta.get('content_hash', 'n/a')}`",
+             f"- Rows: {ingest_meta.get('rows', {})}",
+             f"- Label: `{ingest_meta.get('label', '?')}` (positive value {ingest_meta.get('positive_label', '?')!r})",
+             f"- Features: {', '.join(train_meta.get('features', [])) or 'n/a'}", "",
+             "## Training", "", f"- Parameters: {train_meta.get('params', {})}",
+             f"- Device: {train_meta.get('device', 'n/a')}", "",
+             "## Test metrics", "", "| metric | value |", "|---|---|"]
+    for k in ("auc", "pr_auc", "log_loss", "brier", "accuracy", "precision", "recall", "f1", "ece",
+              "max_auc_gap", "min_demographic_parity_ratio", "threshold"):
+        if m.get(k) is not None:
+            lines.append(f"| {k} | {m[k]:.4f} |")
+    for col, s in (evaluation.get("slices") or {}).items():
+        lines.append(f"\nSlices by `{col}`: AUC gap {s['auc_gap']:.4f}, demographic parity ratio {s['demographic_parity_ratio']:.4f}")
+    lines += ["", "## Promotion decision", ""] + [f"- {r}" for r in decision.get("reasons", [])]
+    lines += ["", "## Lineage", ""] + [f"- {k}: `{v}`" for k, v in sorted(lineage.items())]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- registry + serving
+
+
+def register_version(client, model_name: str, fp: str, artifacts: dict, description: str, tags: dict):
+    """Log artifacts in an MLflow run and register them as a new model version (or find it)."""
+    import mlflow
+
+    existing = registry.find_version_by_tag(client, model_name, "fingerprint", fp)
+    if existing is not None:
+        logger.info("model %s version %s already holds this SavedModel: reusing it", model_name, existing.version)
+        return existing, True
+    with mlflow.start_run(run_name=f"register-{model_name}") as run:
+        for dest, local in artifacts.items():
+            if local and os.path.isdir(local):
+                mlflow.log_artifacts(local, artifact_path=dest)
+            elif local and os.path.exists(local):
+                mlflow.log_artifact(local, artifact_path=dest)
+        mlflow.set_tags({k: str(v) for k, v in tags.items()})
+        run_id, artifact_uri = run.info.run_id, run.info.artifact_uri
+    try:
+        client.create_registered_model(model_name)
+    except Exception:  # already exists
+        pass
+    mv = client.create_model_version(model_name, source=f"{artifact_uri}/model", run_id=run_id,
+                                     tags={"fingerprint": fp, **{k: str(v) for k, v in tags.items()}},
+                                     description=description[:5000])
+    return registry.ModelRef(model_name, str(mv.version), run_id, mv.source, dict(mv.tags or {})), False
+
+
+def deploy(
+    saved_model_dir: str,
+    model_name: str,
+    tracking_uri: str,
+    serving_base: str,
+    artifacts: dict,
+    card: str,
+    tags: Optional[dict] = None,
+    require_approval: bool = False,
+    verify=None,
+) -> DeployResult:
+    """Register, push, verify and promote one SavedModel (see the module docstring for the order).
+
+    Args:
+        artifacts: Registry artifact folder -> local path (``model``, ``saved_model``, ``data``, ...).
+        card: The model card (Markdown) stored as the version's description and as an artifact.
+        verify: ``verify(path) -> int`` loads a pushed version and replays its warm-up requests;
+            defaults to :func:`components.export.core.replay_warmup`.
+    """
+    if not os.path.exists(os.path.join(saved_model_dir, "saved_model.pb")):
+        raise DeployError(f"{saved_model_dir} is not a SavedModel (no saved_model.pb)")
+    if verify is None:
+        from components.export.core import replay_warmup as verify
+    fp = fingerprint(saved_model_dir)
+    client = registry.configure(tracking_uri, model_name)
+    with tempfile.TemporaryDirectory() as tmp:
+        card_path = os.path.join(tmp, "model_card.md")
+        with open(card_path, "w") as fh:
+            fh.write(card)
+        ref, reused = register_version(client, model_name, fp, {**artifacts, "card": card_path}, card, tags or {})
+    version = ref.version
+    if serving_base:
+        target, created = push_to_serving(saved_model_dir, serving_base, model_name, version)
+    else:  # registry-only deploy (e.g. Vertex endpoints): verify the exported copy itself
+        target, created = saved_model_dir, False
+    try:
+        n = verify(target)
+        logger.info("version %s answered %d warm-up requests", version, n)
+    except Exception as exc:
+        if created:
+            shutil.rmtree(target, ignore_errors=True)
+        raise DeployError(f"version {version} of {model_name} failed its warm-up requests and was not promoted: {exc}") from exc
+
+    champion = registry.get_alias(client, model_name, registry.CHAMPION)
+    if require_approval:
+        client.set_registered_model_alias(model_name, registry.CANDIDATE, version)
+        state = read_state(serving_base, model_name)
+        state["canary"] = int(version) if state.get("stable") else None
+        if not state.get("stable"):
+            state["stable"] = int(version)
+        config = write_state(serving_base, model_name, state)
+        return DeployResult(model_name, version, target, registry.CANDIDATE,
+                            champion.version if champion else None, reused, config)
+    previous = champion.version if champion and champion.version != version else (
+        (registry.get_alias(client, model_name, registry.PREVIOUS) or registry.ModelRef("", "", None, "", {})).version or None)
+    state = read_state(serving_base, model_name)
+    if state.get("stable") and int(state["stable"]) != int(version):
+        state["previous"] = int(state["stable"])
+    state["stable"], state["canary"] = int(version), None
+    config = write_state(serving_base, model_name, state)
+    if champion and champion.version != version:
+        client.set_registered_model_alias(model_name, registry.PREVIOUS, champion.version)
+    client.set_registered_model_alias(model_name, registry.CHAMPION, version)
+    logger.info("model %s version %s is champion (previous %s); served from %s", model_name, version, previous, target)
+    return DeployResult(model_name, version, target, registry.CHAMPION, previous, reused, config)
+
+
+def rollback(model_name: str, tracking_uri: str, serving_base: str) -> dict:
+    """Make ``previous`` the champion again (registry alias and TF Serving labels)."""
+    client = registry.configure(tracking_uri)
+    champion = registry.get_alias(client, model_name, registry.CHAMPION)
+    previous = registry.get_alias(client, model_name, registry.PREVIOUS)
+    if previous is None:
+        raise DeployError(f"model {model_name!r} has no 'previous' version to roll back to")
+    served = os.path.join(serving_base, model_name, previous.version)
+    if not os.path.exists(os.path.join(served, "saved_model.pb")):
+        raise DeployError(f"version {previous.version} of {model_name!r} is no longer on the serving path {served}")
+    state = read_state(serving_base, model_name)
+    state["stable"] = int(previous.version)
+    state["previous"] = int(champion.version) if champion else None
+    state["canary"] = None
+    write_state(serving_base, model_name, state)
+    client.set_registered_model_alias(model_name, registry.CHAMPION, previous.version)
+    if champion:
+        client.set_registered_model_alias(model_name, registry.PREVIOUS, champion.version)
+    return {"model": model_name, "champion": previous.version, "previous": champion.version if champion else None,
+            "serving_dir": served}
+
+
+def approve(model_name: str, tracking_uri: str, serving_base: str) -> dict:
+    """Promote the ``candidate`` version (set by a deploy with approval required) to champion."""
+    client = registry.configure(tracking_uri)
+    cand = registry.get_alias(client, model_name, registry.CANDIDATE)
+    if cand is None:
+        raise DeployError(f"model {model_name!r} has no 'candidate' version awaiting approval")
+    champion = registry.get_alias(client, model_name, registry.CHAMPION)
+    state = read_state(serving_base, model_name)
+    if state.get("stable") and int(state["stable"]) != int(cand.version):
+        state["previous"] = int(state["stable"])
+    state["stable"], state["canary"] = int(cand.version), None
+    write_state(serving_base, model_name, state)
+    if champion and champion.version != cand.version:
+        client.set_registered_model_alias(model_name, registry.PREVIOUS, champion.version)
+    client.set_registered_model_alias(model_name, registry.CHAMPION, cand.version)
+    client.delete_registered_model_alias(model_name, registry.CANDIDATE)
+    return {"model": model_name, "champion": cand.version, "previous": champion.version if champion else None}

@@ -1,0 +1,1 @@
+"""Engineer stage: transform spec fitted on the train split."""

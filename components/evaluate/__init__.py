@@ -1,0 +1,1 @@
+"""Evaluate stage: metrics, ROC, confusion matrix, slices and fairness gaps."""

@@ -1,0 +1,43 @@
+"""KFP wrapper of evaluate."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
+
+from components._shared.images import IMAGES
+
+
+@dsl.component(base_image=IMAGES.trainer, install_kfp_package=False)
+def evaluate_model(
+    model: Input[Model],
+    test_data: Input[Dataset],
+    eval_data: Input[Dataset],
+    metrics: Output[Metrics],
+    classification_metrics: Output[ClassificationMetrics],
+    evaluation: Output[Artifact],
+    report: Output[Markdown],
+    slice_columns: str = "",
+    min_slice_rows: int = 30,
+):
+    """Test-split metrics (threshold chosen on the eval split), ROC, confusion matrix, slices.
+
+    Args:
+        slice_columns: Comma-separated columns to slice by (sensitive attributes); empty for every categorical feature.
+        min_slice_rows: Slices smaller than this are not reported.
+    """
+    import logging
+
+    from components._shared import io
+    from components.evaluate.core import evaluate, report_markdown
+
+    logging.basicConfig(level=logging.INFO)
+    cols = [c.strip() for c in slice_columns.split(",") if c.strip()]
+    ev = evaluate(model.path, test_data.path, eval_data.path, slice_columns=cols or None, min_slice_rows=min_slice_rows)
+    io.write_json(ev.to_dict(), evaluation.path)
+    for k, v in ev.metrics.items():
+        if isinstance(v, (int, float)) and v == v:
+            metrics.log_metric(k, float(v))
+    fpr, tpr, thr = ev.roc
+    classification_metrics.log_roc_curve(fpr, tpr, thr)
+    classification_metrics.log_confusion_matrix(["negative", "positive"], ev.confusion)
+    with open(report.path, "w") as fh:
+        fh.write(report_markdown(ev))

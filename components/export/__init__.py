@@ -1,0 +1,1 @@
+"""Export stage: TF Serving SavedModel and TFLite with measured parity."""

@@ -1,0 +1,329 @@
+"""Export: a SavedModel for TF Serving over raw features, warm-up requests, and TFLite.
+
+SavedModel signatures:
+  * ``serving_default`` — one named tensor per raw feature (numbers as float32, timestamps
+    as days since 1970-01-01, categories as strings); returns ``probability``, ``class_id``
+    (1 = positive) and ``label`` (the raw label value).
+  * ``predict_examples`` — the same over serialized ``tf.Example`` protos (input ``examples``).
+  * ``classification`` — TF Serving's Classify API (method ``tensorflow/serving/classify``,
+    input ``inputs``, outputs ``classes``/``scores``), for the classify endpoint and batch tools.
+
+TFLite: the *core* model (numbers + vocabulary indices) is converted, so the interpreter
+needs only builtin ops; string lookups stay on the host and use the vocabulary in the
+transform spec shipped beside the ``.tflite`` file (``transform_spec.json``), applied by
+``engineer.core.encode`` — the same mapping as the SavedModel's lookup tables. Parity
+between the two is measured on the test split and bounded.
+
+Writes are atomic: everything goes to a temporary sibling folder that is renamed into
+place, so TF Serving never sees a half-written version.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import tempfile
+import time
+from typing import Optional
+
+from components._shared import io
+from components._shared.errors import ModelError
+from components.engineer.core import encode, raw_features
+from components.train.model import SPEC_FILE, load_core_model, predict_proba
+
+logger = logging.getLogger(__name__)
+
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+
+
+@dataclasses.dataclass
+class ExportResult:
+    saved_model_dir: str
+    tflite_path: str
+    metrics: dict
+
+
+def _serving_module(core, spec: dict, threshold: float):
+    import tensorflow as tf
+
+    num, cat = spec["numeric"], spec["categorical"]
+    pos = str(spec.get("positive_label") or "1")
+    neg = str(spec.get("negative_label") or "0")
+
+    class Serving(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.core = core
+            self.tables = [
+                tf.lookup.StaticHashTable(
+                    tf.lookup.KeyValueTensorInitializer(
+                        tf.constant(f["vocab"] or [""], dtype=tf.string),
+                        tf.range(1, max(1, len(f["vocab"])) + 1, dtype=tf.int32)),
+                    default_value=0)
+                for f in cat
+            ]
+            self.threshold = tf.Variable(float(threshold), trainable=False, name="threshold")
+            self.labels = tf.constant([neg, pos])
+
+        def _score(self, feats):
+            inputs = {}
+            if num:
+                inputs["numeric"] = tf.stack([tf.cast(tf.reshape(feats[f["input_name"]], [-1]), tf.float32) for f in num], axis=1)
+            if cat:
+                inputs["categorical"] = tf.stack(
+                    [t.lookup(tf.reshape(feats[f["input_name"]], [-1])) for f, t in zip(cat, self.tables)], axis=1)
+            return tf.reshape(self.core(inputs, training=False), [-1])
+
+        def _outputs(self, p):
+            cls = tf.cast(p >= self.threshold, tf.int64)
+            return {"probability": p, "class_id": cls, "label": tf.gather(self.labels, cls)}
+
+        def _parse(self, serialized):
+            feature_spec = {f["input_name"]: tf.io.FixedLenFeature([], tf.float32, default_value=float("nan")) for f in num}
+            feature_spec.update({f["input_name"]: tf.io.FixedLenFeature([], tf.string, default_value="") for f in cat})
+            return tf.io.parse_example(serialized, feature_spec)
+
+    module = Serving()
+    sig = {f["input_name"]: tf.TensorSpec([None], tf.float32, name=f["input_name"]) for f in num}
+    sig.update({f["input_name"]: tf.TensorSpec([None], tf.string, name=f["input_name"]) for f in cat})
+
+    @tf.function(input_signature=[sig])
+    def serve(features):
+        return module._outputs(module._score(features))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_examples(examples):
+        return module._outputs(module._score(module._parse(examples)))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def classify(inputs):
+        p = module._score(module._parse(inputs))
+        scores = tf.stack([1.0 - p, p], axis=1)
+        classes = tf.tile(tf.expand_dims(module.labels, 0), [tf.shape(p)[0], 1])
+        return {"classes": classes, "scores": scores}
+
+    module.serve, module.serve_examples, module.classify = serve, serve_examples, classify
+    signatures = {
+        "serving_default": serve.get_concrete_function(),
+        "predict_examples": serve_examples.get_concrete_function(),
+        "classification": classify.get_concrete_function(),
+    }
+    return module, signatures
+
+
+def _mark_classify_signature(saved_model_dir: str) -> None:
+    """TF2 saves every signature as Predict; TF Serving's Classify API needs method_name classify."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    path = os.path.join(saved_model_dir, "saved_model.pb")
+    sm = saved_model_pb2.SavedModel()
+    with open(path, "rb") as fh:
+        sm.ParseFromString(fh.read())
+    for mg in sm.meta_graphs:
+        if "classification" in mg.signature_def:
+            mg.signature_def["classification"].method_name = CLASSIFY_METHOD
+    with open(path, "wb") as fh:
+        fh.write(sm.SerializeToString())
+
+
+def warmup_requests(spec: dict, sample, model_name: str, n: int = 3) -> list:
+    """PredictionLog records for TF Serving warm-up (real rows of the test split)."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    feats = raw_features(sample, spec, rows=n)
+    logs = []
+    for i in range(min(n, len(sample))):
+        req = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default"))
+        for k, v in feats.items():
+            req.inputs[k].CopyFrom(tf.make_tensor_proto(v[i:i + 1]))
+        logs.append(prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=req)))
+    return logs
+
+
+def write_warmup(saved_model_dir: str, logs: list) -> str:
+    import tensorflow as tf
+
+    path = os.path.join(saved_model_dir, WARMUP_FILE)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tf.io.TFRecordWriter(path) as w:
+        for log in logs:
+            w.write(log.SerializeToString())
+    return path
+
+
+def replay_warmup(saved_model_dir: str) -> int:
+    """Load a SavedModel as TF Serving would and send it its warm-up requests; returns the count.
+
+    Raises:
+        ModelError: The model does not load, or a request fails or returns non-finite values.
+    """
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    try:
+        loaded = tf.saved_model.load(saved_model_dir)
+        fn = loaded.signatures["serving_default"]
+    except Exception as exc:
+        raise ModelError(f"the SavedModel at {saved_model_dir} does not load: {exc}") from exc
+    path = os.path.join(saved_model_dir, WARMUP_FILE)
+    if not os.path.exists(path):
+        raise ModelError(f"the SavedModel at {saved_model_dir} has no warm-up requests ({WARMUP_FILE})")
+    count = 0
+    for raw in tf.data.TFRecordDataset(path):
+        log = prediction_log_pb2.PredictionLog.FromString(raw.numpy())
+        inputs = {k: tf.make_ndarray(v) for k, v in log.predict_log.request.inputs.items()}
+        try:
+            out = fn(**{k: tf.constant(v) for k, v in inputs.items()})
+        except Exception as exc:
+            raise ModelError(f"a warm-up request to {saved_model_dir} failed: {exc}") from exc
+        if not np.all(np.isfinite(out["probability"].numpy())):
+            raise ModelError(f"a warm-up request to {saved_model_dir} returned a non-finite probability")
+        count += 1
+    if count == 0:
+        raise ModelError(f"the warm-up file of {saved_model_dir} holds no requests")
+    return count
+
+
+def convert_tflite(core, quantization: str = "float16") -> bytes:
+    """Convert the core model to TFLite with builtin ops only."""
+    import tensorflow as tf
+
+    if quantization not in ("float16", "dynamic", "none"):
+        raise ModelError(f"unknown TFLite quantization {quantization!r}: use float16, dynamic or none")
+    with tempfile.TemporaryDirectory() as tmp:
+        core.export(tmp, format="tf_saved_model", verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if quantization != "none":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantization == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        return converter.convert()
+
+
+def tflite_predict(model_bytes: bytes, arrays: dict):
+    """Run the TFLite model over all rows of ``arrays`` (one resized invoke per 4096 rows)."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_content=model_bytes)
+    runner = interp.get_signature_runner()
+    n = len(next(iter(arrays.values())))
+    out = []
+    for s in range(0, n, 4096):
+        res = runner(**{k: v[s:s + 4096] for k, v in arrays.items()})
+        out.append(np.asarray(next(iter(res.values()))).reshape(-1))
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+def _single_row_latency_ms(fn, repeats: int = 200) -> float:
+    import numpy as np
+
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times) * 1000)
+
+
+def export(
+    model_dir: str,
+    test_path: str,
+    saved_model_dir: str,
+    tflite_dir: str,
+    model_name: str,
+    threshold: float = 0.5,
+    quantization: str = "float16",
+    max_parity_diff: float = 1e-3,
+    parity_rows: int = 100_000,
+) -> ExportResult:
+    """Write the SavedModel (with warm-up requests) and the TFLite model; measure parity.
+
+    Raises:
+        ModelError: Parity between TFLite and SavedModel exceeds ``max_parity_diff``,
+            or the SavedModel fails its own warm-up requests.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    t0 = time.perf_counter()
+    spec = io.read_json(os.path.join(model_dir, SPEC_FILE))
+    core = load_core_model(model_dir)
+    columns = [f["name"] for f in spec["numeric"] + spec["categorical"]]
+    test = io.read_parquet(test_path, columns=columns)
+    if len(test) > parity_rows:
+        test = test.sample(parity_rows, random_state=0)
+
+    # SavedModel, written to a temporary sibling and renamed into place.
+    parent = os.path.dirname(os.path.abspath(saved_model_dir)) or "."
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    try:
+        module, signatures = _serving_module(core, spec, threshold)
+        tf.saved_model.save(module, tmp, signatures=signatures)
+        _mark_classify_signature(tmp)
+        write_warmup(tmp, warmup_requests(spec, test, model_name))
+        replay_warmup(tmp)
+        if os.path.exists(saved_model_dir):
+            shutil.rmtree(saved_model_dir)
+        os.replace(tmp, saved_model_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+    loaded = tf.saved_model.load(saved_model_dir)
+    serve = loaded.signatures["serving_default"]
+    feats = raw_features(test, spec)
+    sm_probs = []
+    for s in range(0, len(test), 8192):
+        sm_probs.append(serve(**{k: tf.constant(v[s:s + 8192]) for k, v in feats.items()})["probability"].numpy())
+    sm_probs = np.concatenate(sm_probs) if sm_probs else np.zeros(0)
+
+    tflite_bytes = convert_tflite(core, quantization)
+    os.makedirs(tflite_dir, exist_ok=True)
+    tflite_path = os.path.join(tflite_dir, "model.tflite")
+    with open(tflite_path + ".tmp", "wb") as fh:
+        fh.write(tflite_bytes)
+    os.replace(tflite_path + ".tmp", tflite_path)
+    io.write_json(spec, os.path.join(tflite_dir, SPEC_FILE))
+    arrays = encode(test, spec)
+    lite_probs = tflite_predict(tflite_bytes, arrays)
+    keras_probs = predict_proba(core, arrays)
+    diff = np.abs(lite_probs - sm_probs)
+    skew = float(np.max(np.abs(keras_probs - sm_probs))) if len(test) else 0.0
+
+    one_feats = {k: tf.constant(v[:1]) for k, v in feats.items()}
+    sm_latency = _single_row_latency_ms(lambda: serve(**one_feats))
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_content=tflite_bytes).get_signature_runner()
+    one_arrays = {k: v[:1] for k, v in arrays.items()}
+    lite_latency = _single_row_latency_ms(lambda: runner(**one_arrays))
+    sm_size = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(saved_model_dir) for f in fs)
+    metrics = {
+        "tflite_max_abs_diff": float(diff.max()) if len(diff) else 0.0,
+        "tflite_mean_abs_diff": float(diff.mean()) if len(diff) else 0.0,
+        "serving_skew_max_abs_diff": skew,
+        "parity_rows": int(len(test)),
+        "tflite_bytes": len(tflite_bytes),
+        "saved_model_bytes": int(sm_size),
+        "tflite_latency_ms": lite_latency,
+        "saved_model_latency_ms": sm_latency,
+        "export_seconds": time.perf_counter() - t0,
+        "threshold": float(threshold),
+    }
+    logger.info("exported %s: %s", saved_model_dir, metrics)
+    if metrics["tflite_max_abs_diff"] > max_parity_diff:
+        raise ModelError(
+            f"the TFLite model differs from the SavedModel by up to {metrics['tflite_max_abs_diff']:.2e} "
+            f"in probability, above the bound {max_parity_diff:.0e} ({quantization} quantization)")
+    if skew > 1e-4:
+        raise ModelError(f"the SavedModel's raw-feature path differs from the training path by {skew:.2e}: training/serving skew")
+    return ExportResult(saved_model_dir, tflite_path, metrics)

@@ -1,0 +1,1 @@
+"""Ingest stage: read, check the label, split deterministically."""

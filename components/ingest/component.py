@@ -1,0 +1,49 @@
+"""KFP wrapper of ingest."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Metrics, Output
+
+from components._shared.images import IMAGES
+
+
+@dsl.component(base_image=IMAGES.data, install_kfp_package=False)
+def ingest_data(
+    data_uri: str,
+    label: str,
+    train_data: Output[Dataset],
+    eval_data: Output[Dataset],
+    test_data: Output[Dataset],
+    ingest_info: Output[Artifact],
+    metrics: Output[Metrics],
+    id_column: str = "",
+    positive_label: str = "",
+    eval_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    seed: int = 42,
+):
+    """Read CSV/Parquet (path, folder of shards, gs://) or BigQuery (bq://) and split it.
+
+    Args:
+        data_uri: Table to train on: a CSV or Parquet file, a folder of shards, gs://..., or bq://project.dataset.table.
+        label: Binary label column (two distinct values; encoded 0/1 downstream).
+        id_column: Column whose hash assigns splits, so a record never changes split; empty for a seeded random split.
+        positive_label: Label value that counts as positive; empty to infer (1/true/yes, else the larger value).
+        eval_fraction: Share of rows in the eval split (early stopping, threshold choice).
+        test_fraction: Share of rows in the test split (metrics, champion comparison).
+        seed: Seed of the random split.
+    """
+    import logging
+
+    from components._shared.io import write_json
+    from components.ingest.core import ingest
+
+    logging.basicConfig(level=logging.INFO)
+    result = ingest(data_uri, label, train_data.path, eval_data.path, test_data.path,
+                    id_column=id_column or None, positive_label=positive_label or None,
+                    eval_fraction=eval_fraction, test_fraction=test_fraction, seed=seed)
+    write_json(result.to_dict(), ingest_info.path)
+    for art, split in ((train_data, "train"), (eval_data, "eval"), (test_data, "test")):
+        art.metadata.update({"rows": result.rows[split], "content_hash": result.content_hash, "source_uri": data_uri})
+    ingest_info.metadata.update({"content_hash": result.content_hash, "positive_label": result.positive_label})
+    for split, n in result.rows.items():
+        metrics.log_metric(f"{split}_rows", n)

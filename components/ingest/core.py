@@ -1,0 +1,217 @@
+"""Ingest: read a table, check the label, split it deterministically, write Parquet.
+
+The label is normalised to 0/1 (int8) here, once: every later stage sees the same
+encoding, and the mapping (which raw value is the positive class) is recorded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+from typing import Optional
+
+from components._shared import io
+from components._shared.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+POSITIVE_TOKENS = ("1", "1.0", "true", "yes", "y", "t", "positive", "pos")
+
+
+@dataclasses.dataclass
+class IngestResult:
+    source_uri: str
+    label: str
+    positive_label: str
+    negative_label: str
+    rows: dict
+    columns: list
+    content_hash: str
+    dropped_missing_label: int
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _label_key(value) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
+def encode_label(series, label: str, positive_label: Optional[str] = None):
+    """Map a two-valued label column to 0/1.
+
+    Returns:
+        (int8 numpy array, positive value as string, negative value as string)
+
+    Raises:
+        DataError: The label does not have exactly two distinct values, or
+            ``positive_label`` is not one of them.
+    """
+    import numpy as np
+    import pandas as pd
+
+    keys = series.map(_label_key) if series.dtype == object else series.astype(object).map(_label_key)
+    values = sorted(pd.unique(keys))
+    if len(values) != 2:
+        shown = ", ".join(repr(v) for v in values[:5]) + (", ..." if len(values) > 5 else "")
+        raise DataError(
+            f"the label column {label!r} must have exactly two values for binary "
+            f"classification but has {len(values)}: {shown}"
+        )
+    if positive_label is not None and str(positive_label) != "":
+        pos = _label_key(positive_label)
+        if pos not in values:
+            raise DataError(f"positive_label {pos!r} is not a value of the label column {label!r} ({values})")
+    else:
+        known = [v for v in values if v.lower() in POSITIVE_TOKENS]
+        pos = known[0] if len(known) == 1 else values[1]
+    neg = values[0] if values[1] == pos else values[1]
+    return (keys.to_numpy() == pos).astype(np.int8), pos, neg
+
+
+def content_hash(df) -> str:
+    """A content hash of a table (independent of file format and shard layout)."""
+    import pandas as pd
+
+    h = hashlib.sha256()
+    h.update(",".join(f"{c}:{df[c].dtype}" for c in df.columns).encode())
+    h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def split_assignments(df, id_column: Optional[str], eval_fraction: float, test_fraction: float, seed: int):
+    """Return an int8 array: 0 train, 1 eval, 2 test.
+
+    With an id column the split is a hash of the id, so a record never moves between
+    splits as the table grows; otherwise a seeded uniform draw.
+    """
+    import numpy as np
+    import pandas as pd
+
+    if not (0 < eval_fraction < 1 and 0 < test_fraction < 1 and eval_fraction + test_fraction < 1):
+        raise DataError(
+            f"eval_fraction ({eval_fraction}) and test_fraction ({test_fraction}) must be in (0, 1) "
+            "and sum to less than 1"
+        )
+    n = len(df)
+    if id_column:
+        if id_column not in df.columns:
+            raise DataError(f"the id column {id_column!r} is not in the data (columns: {list(df.columns)[:20]})")
+        hashed = pd.util.hash_array(df[id_column].astype(str).to_numpy(), categorize=False)
+        u = (hashed % np.uint64(1_000_003)).astype(np.float64) / 1_000_003.0
+    else:
+        u = np.random.default_rng(seed).random(n)
+    out = np.zeros(n, dtype=np.int8)
+    out[u >= 1.0 - test_fraction - eval_fraction] = 1
+    out[u >= 1.0 - test_fraction] = 2
+    return out
+
+
+def ingest(
+    data_uri: str,
+    label: str,
+    train_path: str,
+    eval_path: str,
+    test_path: str,
+    id_column: Optional[str] = None,
+    positive_label: Optional[str] = None,
+    eval_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    seed: int = 42,
+    min_rows: int = 50,
+) -> IngestResult:
+    """Read ``data_uri``, encode the label, split, and write three Parquet files.
+
+    Raises:
+        DataError: Missing file or label column, empty table, unusable label, an empty split.
+    """
+    if not label:
+        raise DataError("no label column was given (set --label)")
+    df = io.read_table(data_uri)
+    if df.shape[1] == 0 or len(df) == 0:
+        raise DataError(f"the data {data_uri} has no rows")
+    df.columns = [str(c).strip() for c in df.columns]
+    if label not in df.columns:
+        raise DataError(
+            f"the label column {label!r} is not in the data {data_uri} "
+            f"(columns: {', '.join(list(df.columns)[:20])})"
+        )
+    if df.shape[1] < 2:
+        raise DataError(f"the data {data_uri} has only the label column; there are no features")
+    missing = df[label].isna().to_numpy()
+    dropped = int(missing.sum())
+    if dropped:
+        logger.warning("dropping %d rows whose label %r is missing", dropped, label)
+        df = df.loc[~missing].reset_index(drop=True)
+    if len(df) < min_rows:
+        raise DataError(f"the data {data_uri} has {len(df)} labelled rows; at least {min_rows} are needed")
+    y, pos, neg = encode_label(df[label], label, positive_label)
+    df[label] = y
+    digest = content_hash(df)
+    split = split_assignments(df, id_column or None, eval_fraction, test_fraction, seed)
+    rows = {}
+    for name, code, path in (("train", 0, train_path), ("eval", 1, eval_path), ("test", 2, test_path)):
+        part = df.loc[split == code]
+        if len(part) == 0:
+            raise DataError(f"the {name} split of {data_uri} is empty ({len(df)} rows in all); use more data")
+        if part[label].nunique() < 2 and name != "eval":
+            raise DataError(f"the {name} split of {data_uri} has only one label value; use more data")
+        io.write_parquet(part, path)
+        rows[name] = int(len(part))
+    logger.info("ingested %s: rows %s, positive label %r, hash %s", data_uri, rows, pos, digest[:12])
+    return IngestResult(
+        source_uri=data_uri,
+        label=label,
+        positive_label=pos,
+        negative_label=neg,
+        rows=rows,
+        columns=[c for c in df.columns],
+        content_hash=digest,
+        dropped_missing_label=dropped,
+    )
+
+
+def preflight(data_uri: str, label: str) -> None:
+    """Cheap checks before a run starts: the data exists, is not empty, and has the label column.
+
+    Reads only file listings and headers (Parquet schema, the first CSV line), so a CLI can
+    fail in a second with a clear sentence instead of inside a pipeline task.
+    """
+    if not label:
+        raise DataError("no label column was given (set --label)")
+    if data_uri.startswith("bq://") or ("://" in data_uri and not data_uri.startswith("file://")):
+        return  # remote sources are checked by the ingest task itself
+    files, fmt = io.list_shards(data_uri)
+    first = files[0]
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            meta = pq.read_schema(first)
+        except Exception as exc:
+            raise DataError(f"could not read {first} as Parquet: {exc}") from exc
+        names = list(meta.names)
+        if pq.ParquetFile(first).metadata.num_rows == 0 and len(files) == 1:
+            raise DataError(f"the data file {first} has no rows")
+    else:
+        import gzip
+        import os
+
+        if os.path.getsize(first) == 0:
+            raise DataError(f"the data file {first} is empty")
+        opener = gzip.open if first.endswith(".gz") else open
+        with opener(first, "rt", errors="replace") as fh:
+            header = fh.readline()
+            second = fh.readline()
+        if not header.strip():
+            raise DataError(f"the data file {first} has no header line")
+        if not second.strip() and len(files) == 1:
+            raise DataError(f"the data file {first} has a header but no rows")
+        import csv
+
+        names = [c.strip() for c in next(csv.reader([header]))]
+    if label not in names:
+        raise DataError(f"the label column {label!r} is not in the data {data_uri} (columns: {', '.join(names[:20])})")

@@ -1,0 +1,1 @@
+"""Train stage: Keras model from the transform spec, GPU-aware, checkpointed."""

@@ -1,0 +1,70 @@
+"""KFP wrapper of train."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+
+from components._shared.images import IMAGES
+
+
+@dsl.component(base_image=IMAGES.trainer, install_kfp_package=False)
+def train_model(
+    train_data: Input[Dataset],
+    eval_data: Input[Dataset],
+    transform_spec: Input[Artifact],
+    ingest_info: Input[Artifact],
+    model: Output[Model],
+    metrics: Output[Metrics],
+    model_name: str,
+    mlflow_tracking_uri: str = "",
+    epochs: int = 10,
+    batch_size: int = 1024,
+    learning_rate: float = 0.002,
+    hidden_units: str = "64,32",
+    dropout: float = 0.1,
+    early_stopping_patience: int = 2,
+    class_weight: str = "balanced",
+    seed: int = 42,
+    checkpoint_root: str = "",
+    pipeline_run: str = "",
+):
+    """Train the Keras model (preprocessing layers from the transform spec + MLP head).
+
+    Uses mixed precision and MirroredStrategy when the node has GPUs. With checkpoint_root set,
+    BackupAndRestore checkpoints each epoch under checkpoint_root/<pipeline_run>, so a preempted
+    pod resumes.
+
+    Args:
+        model_name: Registered model name (MLflow experiment kfp-tf-gate/<model_name>).
+        mlflow_tracking_uri: MLflow tracking URI; empty to skip tracking.
+        epochs: Maximum epochs (early stopping on eval AUC may stop sooner).
+        batch_size: Examples per step.
+        learning_rate: Adam learning rate.
+        hidden_units: Comma-separated widths of the MLP head, e.g. "64,32".
+        dropout: Dropout after each hidden layer.
+        early_stopping_patience: Epochs without eval-AUC improvement before stopping; 0 disables.
+        class_weight: "balanced" to reweight classes, "none" otherwise.
+        seed: Seed of initialisation and shuffling.
+        checkpoint_root: Durable folder (gs:// or a mounted path) for preemption checkpoints.
+        pipeline_run: Pipeline run id, for lineage and the checkpoint folder.
+    """
+    import logging
+    import os
+
+    from components._shared import io
+    from components.train.core import TrainConfig, train
+
+    logging.basicConfig(level=logging.INFO)
+    info = io.read_json(ingest_info.path)
+    spec = io.read_json(transform_spec.path)
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                         hidden_units=hidden_units, dropout=dropout,
+                         early_stopping_patience=early_stopping_patience, class_weight=class_weight, seed=seed)
+    ckpt = os.path.join(checkpoint_root, pipeline_run or "run", "train") if checkpoint_root else None
+    result = train(train_data.path, eval_data.path, spec, model.path, config, checkpoint_dir=ckpt,
+                   mlflow_tracking_uri=mlflow_tracking_uri, model_name=model_name,
+                   lineage={"pipeline_run": pipeline_run, "data_hash": info["content_hash"],
+                            "data_uri": info["source_uri"]})
+    model.metadata.update({"framework": "keras", "device": result.device, "epochs_run": result.epochs_run,
+                           "mlflow_run_id": result.mlflow_run_id or ""})
+    for k, v in result.metrics.items():
+        metrics.log_metric(k, float(v))

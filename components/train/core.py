@@ -1,0 +1,205 @@
+"""Train: fit the Keras model from the transform spec on the train split.
+
+Runs on whatever the node has: with GPUs it uses mixed precision and a
+MirroredStrategy across them, on CPU it runs as is; the device is logged either way.
+``BackupAndRestore`` checkpoints into ``checkpoint_dir`` each epoch, so a preempted pod
+that restarts with the same directory resumes instead of starting over.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from typing import Optional, Sequence
+
+from components._shared import io
+from components._shared.errors import ModelError
+from components.engineer.core import encode, labels
+from components.train.model import MODEL_FILE, SPEC_FILE, build_core_model
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    epochs: int = 5
+    batch_size: int = 1024
+    learning_rate: float = 2e-3
+    hidden_units: Sequence[int] = (64, 32)
+    dropout: float = 0.1
+    embedding_dim: int = 8
+    early_stopping_patience: int = 2
+    class_weight: str = "balanced"  # "balanced" | "none"
+    seed: int = 42
+
+    def __post_init__(self):
+        if isinstance(self.hidden_units, str):
+            self.hidden_units = tuple(int(u) for u in self.hidden_units.replace(" ", "").split(",") if u)
+        if self.epochs < 1 or self.batch_size < 1 or not (0 <= self.dropout < 1) or self.learning_rate <= 0:
+            raise ModelError(f"invalid training settings: {self}")
+
+
+@dataclasses.dataclass
+class TrainResult:
+    metrics: dict
+    history: dict
+    device: str
+    epochs_run: int
+    examples_per_second: float
+    train_seconds: float
+    mlflow_run_id: Optional[str] = None
+
+
+def _device_strategy():
+    import keras
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+        return f"{len(gpus)} GPU(s): {', '.join(g.name for g in gpus)}", strategy
+    return "CPU", tf.distribute.get_strategy()
+
+
+class _Throughput:
+    """Keras callback recording wall time per epoch."""
+
+    def __init__(self):
+        import keras
+
+        outer = self
+
+        class CB(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                outer._t = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                outer.epoch_seconds.append(time.perf_counter() - outer._t)
+
+        self.epoch_seconds: list = []
+        self.callback = CB()
+
+
+def train(
+    train_path: str,
+    eval_path: str,
+    spec: dict,
+    model_dir: str,
+    config: TrainConfig,
+    checkpoint_dir: Optional[str] = None,
+    mlflow_tracking_uri: str = "",
+    model_name: str = "model",
+    lineage: Optional[dict] = None,
+) -> TrainResult:
+    """Train and save ``model_dir/model.keras`` plus the transform spec beside it.
+
+    Raises:
+        ModelError: The loss became NaN, or the data do not match the spec.
+    """
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    columns = [f["name"] for f in spec["numeric"] + spec["categorical"]] + [spec["label"]]
+    train_df = io.read_parquet(train_path, columns=columns)
+    eval_df = io.read_parquet(eval_path, columns=columns)
+    x_train, y_train = encode(train_df, spec), labels(train_df, spec)
+    x_eval, y_eval = encode(eval_df, spec), labels(eval_df, spec)
+    del train_df, eval_df
+    n = len(y_train)
+    device, strategy = _device_strategy()
+    logger.info("training on %s: %d train rows, %d eval rows", device, n, len(y_eval))
+
+    keras.utils.set_random_seed(config.seed)
+    with strategy.scope():
+        model = build_core_model(spec, config.hidden_units, config.dropout, config.embedding_dim, config.seed)
+        model.compile(
+            optimizer=keras.optimizers.Adam(config.learning_rate),
+            loss="binary_crossentropy",
+            metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
+        )
+    class_weight = None
+    pos = float(y_train.mean())
+    if config.class_weight == "balanced" and 0 < pos < 1:
+        class_weight = {0: 0.5 / (1 - pos), 1: 0.5 / pos}
+    tp = _Throughput()
+    callbacks = [keras.callbacks.TerminateOnNaN(), tp.callback]
+    if config.early_stopping_patience > 0 and len(y_eval) and len(np.unique(y_eval)) > 1:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_auc", mode="max", patience=config.early_stopping_patience, restore_best_weights=True))
+    if checkpoint_dir:
+        callbacks.append(keras.callbacks.BackupAndRestore(checkpoint_dir))
+    mlflow_run_id = None
+    run_ctx = None
+    if mlflow_tracking_uri:
+        import mlflow
+
+        from components._shared import registry
+
+        registry.configure(mlflow_tracking_uri, model_name)
+        run_ctx = mlflow.start_run(run_name=(lineage or {}).get("pipeline_run", None) or "train")
+        mlflow_run_id = run_ctx.info.run_id
+        mlflow.log_params({**{k: str(v) for k, v in dataclasses.asdict(config).items()},
+                           "train_rows": n, "eval_rows": len(y_eval), "device": device,
+                           "features": len(spec["numeric"]) + len(spec["categorical"])})
+        mlflow.set_tags({f"lineage.{k}": str(v) for k, v in (lineage or {}).items()})
+
+        class _MlflowEpochs(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                mlflow.log_metrics({k: float(v) for k, v in (logs or {}).items()}, step=epoch)
+
+        callbacks.append(_MlflowEpochs())
+    t0 = time.perf_counter()
+    try:
+        history = model.fit(
+            x_train, y_train,
+            validation_data=(x_eval, y_eval) if len(y_eval) else None,
+            epochs=config.epochs, batch_size=config.batch_size, shuffle=True,
+            class_weight=class_weight, callbacks=callbacks, verbose=2,
+        )
+    except BaseException:
+        if run_ctx is not None:
+            import mlflow
+
+            mlflow.end_run("FAILED")
+        raise
+    seconds = time.perf_counter() - t0
+    hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    losses = hist.get("loss", [])
+    if not losses or any(not math.isfinite(v) for v in losses):
+        if run_ctx is not None:
+            import mlflow
+
+            mlflow.end_run("FAILED")
+        raise ModelError(f"training diverged: the loss became NaN or infinite (losses per epoch: {losses})")
+    os.makedirs(model_dir, exist_ok=True)
+    model.save(os.path.join(model_dir, MODEL_FILE))
+    io.write_json(spec, os.path.join(model_dir, SPEC_FILE))
+    later = tp.epoch_seconds[1:] or tp.epoch_seconds
+    eps = n / (sum(later) / len(later)) if later else 0.0
+    best = int(np.argmax(hist["val_auc"])) if "val_auc" in hist else len(losses) - 1
+    metrics = {
+        "train_loss": losses[best],
+        "train_auc": hist.get("auc", [float("nan")])[best],
+        "eval_loss": hist.get("val_loss", [float("nan")])[best],
+        "eval_auc": hist.get("val_auc", [float("nan")])[best],
+        "epochs_run": len(losses),
+        "examples_per_second": eps,
+        "train_seconds": seconds,
+    }
+    if mlflow_run_id:
+        import mlflow
+
+        mlflow.log_metrics({f"final_{k}": float(v) for k, v in metrics.items() if math.isfinite(float(v))})
+        mlflow.log_artifacts(model_dir, artifact_path="model")
+        mlflow.end_run()
+    with open(os.path.join(model_dir, "train_metrics.json"), "w") as fh:
+        json.dump({"metrics": metrics, "history": hist, "device": device}, fh, indent=2)
+    logger.info("trained %d epochs in %.1fs (%.0f examples/s after the first epoch); eval AUC %.4f",
+                len(losses), seconds, eps, metrics["eval_auc"])
+    return TrainResult(metrics, hist, device, len(losses), eps, seconds, mlflow_run_id)

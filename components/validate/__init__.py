@@ -1,0 +1,1 @@
+"""Validate stage: schema inference and enforcement, anomalies, drift."""

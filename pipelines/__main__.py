@@ -1,0 +1,168 @@
+"""Command line: ``python -m pipelines {run,compile,rollback,approve,monitor,submit}``.
+
+Exit status: 0 on success (whether or not a model was promoted), 2 on bad input or a
+failed step, with one sentence on stderr naming the problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Optional
+
+EXIT_ERROR = 2
+
+
+def _add_run(sub) -> None:
+    p = sub.add_parser("run", help="run the training pipeline locally (kfp.local)")
+    p.add_argument("--data", help="CSV/Parquet file or folder (default: the embedded churn dataset)")
+    p.add_argument("--label", help="binary label column (default: churned for the embedded dataset)")
+    p.add_argument("--runs-dir", default="runs", help="where runs, MLflow (SQLite) and the serving base live")
+    p.add_argument("--model-name", default="churn-model")
+    p.add_argument("--id-column", default=None, help="id column: hash-based split, excluded from features")
+    p.add_argument("--exclude", default="", help="comma-separated columns that must not be features")
+    p.add_argument("--positive-label", default="")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--min-auc", type=float, default=None)
+    p.add_argument("--min-improvement", type=float, default=None)
+    p.add_argument("--require-approval", action="store_true", help="make a passing model 'candidate', not champion")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="any other pipeline parameter (repeatable), e.g. --param max_ece=0.05")
+    p.add_argument("--verbose", action="store_true", help="stream task logs to the console")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def _coerce(value: str):
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return value
+
+
+def cmd_run(args) -> int:
+    from pipelines.data import ID_COLUMN, LABEL, write_default_dataset
+    from pipelines.local import format_summary, run_local
+
+    data, label = args.data, args.label
+    params: dict = {}
+    if data is None:
+        data = write_default_dataset(os.path.join(os.path.abspath(args.runs_dir), "data", "churn.csv"))
+        label = label or LABEL
+        params["id_column"] = args.id_column or ID_COLUMN
+    if not label:
+        raise SystemExit("error: --label is required with --data")
+    if args.id_column:
+        params["id_column"] = args.id_column
+    for key, val in (("exclude_columns", args.exclude), ("positive_label", args.positive_label),
+                     ("epochs", args.epochs), ("batch_size", args.batch_size), ("min_auc", args.min_auc),
+                     ("min_improvement", args.min_improvement)):
+        if val not in (None, ""):
+            params[key] = val
+    if args.require_approval:
+        params["require_approval"] = True
+    for item in args.param:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"error: --param expects NAME=VALUE, got {item!r}")
+        params[name.strip()] = _coerce(value.strip())
+    summary = run_local(data, label, runs_dir=args.runs_dir, model_name=args.model_name,
+                        quiet=not args.verbose, params=params)
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0
+
+
+def _add_compile(sub) -> None:
+    p = sub.add_parser("compile", help="write compiled/<target>/*.yaml (or verify with --check)")
+    p.add_argument("--out", default="compiled")
+    p.add_argument("--check", action="store_true", help="exit 1 when compiled/ differs from a fresh compile")
+    p.add_argument("--image-registry", default=None, help="registry of the component images")
+    p.add_argument("--image-tag", default=None, help="tag of the component images (default: package version)")
+    p.add_argument("--gpu-type", default="", help="Kubeflow resource name or Vertex accelerator type")
+    p.add_argument("--gpu-count", type=int, default=1)
+    p.add_argument("--gpu-node-selector", default=None, help="Kubeflow node label key=value of GPU nodes")
+
+
+def cmd_compile(args) -> int:
+    from components._shared.images import DEFAULT_REGISTRY, VERSION, Images
+    from pipelines.compile import compile_all
+
+    images = Images(args.image_registry or DEFAULT_REGISTRY, args.image_tag or VERSION)
+    options = {"gpu_type": args.gpu_type, "gpu_count": args.gpu_count}
+    if args.gpu_node_selector is not None:
+        options["gpu_node_selector"] = args.gpu_node_selector
+    changed = compile_all(args.out, images, check=args.check, options=options)
+    if args.check:
+        if changed:
+            print(f"stale: {', '.join(changed)} (run `python -m pipelines compile`)", file=sys.stderr)
+            return 1
+        print("compiled/ is up to date")
+        return 0
+    print("\n".join(f"wrote {p}" for p in changed) or "compiled/ already up to date")
+    return 0
+
+
+def _add_registry_cmds(sub) -> None:
+    for name, text in (("rollback", "make the previous version champion again"),
+                       ("approve", "promote the candidate version (deploys run with --require-approval)")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--runs-dir", default="runs")
+        p.add_argument("--model-name", default="churn-model")
+        p.add_argument("--serving-base", default=None, help="TF Serving model base (default: <runs-dir>/serving)")
+
+
+def cmd_registry(args) -> int:
+    from components.deploy.core import approve, rollback
+    from pipelines.local import default_tracking_uri
+
+    serving = args.serving_base or os.path.join(os.path.abspath(args.runs_dir), "serving")
+    fn = rollback if args.command == "rollback" else approve
+    result = fn(args.model_name, default_tracking_uri(args.runs_dir), serving)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipelines", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    _add_compile(sub)
+    _add_registry_cmds(sub)
+    for module in ("pipelines.monitor", "pipelines.submit"):
+        try:
+            mod = __import__(module, fromlist=["add_parser"])
+        except ImportError:
+            continue
+        mod.add_parser(sub)
+    return parser
+
+
+def main(argv: Optional[list] = None) -> int:
+    from components._shared.errors import PipelineError
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "compile":
+            return cmd_compile(args)
+        if args.command in ("rollback", "approve"):
+            return cmd_registry(args)
+        return args.func(args)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""Run the training pipeline on this machine with kfp.local (SubprocessRunner, no containers).
+
+Each task runs as ``python -m kfp.dsl.executor_main`` in a subprocess of the current
+virtualenv: the same wrapper code as in the cluster. Task output goes to
+``<run>/pipeline.log``; the console gets a summary, or the one sentence that ended the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import glob
+import json
+import os
+import re
+import secrets
+import sys
+import time
+from typing import Optional
+
+from components._shared.errors import PipelineError
+
+ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w*Error|\w*Exception): (.+)$")
+
+
+def default_tracking_uri(runs_dir: str) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{os.path.abspath(os.path.join(runs_dir, 'mlflow.db'))}"
+
+
+def new_run_id() -> str:
+    return datetime.datetime.now().strftime("run-%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+@contextlib.contextmanager
+def _output_to(path: str, quiet: bool):
+    """Send fd 1/2 (this process and its task subprocesses) to a log file."""
+    if not quiet:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def failure_message(log_path: str) -> Optional[str]:
+    """The last exception line a task printed (the one sentence naming the problem)."""
+    if not os.path.exists(log_path):
+        return None
+    with open(log_path, errors="replace") as fh:
+        lines = fh.read().splitlines()
+    for line in reversed(lines):
+        clean = re.sub(r"\x1b\[[0-9;]*m", "", line)
+        m = ERROR_LINE.match(clean)
+        if m and "finished with status" not in clean:
+            return m.group(2).strip()
+    return None
+
+
+def _find(root: str, task: str, output: str) -> Optional[str]:
+    hits = sorted(glob.glob(os.path.join(root, "**", task, output), recursive=True))
+    return hits[-1] if hits else None
+
+
+def _read_json(path: Optional[str]) -> Optional[dict]:
+    if path and os.path.isfile(path):
+        with open(path) as fh:
+            return json.load(fh)
+    return None
+
+
+def _metrics_of(root: str, task: str, output: str = "metrics") -> dict:
+    """Metrics artifacts are written by the executor into executor_output.json metadata."""
+    out = _read_json(_find(root, task, "executor_output.json")) or {}
+    for art in (out.get("artifacts", {}).get(output, {}) or {}).get("artifacts", []):
+        return {k: v for k, v in (art.get("metadata") or {}).items() if k != "display_name"}
+    return {}
+
+
+def run_local(
+    data: str,
+    label: str,
+    runs_dir: str = "runs",
+    model_name: str = "churn-model",
+    quiet: bool = True,
+    params: Optional[dict] = None,
+    run_id: Optional[str] = None,
+) -> dict:
+    """Run the whole pipeline locally and return (and write) the run summary.
+
+    Raises:
+        PipelineError: bad input (checked before the run) or a failed task (its message).
+    """
+    from kfp import local
+
+    from components.ingest.core import preflight
+    from components._shared import registry
+    from pipelines.training import CompileOptions, build_pipeline
+
+    preflight(data, label)
+    runs_dir = os.path.abspath(runs_dir)
+    run_id = run_id or new_run_id()
+    run_dir = os.path.join(runs_dir, run_id)
+    root = os.path.join(run_dir, "pipeline_root")
+    os.makedirs(root, exist_ok=True)
+    log_path = os.path.join(run_dir, "pipeline.log")
+    tracking_uri = default_tracking_uri(runs_dir)
+    serving_base = os.path.join(runs_dir, "serving")
+    os.makedirs(serving_base, exist_ok=True)
+    with _output_to(log_path, quiet):
+        # The experiment's artifact root lives under the runs dir, not the caller's cwd.
+        registry.configure(tracking_uri, model_name, artifact_location=os.path.join(runs_dir, "mlartifacts"))
+    arguments = {
+        "data_uri": os.path.abspath(data) if "://" not in data else data,
+        "label": label,
+        "model_name": model_name,
+        "mlflow_tracking_uri": tracking_uri,
+        "serving_base_dir": serving_base,
+        "checkpoint_root": os.path.join(runs_dir, "checkpoints"),
+        **(params or {}),
+    }
+    pipeline = build_pipeline(CompileOptions(target="local"))
+    started = time.time()
+    env_before = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        with _output_to(log_path, quiet):
+            local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=root, raise_on_error=True)
+            pipeline(**arguments)
+    except Exception as exc:
+        msg = failure_message(log_path) or str(exc)
+        raise PipelineError(f"{msg} (run {run_id}; log: {log_path})") from exc
+    finally:
+        if env_before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+    summary = collect_summary(root, run_id, run_dir, serving_base, model_name)
+    summary.update({"data": arguments["data_uri"], "label": label, "model_name": model_name,
+                    "mlflow_tracking_uri": tracking_uri, "log": log_path,
+                    "wall_seconds": round(time.time() - started, 2)})
+    from components._shared.io import write_json
+
+    write_json(summary, os.path.join(run_dir, "summary.json"))
+    return summary
+
+
+def collect_summary(root: str, run_id: str, run_dir: str, serving_base: str, model_name: str) -> dict:
+    decision = _read_json(_find(root, "compare-models", "decision")) or {}
+    deployment = _read_json(_find(root, "deploy-model", "deployment"))
+    export_metrics = _metrics_of(root, "export-model")
+    saved_model = _find(root, "export-model", "saved_model")
+    tflite_dir = _find(root, "export-model", "tflite_model")
+    state_path = os.path.join(serving_base, model_name, "serving.json")
+    state = _read_json(state_path) or {}
+    serving_dir = deployment["serving_dir"] if deployment else (
+        os.path.join(serving_base, model_name, str(state["stable"])) if state.get("stable") else None)
+    return {
+        "run_id": run_id,
+        "promoted": bool(decision.get("promote")) and deployment is not None,
+        "challenger": decision.get("challenger"),
+        "champion": decision.get("champion"),
+        "champion_version": decision.get("champion_version"),
+        "comparison": decision.get("comparison"),
+        "model_version": deployment["version"] if deployment else None,
+        "alias": deployment["alias"] if deployment else None,
+        "saved_model_dir": saved_model,
+        "tflite_path": os.path.join(tflite_dir, "model.tflite") if tflite_dir else None,
+        "tflite_max_abs_diff": export_metrics.get("tflite_max_abs_diff"),
+        "export": export_metrics,
+        "serving_dir": serving_dir,
+        "reasons": decision.get("reasons", []),
+        "run_dir": run_dir,
+    }
+
+
+def format_summary(s: dict) -> str:
+    def f(v):
+        return "n/a" if v is None else f"{v:.4f}"
+
+    ch, cp = s.get("challenger") or {}, s.get("champion")
+    lines = [
+        f"run {s['run_id']}: {'PROMOTED' if s['promoted'] else 'not promoted'}"
+        + (f" -> {s['model_name']} v{s['model_version']} ({s['alias']})" if s.get("model_version") else ""),
+        f"  challenger AUC {f(ch.get('auc'))}  PR-AUC {f(ch.get('pr_auc'))}  ECE {f(ch.get('ece'))}  F1 {f(ch.get('f1'))}",
+        f"  champion   " + (f"AUC {f(cp.get('auc'))} (v{s.get('champion_version')}, re-scored on this test split)" if cp else "none"),
+        f"  TFLite max |diff| vs SavedModel {f(s.get('tflite_max_abs_diff'))}",
+        f"  serving    {s.get('serving_dir') or 'nothing served yet'}",
+    ]
+    lines += [f"  - {r}" for r in s.get("reasons", [])]
+    lines.append(f"  summary    {os.path.join(s['run_dir'], 'summary.json')}  ({s.get('wall_seconds')} s)")
+    return "\n".join(lines)

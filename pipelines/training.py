@@ -1,0 +1,187 @@
+"""The training pipeline: ingest -> validate -> engineer -> train -> evaluate -> compare
+-> dsl.If(promote) -> deploy, with export (SavedModel + TFLite) after evaluate.
+
+Where it runs (target, GPU, images, secrets) is fixed when the pipeline is built, by
+:class:`CompileOptions`; what changes per run is a pipeline parameter.
+"""
+
+
+import dataclasses
+from typing import Optional
+
+from kfp import dsl
+
+from components.compare.component import compare_models
+from components.deploy.component import deploy_model
+from components.engineer.component import engineer_features
+from components.evaluate.component import evaluate_model
+from components.export.component import export_model
+from components.ingest.component import ingest_data
+from components.train.component import train_model
+from components.validate.component import validate_data
+
+PIPELINE_NAME = "kfp-tf-gate-training"
+TARGETS = ("local", "kubeflow", "vertex")
+
+
+@dataclasses.dataclass(frozen=True)
+class CompileOptions:
+    """Build-time settings of a compiled pipeline.
+
+    Attributes:
+        target: "kubeflow" (kfp-kubernetes GPU placement and secrets), "vertex" (accelerator type;
+            single-document YAML that Vertex accepts) or "local" (kfp.local).
+        gpu_type: Kubeflow: the resource name (nvidia.com/gpu); Vertex: the accelerator type (NVIDIA_TESLA_T4, ...).
+        gpu_count: GPUs on the train task; 0 trains on CPU.
+        gpu_node_selector: Kubeflow node label "key=value" that GPU nodes carry.
+        train_cpu / train_memory: Requests (Kubeflow) / limits (Vertex) of the train task.
+        mlflow_secret: Kubeflow secret whose keys become MLflow env vars on tracking tasks; empty for none.
+    """
+
+    target: str = "kubeflow"
+    gpu_type: str = ""
+    gpu_count: int = 1
+    gpu_node_selector: str = "cloud.google.com/gke-accelerator=nvidia-tesla-t4"
+    train_cpu: str = "4"
+    train_memory: str = "16G"
+    mlflow_secret: str = "mlflow-credentials"
+
+    def __post_init__(self):
+        if self.target not in TARGETS:
+            raise ValueError(f"unknown target {self.target!r}; expected one of {TARGETS}")
+
+    @property
+    def accelerator(self) -> str:
+        if self.gpu_type:
+            return self.gpu_type
+        return "NVIDIA_TESLA_T4" if self.target == "vertex" else "nvidia.com/gpu"
+
+
+def _place_train(task, opts: CompileOptions) -> None:
+    if opts.target == "local":
+        return
+    if opts.target == "kubeflow":
+        from kfp import kubernetes
+
+        task.set_cpu_request(opts.train_cpu).set_memory_request(opts.train_memory)
+        if opts.gpu_count > 0:
+            task.set_accelerator_type(opts.accelerator).set_accelerator_limit(opts.gpu_count)
+            key, _, value = opts.gpu_node_selector.partition("=")
+            if key:
+                kubernetes.add_node_selector(task, label_key=key, label_value=value)
+            kubernetes.add_toleration(task, key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
+    else:
+        task.set_cpu_limit(opts.train_cpu).set_memory_limit(opts.train_memory)
+        if opts.gpu_count > 0:
+            task.set_accelerator_type(opts.accelerator).set_accelerator_limit(opts.gpu_count)
+
+
+def _secrets(task, opts: CompileOptions) -> None:
+    """MLflow credentials from a Kubernetes secret (never in the YAML itself)."""
+    if opts.target == "kubeflow" and opts.mlflow_secret:
+        from kfp import kubernetes
+
+        kubernetes.use_secret_as_env(
+            task, secret_name=opts.mlflow_secret,
+            secret_key_to_env={"MLFLOW_TRACKING_USERNAME": "MLFLOW_TRACKING_USERNAME",
+                               "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD"},
+            optional=True)
+
+
+def build_pipeline(opts: Optional[CompileOptions] = None):
+    """Return the @dsl.pipeline function for these compile options."""
+    opts = opts or CompileOptions()
+    retry = dict(num_retries=3, backoff_duration="30s", backoff_factor=2.0, backoff_max_duration="600s")
+
+    @dsl.pipeline(name=PIPELINE_NAME, description="Train a TensorFlow binary classifier, gate it against the champion, deploy only if better.")
+    def training_pipeline(
+        data_uri: str,
+        label: str,
+        model_name: str = "churn-model",
+        mlflow_tracking_uri: str = "",
+        serving_base_dir: str = "",
+        id_column: str = "",
+        exclude_columns: str = "",
+        positive_label: str = "",
+        schema_uri: str = "",
+        anomaly_severity: str = "{}",
+        drift_share_threshold: float = 0.5,
+        epochs: int = 10,
+        batch_size: int = 1024,
+        learning_rate: float = 0.002,
+        hidden_units: str = "64,32",
+        dropout: float = 0.1,
+        seed: int = 42,
+        checkpoint_root: str = "",
+        slice_columns: str = "",
+        min_auc: float = 0.6,
+        max_ece: float = 0.1,
+        max_auc_gap: float = 0.25,
+        min_improvement: float = 0.0,
+        require_significance: bool = True,
+        tflite_quantization: str = "float16",
+        max_tflite_diff: float = 0.001,
+        require_approval: bool = False,
+        vertex_project: str = "",
+        vertex_location: str = "us-central1",
+        vertex_endpoint: str = "",
+        canary_traffic_percent: int = 100,
+    ):
+        ingest_task = ingest_data(data_uri=data_uri, label=label, id_column=id_column,
+                                  positive_label=positive_label, seed=seed)
+        ingest_task.set_display_name("ingest").set_caching_options(False)
+
+        validate_task = validate_data(
+            train_data=ingest_task.outputs["train_data"], eval_data=ingest_task.outputs["eval_data"],
+            test_data=ingest_task.outputs["test_data"], ingest_info=ingest_task.outputs["ingest_info"],
+            model_name=model_name, mlflow_tracking_uri=mlflow_tracking_uri, schema_uri=schema_uri,
+            id_column=id_column, exclude_columns=exclude_columns, anomaly_severity=anomaly_severity,
+            drift_share_threshold=drift_share_threshold)
+        validate_task.set_display_name("validate").set_caching_options(False)
+        _secrets(validate_task, opts)
+
+        engineer_task = engineer_features(train_data=ingest_task.outputs["train_data"],
+                                          schema=validate_task.outputs["schema"])
+        engineer_task.set_display_name("engineer")
+
+        train_task = train_model(
+            train_data=ingest_task.outputs["train_data"], eval_data=ingest_task.outputs["eval_data"],
+            transform_spec=engineer_task.outputs["transform_spec"], ingest_info=ingest_task.outputs["ingest_info"],
+            model_name=model_name, mlflow_tracking_uri=mlflow_tracking_uri, epochs=epochs,
+            batch_size=batch_size, learning_rate=learning_rate, hidden_units=hidden_units, dropout=dropout,
+            seed=seed, checkpoint_root=checkpoint_root, pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER)
+        train_task.set_display_name("train")
+        _place_train(train_task, opts)
+        _secrets(train_task, opts)
+
+        evaluate_task = evaluate_model(model=train_task.outputs["model"], test_data=ingest_task.outputs["test_data"],
+                                       eval_data=ingest_task.outputs["eval_data"], slice_columns=slice_columns)
+        evaluate_task.set_display_name("evaluate")
+
+        export_task = export_model(model=train_task.outputs["model"], test_data=ingest_task.outputs["test_data"],
+                                   evaluation=evaluate_task.outputs["evaluation"], model_name=model_name,
+                                   tflite_quantization=tflite_quantization, max_tflite_diff=max_tflite_diff)
+        export_task.set_display_name("export")
+
+        compare_task = compare_models(
+            model=train_task.outputs["model"], test_data=ingest_task.outputs["test_data"],
+            evaluation=evaluate_task.outputs["evaluation"], model_name=model_name,
+            mlflow_tracking_uri=mlflow_tracking_uri, min_auc=min_auc, max_ece=max_ece, max_auc_gap=max_auc_gap,
+            min_improvement=min_improvement, require_significance=require_significance)
+        compare_task.set_display_name("compare").set_caching_options(False).set_retry(**retry)
+        _secrets(compare_task, opts)
+
+        with dsl.If(compare_task.outputs["Output"] == True, name="promote"):  # noqa: E712 (KFP condition syntax)
+            deploy_task = deploy_model(
+                saved_model=export_task.outputs["saved_model"], model=train_task.outputs["model"],
+                train_data=ingest_task.outputs["train_data"], schema=validate_task.outputs["schema"],
+                evaluation=evaluate_task.outputs["evaluation"], decision=compare_task.outputs["decision"],
+                ingest_info=ingest_task.outputs["ingest_info"], model_name=model_name,
+                mlflow_tracking_uri=mlflow_tracking_uri, serving_base_dir=serving_base_dir,
+                require_approval=require_approval, pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                vertex_project=vertex_project, vertex_location=vertex_location,
+                vertex_endpoint=vertex_endpoint, canary_traffic_percent=canary_traffic_percent)
+            deploy_task.set_display_name("deploy").set_caching_options(False).set_retry(**retry)
+            _secrets(deploy_task, opts)
+
+    return training_pipeline
