@@ -22,7 +22,7 @@ def train_model(
     hidden_units: str = "64,32",
     dropout: float = 0.1,
     early_stopping_patience: int = 2,
-    class_weight: str = "balanced",
+    class_weight: str = "none",
     seed: int = 42,
     checkpoint_root: str = "",
     pipeline_run: str = "",
@@ -42,7 +42,7 @@ def train_model(
         hidden_units: Comma-separated widths of the MLP head, e.g. "64,32".
         dropout: Dropout after each hidden layer.
         early_stopping_patience: Epochs without eval-AUC improvement before stopping; 0 disables.
-        class_weight: "balanced" to reweight classes, "none" otherwise.
+        class_weight: "balanced" to reweight classes (hurts calibration), "none" otherwise.
         seed: Seed of initialisation and shuffling.
         checkpoint_root: Durable folder (gs:// or a mounted path) for preemption checkpoints.
         pipeline_run: Pipeline run id, for lineage and the checkpoint folder.

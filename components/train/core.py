@@ -33,7 +33,7 @@ class TrainConfig:
     dropout: float = 0.1
     embedding_dim: int = 8
     early_stopping_patience: int = 2
-    class_weight: str = "balanced"  # "balanced" | "none"
+    class_weight: str = "none"  # "balanced" | "none" (reweighting skews calibration)
     seed: int = 42
 
     def __post_init__(self):
