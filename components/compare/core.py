@@ -114,7 +114,8 @@ def decide(
             ok = False
             reasons.append(
                 f"does not beat the champion (version {champion_version}): AUC {_fmt(auc)} vs {_fmt(champion.get('auc'))} "
-                f"on the same test rows, difference {diff:+.4f} below the required margin {gates.min_improvement:+.4f}")
+                f"on the same test rows, difference {diff:+.4f}; it must be "
+                + (f"at least {gates.min_improvement:+.4f}" if gates.min_improvement > 0 else "above zero"))
         else:
             reasons.append(
                 f"beats the champion (version {champion_version}): AUC {_fmt(auc)} vs {_fmt(champion.get('auc'))}, "

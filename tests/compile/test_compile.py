@@ -1,0 +1,154 @@
+"""Compiled pipelines: structure, GPU placement, gating, determinism, Vertex acceptance."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from components._shared.images import Images
+from pipelines.compile import compile_all, compile_text
+from pipelines.training import CompileOptions, build_pipeline
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+STAGES = ["ingest-data", "validate-data", "engineer-features", "train-model", "evaluate-model",
+          "export-model", "compare-models"]
+
+
+def _docs(target: str) -> list:
+    with open(os.path.join(ROOT, "compiled", target, "training.yaml")) as fh:
+        return list(yaml.safe_load_all(fh))
+
+
+def test_compiled_is_up_to_date():
+    assert compile_all(os.path.join(ROOT, "compiled"), check=True) == [], "run `python -m pipelines compile`"
+
+
+def test_compile_is_byte_identical(tmp_path):
+    a = compile_text(build_pipeline(CompileOptions("kubeflow")), Images())
+    b = compile_text(build_pipeline(CompileOptions("kubeflow")), Images())
+    assert a == b
+
+
+@pytest.mark.parametrize("target", ["kubeflow", "vertex"])
+def test_every_stage_and_gated_deploy(target):
+    spec = _docs(target)[0]
+    assert spec["pipelineInfo"]["name"] == "kfp-tf-gate-training"
+    tasks = spec["root"]["dag"]["tasks"]
+    for stage in STAGES:
+        assert stage in tasks, stage
+    assert "deploy-model" not in tasks, "deploy must only run inside the promotion condition"
+    conditions = [t for t in tasks.values() if "triggerPolicy" in t]
+    assert len(conditions) == 1
+    cond = conditions[0]
+    assert "pipelinechannel--compare-models-Output" in cond["triggerPolicy"]["condition"]
+    inner = spec["components"][cond["componentRef"]["name"]]["dag"]["tasks"]
+    assert list(inner) == ["deploy-model"]
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    for name in ("data_uri", "label", "model_name", "epochs", "min_auc", "min_improvement", "mlflow_tracking_uri"):
+        assert name in params
+
+
+@pytest.mark.parametrize("target,accel", [("kubeflow", "nvidia.com/gpu"), ("vertex", "NVIDIA_TESLA_T4")])
+def test_accelerator_only_on_train(target, accel):
+    execs = _docs(target)[0]["deploymentSpec"]["executors"]
+    for name, ex in execs.items():
+        res = ex["container"].get("resources", {})
+        if name == "exec-train-model":
+            assert res["accelerator"]["resourceType"] == accel
+            assert res["accelerator"]["resourceCount"] == "1"
+        else:
+            assert "accelerator" not in res, name
+
+
+def test_kubeflow_node_placement_and_secrets():
+    docs = _docs("kubeflow")
+    assert len(docs) == 2
+    k8s = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    train = k8s["exec-train-model"]
+    assert train["nodeSelector"]["labels"] == {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}.items() <= train["tolerations"][0].items()
+    for name, ex in k8s.items():
+        if name != "exec-train-model":
+            assert "nodeSelector" not in ex and "tolerations" not in ex
+    # Secrets are referenced by name only; no credential value is in the YAML.
+    assert train["secretAsEnv"][0]["secretName"] == "mlflow-credentials"
+    text = open(os.path.join(ROOT, "compiled", "kubeflow", "training.yaml")).read()
+    assert "PASSWORD:" not in text.replace("MLFLOW_TRACKING_PASSWORD", "")
+
+
+def test_vertex_is_single_document_without_kubernetes():
+    docs = _docs("vertex")
+    assert len(docs) == 1
+    assert "platforms" not in docs[0]
+
+
+def test_images_pinned_per_role_and_rewritable():
+    execs = _docs("kubeflow")[0]["deploymentSpec"]["executors"]
+    images = {name: ex["container"]["image"] for name, ex in execs.items()}
+    assert not any(i.endswith(":latest") for i in images.values())
+    assert images["exec-train-model"] == Images().trainer
+    assert images["exec-ingest-data"] == Images().data
+    assert images["exec-deploy-model"] == Images().deploy
+    custom = Images("europe-docker.pkg.dev/acme/ml", "abc123")
+    text = compile_text(build_pipeline(CompileOptions("vertex")), custom)
+    assert "europe-docker.pkg.dev/acme/ml/kfp-tf-gate-trainer:abc123" in text
+    assert Images().trainer not in text
+
+
+def test_gpu_compile_options():
+    opts = CompileOptions("kubeflow", gpu_type="nvidia.com/gpu", gpu_count=2, gpu_node_selector="pool=a100")
+    docs = list(yaml.safe_load_all(compile_text(build_pipeline(opts), Images())))
+    res = docs[0]["deploymentSpec"]["executors"]["exec-train-model"]["container"]["resources"]
+    assert res["accelerator"]["resourceCount"] == "2"
+    assert docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train-model"]["nodeSelector"]["labels"] == {"pool": "a100"}
+    cpu = CompileOptions("vertex", gpu_count=0)
+    spec = yaml.safe_load(compile_text(build_pipeline(cpu), Images()))
+    assert "accelerator" not in spec["deploymentSpec"]["executors"]["exec-train-model"]["container"].get("resources", {})
+
+
+def test_vertex_pipeline_job_accepts_template_offline():
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import aiplatform
+
+    job = aiplatform.PipelineJob(
+        display_name="kfp-tf-gate-training",
+        template_path=os.path.join(ROOT, "compiled", "vertex", "training.yaml"),
+        pipeline_root="gs://example-bucket/pipeline-root",
+        parameter_values={"data_uri": "gs://example-bucket/churn.csv", "label": "churned", "epochs": 3},
+        job_id="kfp-tf-gate-test-job",
+        enable_caching=False,
+        project="example-project",
+        location="us-central1",
+        credentials=AnonymousCredentials(),
+    )
+    body = job.to_dict()
+    assert body["pipelineSpec"]["pipelineInfo"]["name"] == "kfp-tf-gate-training"
+    params = body["runtimeConfig"]["parameterValues"]
+    assert params["label"] == "churned" and params["epochs"] == 3
+
+
+def test_kubeflow_yaml_loads_as_kfp_component():
+    from kfp import components
+
+    comp = components.load_component_from_file(os.path.join(ROOT, "compiled", "kubeflow", "training.yaml"))
+    assert comp.name == "kfp-tf-gate-training"
+    assert {"data_uri", "label"} <= set(comp.component_spec.inputs)
+
+
+def test_modules_do_not_import_heavy_libraries():
+    code = (
+        "import sys, importlib\n"
+        "for m in ['components.ingest.component','components.validate.component','components.engineer.component',"
+        "'components.train.component','components.evaluate.component','components.compare.component',"
+        "'components.export.component','components.deploy.component','pipelines.training','pipelines.compile',"
+        "'pipelines.__main__','pipelines.local']:\n"
+        "    importlib.import_module(m)\n"
+        "bad = [m for m in ('tensorflow','evidently','google.cloud.aiplatform','mlflow','pandas') if m in sys.modules]\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -1,0 +1,113 @@
+"""The whole training pipeline under kfp.local: promote, reject a worse model, fail cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+pytestmark = pytest.mark.slow
+
+
+def _cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "pipelines", *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two runs on one runs dir: good data (promoted), then shuffled labels (rejected)."""
+    from pipelines.data import generate_churn
+
+    base = tmp_path_factory.mktemp("pipeline")
+    good = generate_churn(4000, seed=3)
+    good.to_csv(base / "good.csv", index=False)
+    shuffled = good.copy()
+    shuffled["churned"] = shuffled["churned"].sample(frac=1.0, random_state=0).to_numpy()
+    shuffled.to_csv(base / "shuffled.csv", index=False)
+    runs_dir = str(base / "runs")
+    common = ["--runs-dir", runs_dir, "--label", "churned", "--id-column", "customer_id", "--epochs", "4", "--json"]
+    first = _cli("run", "--data", str(base / "good.csv"), *common)
+    second = _cli("run", "--data", str(base / "shuffled.csv"), *common)
+    return base, runs_dir, first, second
+
+
+def test_first_run_promotes_on_absolute_gates(runs):
+    _, runs_dir, first, _ = runs
+    assert first.returncode == 0, first.stderr[-3000:]
+    s = json.loads(first.stdout)
+    assert s["promoted"] is True and s["champion"] is None
+    assert s["challenger"]["auc"] > 0.7
+    assert s["model_version"] == "1"
+    for key in ("run_id", "challenger", "champion", "saved_model_dir", "tflite_path", "tflite_max_abs_diff",
+                "serving_dir", "reasons"):
+        assert key in s
+    assert os.path.exists(os.path.join(s["saved_model_dir"], "saved_model.pb"))
+    assert os.path.exists(os.path.join(s["saved_model_dir"], "assets.extra", "tf_serving_warmup_requests"))
+    assert os.path.getsize(s["tflite_path"]) > 0 and s["tflite_max_abs_diff"] < 1e-3
+    assert s["serving_dir"] == os.path.join(runs_dir, "serving", "churn-model", "1")
+    assert os.path.exists(os.path.join(s["serving_dir"], "saved_model.pb"))
+    with open(os.path.join(runs_dir, s["run_id"], "summary.json")) as fh:
+        assert json.load(fh)["run_id"] == s["run_id"]
+    config = open(os.path.join(runs_dir, "serving", "models.config")).read()
+    assert 'version_labels { key: "stable" value: 1 }' in config
+
+
+def test_shuffled_labels_are_rejected_and_champion_stays(runs):
+    _, runs_dir, _, second = runs
+    assert second.returncode == 0, second.stderr[-3000:]
+    s = json.loads(second.stdout)
+    assert s["promoted"] is False
+    assert s["champion"] is not None and s["champion_version"] == "1"
+    assert any("fails: AUC" in r for r in s["reasons"]), s["reasons"]
+    assert s["serving_dir"] == os.path.join(runs_dir, "serving", "churn-model", "1")
+    assert sorted(os.listdir(os.path.join(runs_dir, "serving", "churn-model"))) == ["1", "serving.json"]
+    from components._shared import registry
+    from pipelines.local import default_tracking_uri
+
+    client = registry.configure(default_tracking_uri(runs_dir))
+    assert registry.get_alias(client, "churn-model", "champion").version == "1"
+
+
+def test_failed_step_exits_nonzero_with_one_sentence_and_keeps_champion(runs):
+    base, runs_dir, _, _ = runs
+    from pipelines.data import generate_churn
+
+    bad = generate_churn(1500, seed=5).astype({"monthly_charges": object})
+    bad.loc[bad.index[:40], "monthly_charges"] = "n/a-yet"
+    bad.to_csv(base / "corrupt.csv", index=False)
+    r = _cli("run", "--data", str(base / "corrupt.csv"), "--label", "churned", "--runs-dir", runs_dir)
+    assert r.returncode == 2
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "monthly_charges" in lines[0]
+    from components._shared import registry
+    from pipelines.local import default_tracking_uri
+
+    client = registry.configure(default_tracking_uri(runs_dir))
+    assert registry.get_alias(client, "churn-model", "champion").version == "1"
+
+
+@pytest.mark.parametrize("case,expect", [
+    ("missing", "does not exist"),
+    ("empty", "is empty"),
+    ("nolabel", "label column 'churned' is not in the data"),
+    ("header", "has a header but no rows"),
+])
+def test_bad_input_is_one_sentence_and_nonzero(tmp_path, case, expect):
+    path = tmp_path / "data.csv"
+    if case == "empty":
+        path.write_text("")
+    elif case == "nolabel":
+        path.write_text("a,b\n1,2\n3,4\n")
+    elif case == "header":
+        path.write_text("a,churned\n")
+    r = _cli("run", "--data", str(path), "--label", "churned", "--runs-dir", str(tmp_path / "runs"))
+    assert r.returncode == 2
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr
+    assert expect in lines[0]
