@@ -28,3 +28,7 @@ class DeployError(PipelineError):
 
 class ConfigError(PipelineError):
     """A setting is invalid (unknown target, bad threshold)."""
+
+
+class TriggerError(PipelineError):
+    """Starting a run failed (host unreachable, credentials refused); nothing was recorded."""

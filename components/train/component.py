@@ -17,7 +17,7 @@ def train_model(
     model_name: str,
     mlflow_tracking_uri: str = "",
     epochs: int = 10,
-    batch_size: int = 1024,
+    batch_size: int = 0,
     learning_rate: float = 0.002,
     hidden_units: str = "64,32",
     dropout: float = 0.1,
@@ -37,7 +37,7 @@ def train_model(
         model_name: Registered model name (MLflow experiment kfp-tf-gate/<model_name>).
         mlflow_tracking_uri: MLflow tracking URI; empty to skip tracking.
         epochs: Maximum epochs (early stopping on eval AUC may stop sooner).
-        batch_size: Examples per step.
+        batch_size: Examples per step; 0 picks about 50 steps per epoch (128..4096).
         learning_rate: Adam learning rate.
         hidden_units: Comma-separated widths of the MLP head, e.g. "64,32".
         dropout: Dropout after each hidden layer.

@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 @dataclasses.dataclass
 class TrainConfig:
     epochs: int = 5
-    batch_size: int = 1024
+    batch_size: int = 0  # 0: auto (about 50 steps per epoch, 128..4096)
     learning_rate: float = 2e-3
     hidden_units: Sequence[int] = (64, 32)
     dropout: float = 0.1
@@ -39,8 +39,15 @@ class TrainConfig:
     def __post_init__(self):
         if isinstance(self.hidden_units, str):
             self.hidden_units = tuple(int(u) for u in self.hidden_units.replace(" ", "").split(",") if u)
-        if self.epochs < 1 or self.batch_size < 1 or not (0 <= self.dropout < 1) or self.learning_rate <= 0:
+        if self.epochs < 1 or self.batch_size < 0 or not (0 <= self.dropout < 1) or self.learning_rate <= 0:
             raise ModelError(f"invalid training settings: {self}")
+
+
+def auto_batch_size(rows: int) -> int:
+    """About 50 steps per epoch, between 128 and 4096 examples per step."""
+    if rows <= 0:
+        return 128
+    return int(min(4096, max(128, 2 ** round(math.log2(rows / 50)))))
 
 
 @dataclasses.dataclass
@@ -127,6 +134,7 @@ def train(
     pos = float(y_train.mean())
     if config.class_weight == "balanced" and 0 < pos < 1:
         class_weight = {0: 0.5 / (1 - pos), 1: 0.5 / pos}
+    batch_size = config.batch_size or auto_batch_size(n)
     tp = _Throughput()
     callbacks = [keras.callbacks.TerminateOnNaN(), tp.callback]
     if config.early_stopping_patience > 0 and len(y_eval) and len(np.unique(y_eval)) > 1:
@@ -144,7 +152,7 @@ def train(
         registry.configure(mlflow_tracking_uri, model_name)
         run_ctx = mlflow.start_run(run_name=(lineage or {}).get("pipeline_run", None) or "train")
         mlflow_run_id = run_ctx.info.run_id
-        mlflow.log_params({**{k: str(v) for k, v in dataclasses.asdict(config).items()},
+        mlflow.log_params({**{k: str(v) for k, v in dataclasses.asdict(config).items()}, "batch_size_used": batch_size,
                            "train_rows": n, "eval_rows": len(y_eval), "device": device,
                            "features": len(spec["numeric"]) + len(spec["categorical"])})
         mlflow.set_tags({f"lineage.{k}": str(v) for k, v in (lineage or {}).items()})
@@ -159,7 +167,7 @@ def train(
         history = model.fit(
             x_train, y_train,
             validation_data=(x_eval, y_eval) if len(y_eval) else None,
-            epochs=config.epochs, batch_size=config.batch_size, shuffle=True,
+            epochs=config.epochs, batch_size=batch_size, shuffle=True,
             class_weight=class_weight, callbacks=callbacks, verbose=2,
         )
     except BaseException:

@@ -1,0 +1,307 @@
+"""Validate core: schema inference, anomalies (each kind, its severity and sentence), drift, report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from components._shared import io
+from components._shared.errors import ValidationError
+from components.ingest.core import ingest
+from components.validate.core import (
+    feature_names,
+    infer_schema,
+    raise_if_blocking,
+    result_to_json,
+    validate,
+)
+from pipelines.data import generate_churn
+
+LABEL = "churned"
+
+
+@pytest.fixture(scope="module")
+def splits(tmp_path_factory):
+    """Train/eval/test exactly as ingest writes them (label 0/1, types as read from CSV)."""
+    d = tmp_path_factory.mktemp("validate")
+    generate_churn(1200, seed=11).to_csv(d / "data.csv", index=False)
+    ingest(str(d / "data.csv"), LABEL, str(d / "train.parquet"), str(d / "eval.parquet"),
+           str(d / "test.parquet"), id_column="customer_id")
+    return {s: io.read_parquet(str(d / f"{s}.parquet")) for s in ("train", "eval", "test")}
+
+
+@pytest.fixture(scope="module")
+def reference(splits):
+    """The schema of a clean first run (what a champion carries)."""
+    return validate(splits["train"], {"eval": splits["eval"], "test": splits["test"]}, LABEL, "yes")
+
+
+def _messages(result, kind=None):
+    return [a.text() for a in result.anomalies if kind is None or a.kind == kind]
+
+
+def _kinds(result):
+    return {a.kind for a in result.anomalies}
+
+
+# --------------------------------------------------------------------------- first run
+
+
+def test_clean_first_run_infers_kinds_and_has_no_blocking_anomaly(reference, tmp_path, splits):
+    cols = reference.schema["columns"]
+    kinds = {name: (e["kind"], e["role"]) for name, e in cols.items()}
+    assert kinds == {
+        "customer_id": ("id", "excluded"),
+        "signup_date": ("timestamp", "feature"),
+        "tenure_months": ("numeric", "feature"),
+        "monthly_charges": ("numeric", "feature"),
+        "total_charges": ("numeric", "feature"),
+        "data_gb": ("numeric", "feature"),
+        "support_calls": ("numeric", "feature"),
+        "senior_citizen": ("boolean", "feature"),
+        "contract": ("categorical", "feature"),
+        "payment_method": ("categorical", "feature"),
+        "internet_service": ("categorical", "feature"),
+        "region": ("categorical", "feature"),
+        "churned": ("label", "label"),
+    }
+    assert reference.blocking == []
+    assert _messages(reference) == [
+        "[warning] column 'customer_id' is excluded from features: a string that is unique per row (an identifier)"]
+    assert cols["contract"]["domain"][:1] == ["month-to-month"]
+    assert sorted(cols["internet_service"]["domain"]) == ["dsl", "fiber", "none"]
+    assert cols["tenure_months"]["min"] >= 0 and cols["tenure_months"]["max"] <= 72
+    assert cols["payment_method"]["nullable"] and not cols["contract"]["nullable"]
+    assert reference.schema["positive_label"] == "yes"
+    assert reference.drift["reference"] == "train split"
+    assert set(reference.drift["psi"]) == set(feature_names(reference.schema))
+    raise_if_blocking(reference)  # does not raise
+
+
+def test_report_html_names_anomalies_and_columns(splits, tmp_path):
+    path = tmp_path / "report.html"
+    train = splits["train"].assign(constant_col=3)
+    result = validate(train, {"test": splits["test"]}, LABEL, "yes", report_html=str(path))
+    page = path.read_text()
+    assert page.startswith("<!doctype html>")
+    assert "Data validation: WARNINGS" in page
+    assert "constant_column" in page and "column &#x27;constant_col&#x27; is constant" in page
+    for name in feature_names(result.schema):
+        assert f"<td>{name}</td>" in page
+
+
+def test_id_text_and_constant_columns_are_excluded_with_a_warning(splits):
+    n = len(splits["train"])
+    train = splits["train"].assign(
+        note=[f"the customer wrote a long complaint about invoice number {i}" for i in range(n)],
+        row_number=np.arange(n),
+        country="nl",
+    )
+    result = validate(train, {}, LABEL, "yes", exclude=["region"])
+    cols = result.schema["columns"]
+    assert (cols["note"]["kind"], cols["note"]["role"]) == ("text", "excluded")
+    assert (cols["row_number"]["kind"], cols["row_number"]["role"]) == ("id", "excluded")
+    assert (cols["country"]["kind"], cols["country"]["role"]) == ("constant", "excluded")
+    assert cols["region"]["role"] == "excluded" and cols["region"]["reason"] == "excluded by configuration"
+    assert "region" not in feature_names(result.schema)
+    messages = _messages(result)
+    assert "[warning] column 'note' is excluded from features: free text (long, mostly unique values)" in messages
+    assert any(m.startswith("[warning] train: column 'country' is constant") for m in messages)
+    assert result.blocking == []
+
+
+def test_configured_id_column_is_excluded(splits):
+    schema = infer_schema(splits["train"], LABEL, "yes", id_column="customer_id")
+    assert schema["columns"]["customer_id"]["reason"] == "the configured id column"
+    assert "customer_id" not in feature_names(schema)
+
+
+def test_no_usable_feature_is_blocking(splits):
+    train = splits["train"][["customer_id", LABEL]]
+    result = validate(train, {}, LABEL, "yes")
+    assert "[blocking] no usable feature columns remain after feature selection" in _messages(result)
+
+
+# --------------------------------------------------------------------------- corrupted types
+
+
+def _with_text(df, column, n, text="unknown"):
+    out = df.copy()
+    out[column] = out[column].astype(object)
+    out.loc[out.index[:n], column] = text
+    return out
+
+
+def test_text_in_a_numeric_column_is_a_blocking_corrupted_type(splits):
+    train = _with_text(splits["train"], "monthly_charges", 25)
+    result = validate(train, {"test": splits["test"]}, LABEL, "yes")
+
+    [anomaly] = [a for a in result.anomalies if a.kind == "corrupted_type"]
+    assert anomaly.column == "monthly_charges" and anomaly.severity == "blocking"
+    assert anomaly.message.startswith(
+        "train: column 'monthly_charges' is numeric except for text values such as 'unknown' (")
+    assert anomaly.message.endswith("of a sample); fix the data or exclude the column")
+    with pytest.raises(ValidationError, match=r"^validation found 1 blocking anomaly: train: column 'monthly_charges' "
+                                              r"is numeric except for text values such as 'unknown'"):
+        raise_if_blocking(result)
+    assert result_to_json(result)["status"] == "failed"
+
+
+def test_text_in_a_numeric_column_against_the_reference_schema_is_a_type_change(splits, reference):
+    train = _with_text(splits["train"], "tenure_months", 12, text="n/a?")
+    result = validate(train, {}, LABEL, "yes", reference_schema=reference.schema)
+    assert "[blocking] train: column 'tenure_months' should be numeric but holds text such as 'n/a?' (12 values)" \
+        in _messages(result, "type_change")
+    with pytest.raises(ValidationError, match=r"blocking anomalies: .*'tenure_months' should be numeric"):
+        raise_if_blocking(result)
+
+
+def test_corrupted_type_can_be_downgraded_to_a_warning(splits):
+    train = _with_text(splits["train"], "monthly_charges", 25)
+    result = validate(train, {}, LABEL, "yes", severity={"corrupted_type": "warning"})
+    assert [a.severity for a in result.anomalies if a.kind == "corrupted_type"] == ["warning"]
+    assert result.schema["columns"]["monthly_charges"]["kind"] not in ("numeric", "timestamp", "boolean")
+    raise_if_blocking(result)
+
+
+# --------------------------------------------------------------------------- against a reference
+
+
+def test_same_data_against_its_own_schema_is_clean(splits, reference):
+    result = validate(splits["train"], {"eval": splits["eval"], "test": splits["test"]}, LABEL, "yes",
+                      reference_schema=reference.schema, reference_data=splits["train"])
+    assert result.blocking == []
+    # eval/test may stray a little outside the train split's ranges; nothing else is reported.
+    assert {(a.kind, a.message.split(":")[0]) for a in result.anomalies} <= {
+        ("excluded_column", "column 'customer_id' is excluded from features"),
+        ("out_of_range", "eval"), ("out_of_range", "test")}
+    assert result.drift["reference"] == "champion schema"
+    assert result.drift["evidently"]["share"] == 0.0
+
+
+def test_unseen_categories_warn_and_can_block(splits, reference):
+    train = splits["train"].copy()
+    train.loc[train.index[:80], "region"] = "antarctica"
+    result = validate(train, {}, LABEL, "yes", reference_schema=reference.schema)
+    [msg] = _messages(result, "unseen_categories")
+    share = 80 / len(train)
+    assert msg == f"[warning] train: {share:.1%} of 'region' are values the schema has not seen ('antarctica')"
+    assert result.blocking == []
+
+    strict = validate(train, {}, LABEL, "yes", reference_schema=reference.schema,
+                      severity={"unseen_categories": "blocking"})
+    with pytest.raises(ValidationError, match=r"'region' are values the schema has not seen \('antarctica'\)"):
+        raise_if_blocking(strict)
+
+
+def test_a_few_unseen_categories_under_the_share_are_tolerated(splits, reference):
+    train = splits["train"].copy()
+    train.loc[train.index[:2], "region"] = "antarctica"  # < 1% of rows
+    result = validate(train, {}, LABEL, "yes", reference_schema=reference.schema)
+    assert "unseen_categories" not in _kinds(result)
+
+
+def test_missing_rate_jump_is_blocking(splits, reference):
+    train = splits["train"].copy()
+    train.loc[train.index[: len(train) // 4], "tenure_months"] = np.nan
+    result = validate(train, {}, LABEL, "yes", reference_schema=reference.schema)
+    missing = train["tenure_months"].isna().mean()
+    assert _messages(result, "missing_rate_jump") == [
+        f"[blocking] train: column 'tenure_months' is missing in {missing:.1%} of rows (schema: 0.0%)"]
+
+
+def test_missing_rate_jump_in_the_test_split_on_a_first_run(splits):
+    test = splits["test"].copy()
+    test["contract"] = None
+    result = validate(splits["train"], {"test": test}, LABEL, "yes")
+    assert _messages(result, "missing_rate_jump") == [
+        "[blocking] test: column 'contract' is missing in 100.0% of rows (schema: 0.0%)"]
+
+
+def test_missing_and_extra_columns(splits, reference):
+    train = splits["train"].drop(columns="region").assign(promo_code=lambda d: np.where(d.index % 2, "A", "B"))
+    result = validate(train, {}, LABEL, "yes", reference_schema=reference.schema)
+    assert "[blocking] train: column 'region' of the schema is missing" in _messages(result, "missing_column")
+    assert _messages(result, "extra_column") == ["[warning] train: column 'promo_code' is not in the schema (ignored)"]
+
+
+def test_out_of_range_values_warn(splits, reference):
+    train = splits["train"].copy()
+    train.loc[train.index[:50], "support_calls"] = 99
+    result = validate(train, {}, LABEL, "yes", reference_schema=reference.schema)
+    [msg] = _messages(result, "out_of_range")
+    assert msg.startswith("[warning] train: ") and "of 'support_calls' is outside the schema range [0, " in msg
+
+
+def test_positive_label_must_match_the_reference(splits, reference):
+    result = validate(splits["train"], {}, LABEL, "no", reference_schema=reference.schema)
+    assert _messages(result, "label_domain") == [
+        "[blocking] the positive label is 'no' but the reference schema's is 'yes'"]
+
+
+def test_columns_excluded_in_the_reference_stay_excluded(splits, reference):
+    ref = {**reference.schema, "columns": {k: dict(v) for k, v in reference.schema["columns"].items()}}
+    ref["columns"]["region"].update(role="excluded", reason="excluded by configuration")
+    result = validate(splits["train"], {}, LABEL, "yes", reference_schema=ref)
+    assert result.schema["columns"]["region"]["role"] == "excluded"
+    assert "region" not in feature_names(result.schema)
+
+
+def test_strong_drift_is_reported(splits, reference):
+    train = splits["train"].copy()
+    for col, shift in (("tenure_months", 40), ("monthly_charges", 80), ("total_charges", 4000),
+                       ("support_calls", 6), ("data_gb", 300)):
+        train[col] = train[col] + shift
+    result = validate(train, {}, LABEL, "yes", reference_schema=reference.schema, reference_data=splits["train"],
+                      drift_share_threshold=0.3)
+    [msg] = _messages(result, "drift")
+    assert msg.startswith("[warning] ") and "of features drifted from the champion schema (threshold 30%): " in msg
+    assert "tenure_months" in msg and "monthly_charges" in msg
+    assert result.drift["psi"]["monthly_charges"] > 1.0
+    assert result.drift["evidently"]["features"]["monthly_charges"]["drifted"] is True
+
+
+# --------------------------------------------------------------------------- splits and settings
+
+
+def test_an_empty_split_is_blocking(splits):
+    result = validate(splits["train"], {"eval": splits["eval"].head(0), "test": splits["test"]}, LABEL, "yes")
+    assert _messages(result, "too_few_rows") == ["[blocking] eval: 0 rows, fewer than the minimum 1"]
+
+
+def test_too_few_training_rows_is_blocking(splits):
+    result = validate(splits["train"].head(30), {}, LABEL, "yes")
+    assert "[blocking] train: 30 rows, fewer than the minimum 50" in _messages(result)
+
+
+def test_invalid_severity_override(splits):
+    with pytest.raises(ValidationError, match=r"invalid severity override 'unseen_category': 'blocking'"):
+        validate(splits["train"], {}, LABEL, "yes", severity={"unseen_category": "blocking"})
+    with pytest.raises(ValidationError, match=r"invalid severity override 'drift': 'fatal'"):
+        validate(splits["train"], {}, LABEL, "yes", severity={"drift": "fatal"})
+
+
+def test_blocking_message_lists_every_blocking_anomaly(splits, reference):
+    train = splits["train"].drop(columns="contract")
+    train.loc[train.index[: len(train) // 3], "data_gb"] = np.nan
+    result = validate(train, {"eval": splits["eval"].head(0)}, LABEL, "no", reference_schema=reference.schema)
+    with pytest.raises(ValidationError) as err:
+        raise_if_blocking(result)
+    text = str(err.value)
+    assert text.startswith(f"validation found {len(result.blocking)} blocking anomalies: ")
+    for fragment in ("column 'contract' of the schema is missing", "column 'data_gb' is missing in",
+                     "the positive label is 'no'", "eval: 0 rows"):
+        assert fragment in text
+
+
+def test_timestamps_from_strings_become_numeric_features():
+    df = pd.DataFrame({
+        "when": pd.date_range("2024-01-01", periods=200, freq="D").strftime("%Y-%m-%d"),
+        "x": np.arange(200) % 7,
+        LABEL: np.arange(200) % 2,
+    })
+    schema = infer_schema(df, LABEL)
+    assert schema["columns"]["when"]["kind"] == "timestamp"
+    assert schema["columns"]["when"]["min"] == pytest.approx(
+        (pd.Timestamp("2024-01-01") - pd.Timestamp("1970-01-01")).days)
