@@ -78,17 +78,22 @@ def read_table(uri: str, columns: Optional[list[str]] = None):
     Args:
         uri: Local path, ``file://``, ``gs://`` (or any fsspec URI), or
             ``bq://project.dataset.table`` / ``bq://project?query=SELECT ...``.
-        columns: Read only these columns (Parquet and BigQuery only).
+        columns: Read only these columns.
 
     Raises:
         DataError: The path does not exist, is empty, or is not CSV/Parquet.
     """
-    if uri.startswith("bq://"):
-        return read_bigquery(uri, columns=columns)
+    return to_pandas(read_arrow(uri, columns=columns))
+
+
+def read_arrow(uri: str, columns: Optional[list[str]] = None):
+    """Like :func:`read_table` but returns a pyarrow Table (no per-row Python objects)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
+    if uri.startswith("bq://"):
+        return pa.Table.from_pandas(read_bigquery(uri, columns=columns), preserve_index=False)
     pa_fs, _, _ = _fs_and_path(uri)
     files, fmt = list_shards(uri)
     tables = []
@@ -124,7 +129,7 @@ def read_table(uri: str, columns: Optional[list[str]] = None):
             )
         try:
             table = pa.concat_tables(tables, promote_options="permissive")
-        except pa.ArrowInvalid as exc:
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise DataError(f"the shards of {uri} disagree on column types: {exc}") from exc
     else:
         table = tables[0]
@@ -133,9 +138,22 @@ def read_table(uri: str, columns: Optional[list[str]] = None):
         if missing:
             raise DataError(f"the data {uri} has no column {missing[0]!r}")
         table = table.select(columns)
-    df = table.to_pandas(split_blocks=True, self_destruct=True)
-    logger.info("read %s: %d rows x %d columns from %d file(s)", uri, len(df), df.shape[1], len(files))
-    return df
+    logger.info("read %s: %d rows x %d columns from %d file(s)", uri, table.num_rows, table.num_columns, len(files))
+    return table
+
+
+def to_pandas(table):
+    """Arrow -> pandas with strings as categoricals (no per-row Python strings) and dates as datetime64."""
+    import pyarrow as pa
+
+    cols = []
+    for i, field in enumerate(table.schema):
+        col = table.column(i)
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            col = col.dictionary_encode()
+        cols.append(col)
+    table = pa.table(cols, names=table.column_names)
+    return table.to_pandas(split_blocks=True, self_destruct=True, date_as_object=False)
 
 
 def read_bigquery(uri: str, columns: Optional[list[str]] = None):
@@ -183,10 +201,18 @@ def write_parquet(df, path: str) -> None:
 
 
 def read_parquet(path: str, columns: Optional[list[str]] = None):
-    """Read a Parquet file written by :func:`write_parquet`."""
+    """Read a Parquet file written by :func:`write_parquet` (strings as categoricals)."""
     import pyarrow.parquet as pq
 
-    return pq.read_table(path, columns=columns).to_pandas(split_blocks=True, self_destruct=True)
+    return to_pandas(pq.read_table(path, columns=columns))
+
+
+def write_arrow_parquet(table, path: str) -> None:
+    """Write an Arrow table as a single Parquet file (zstd), creating parent folders."""
+    import pyarrow.parquet as pq
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    pq.write_table(table, path, compression="zstd", row_group_size=256_000)
 
 
 def write_json(obj: Any, path: str) -> None:

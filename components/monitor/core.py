@@ -572,9 +572,13 @@ def performance(df, reference: Reference, workdir: str) -> dict:
         return {"status": "skipped", "reason": "no champion model to score the window with"}
     if reference.auc_at_training is None:
         return {"status": "skipped", "reason": f"{reference.source} has no training AUC (reports/evaluation.json)"}
+    try:
+        model_dir = reference.fetch_model(os.path.join(workdir, "model"))
+    except DataError as exc:  # drift is still worth reporting; the report says why decay is missing
+        logger.warning("%s", exc)
+        return {"status": "skipped", "reason": str(exc)}
     from components.evaluate.core import score
 
-    model_dir = reference.fetch_model(os.path.join(workdir, "model"))
     p = score(model_dir, rows)
     return decay_metrics(y, p, reference.auc_at_training)
 

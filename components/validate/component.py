@@ -67,7 +67,8 @@ def validate_data(
                             "reference": source})
     metrics.log_metric("anomalies", len(result.anomalies))
     metrics.log_metric("blocking_anomalies", len(result.blocking))
+    metrics.log_metric("drift_share_psi", result.drift["psi_drift"]["share"])
     share = (result.drift.get("evidently") or {}).get("share")
     if share is not None:
-        metrics.log_metric("drift_share", share)
+        metrics.log_metric("drift_share_evidently", share)
     raise_if_blocking(result)

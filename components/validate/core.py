@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import json
 import logging
+import os
+import tempfile
 from typing import Optional
 
 from components._shared import io
@@ -26,6 +27,8 @@ logger = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 MAX_DOMAIN = 1000
 DRIFT_SAMPLE_ROWS = 20_000
+QUANTILE_SAMPLE = 200_000
+PSI_DRIFT = 0.2  # population stability index above which a feature counts as drifted
 NUMERIC_KINDS = ("numeric", "boolean", "timestamp")
 FEATURE_KINDS = NUMERIC_KINDS + ("categorical",)
 
@@ -105,29 +108,31 @@ def infer_kind(series, n_rows: int) -> tuple[str, Optional[str]]:
     """Return (kind, reason) of a column from its dtype and statistics."""
     import pandas as pd
 
-    nonnull = series.dropna()
-    nunique = nonnull.nunique()
-    if len(nonnull) == 0:
+    nonnull_count = int(series.notna().sum())
+    if nonnull_count == 0:
         return "constant", "every value is missing"
+    nunique = int(series.nunique(dropna=True))
     if nunique == 1:
-        return "constant", f"a single value ({nonnull.iloc[0]!r})"
+        return "constant", f"a single value ({series.dropna().iloc[0]!r})"
     if pd.api.types.is_bool_dtype(series):
         return "boolean", None
     if pd.api.types.is_datetime64_any_dtype(series):
         return "timestamp", None
     if pd.api.types.is_numeric_dtype(series):
-        if pd.api.types.is_integer_dtype(series) and n_rows >= 100 and nunique == len(nonnull) == n_rows:
+        if pd.api.types.is_integer_dtype(series) and n_rows >= 100 and nunique == nonnull_count == n_rows:
             return "id", "an integer that is unique per row (an identifier)"
         return "numeric", None
+    nonnull = series.dropna()
     sample = nonnull.sample(min(len(nonnull), 2000), random_state=0) if len(nonnull) > 2000 else nonnull
+    sample = sample.astype(object)
     if not isinstance(sample.iloc[0], str) and hasattr(sample.iloc[0], "isoformat"):
-        return "timestamp", None  # datetime.date objects from Parquet
+        return "timestamp", None  # datetime.date objects
     if _looks_like_dates(sample):
         return "timestamp", None
-    unique_ratio = nunique / len(nonnull)
-    if len(nonnull) >= 100 and unique_ratio > 0.95:
-        mean_len = sample.astype(str).str.len().mean()
-        if mean_len > 30 and sample.astype(str).str.contains(" ").mean() > 0.5:
+    unique_ratio = nunique / nonnull_count
+    if nonnull_count >= 100 and unique_ratio > 0.95:
+        text = sample.astype(str)
+        if text.str.len().mean() > 30 and text.str.contains(" ").mean() > 0.5:
             return "text", "free text (long, mostly unique values)"
         return "id", "a string that is unique per row (an identifier)"
     return "categorical", None
@@ -142,12 +147,18 @@ def _as_timestamp(series):
 
 
 def column_values(series, kind: str):
-    """Numeric view (float64 array) for numeric kinds, string Series for categorical."""
+    """Numeric view (float64 array) for numeric kinds, a categorical Series of strings otherwise."""
+    import pandas as pd
+
     if kind == "timestamp":
         return _numeric_view(_as_timestamp(series))
     if kind in NUMERIC_KINDS:
         return _numeric_view(series)
-    return series.astype("string")
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        if len(series.cat.categories) and not isinstance(series.cat.categories[0], str):
+            return series.astype(str).where(series.notna()).astype("category")
+        return series
+    return series.astype("string").astype("category")
 
 
 def _numeric_stats(values) -> dict:
@@ -156,7 +167,8 @@ def _numeric_stats(values) -> dict:
     finite = values[np.isfinite(values)]
     if len(finite) == 0:
         return {"min": None, "max": None, "mean": None, "std": None, "bins": []}
-    qs = np.unique(np.quantile(finite, np.linspace(0, 1, 11)))
+    sample = finite if len(finite) <= QUANTILE_SAMPLE else np.random.default_rng(0).choice(finite, QUANTILE_SAMPLE, replace=False)
+    qs = np.unique(np.quantile(sample, np.linspace(0, 1, 11)))
     edges = qs[1:-1].tolist()
     counts = np.bincount(np.searchsorted(edges, finite, side="right"), minlength=len(edges) + 1)
     return {
@@ -172,6 +184,7 @@ def _numeric_stats(values) -> dict:
 
 def _categorical_stats(values) -> dict:
     counts = values.value_counts(dropna=True)
+    counts = counts[counts > 0]
     total = int(counts.sum())
     top = counts.iloc[:MAX_DOMAIN]
     return {
@@ -398,6 +411,48 @@ def evidently_drift(reference, current, columns: list, html_path: Optional[str],
     return {"share": share, "features": per_feature, "sample_rows": [len(ref), len(cur)]}
 
 
+class EvidentlyJob:
+    """evidently's report in a child process, so its import (3 s or more) and run overlap with
+    the vectorised checks in this one. ``result()`` waits; a failure is reported, never raised."""
+
+    def __init__(self, reference, current, columns: list, workdir: str, seed: int = 0):
+        import subprocess
+        import sys
+
+        self.workdir = workdir
+        self.html = os.path.join(workdir, "evidently.html")
+        self.json = os.path.join(workdir, "evidently.json")
+        ref, cur = reference[columns], current[columns]
+        if len(ref) > DRIFT_SAMPLE_ROWS:
+            ref = ref.sample(DRIFT_SAMPLE_ROWS, random_state=seed)
+        if len(cur) > DRIFT_SAMPLE_ROWS:
+            cur = cur.sample(DRIFT_SAMPLE_ROWS, random_state=seed)
+        io.write_parquet(ref, os.path.join(workdir, "reference.parquet"))
+        io.write_parquet(cur, os.path.join(workdir, "current.parquet"))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "components.validate.drift_report", workdir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def result(self, timeout: float = 600) -> dict:
+        import subprocess
+
+        try:
+            _, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return {"error": f"evidently did not finish within {timeout:.0f} s"}
+        if self.proc.returncode != 0 or not os.path.exists(self.json):
+            tail = (err or b"").decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            return {"error": f"evidently failed: {tail[0]}"}
+        return io.read_json(self.json)
+
+
+def psi_drift(psi: dict, threshold: float = PSI_DRIFT) -> dict:
+    """Drift share and per-feature verdicts from population stability indices."""
+    drifted = sorted(c for c, v in psi.items() if v > threshold)
+    return {"share": len(drifted) / len(psi) if psi else 0.0, "drifted": drifted, "threshold": threshold}
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -416,7 +471,9 @@ def validate(
     max_unseen_share: float = 0.01,
     max_out_of_range_share: float = 0.01,
     drift_share_threshold: float = 0.5,
+    psi_threshold: float = PSI_DRIFT,
     report_html: Optional[str] = None,
+    evidently_report: bool = True,
 ) -> ValidationResult:
     """Infer this run's schema, check every split, measure drift.
 
@@ -426,6 +483,10 @@ def validate(
         reference_schema: The champion's (or a user's) schema to enforce; None on a first run.
         reference_data: A sample of the reference training data for the drift report.
         severity: Overrides of :data:`DEFAULT_SEVERITY` by anomaly kind.
+        drift_share_threshold: A drift anomaly is raised when more than this share of features
+            has a PSI above ``psi_threshold`` (computed on every row, vectorised).
+        evidently_report: Also run evidently's drift tests on a sample (report only), in a
+            child process that overlaps with the checks here.
 
     Returns:
         The result; raise on blocking anomalies is the caller's choice (see :func:`raise_if_blocking`).
@@ -437,6 +498,14 @@ def validate(
         sev[kind] = level
 
     schema = infer_schema(train, label, positive_label, id_column=id_column, exclude=exclude)
+    job = None
+    if evidently_report:
+        features = [f for f in feature_names(schema) if f in train.columns]
+        ref_df = reference_data if reference_data is not None else train
+        cur_df = train if reference_data is not None else others.get("test", train)
+        common = [f for f in features if f in ref_df.columns and f in cur_df.columns]
+        if common:
+            job = EvidentlyJob(ref_df, cur_df, common, tempfile.mkdtemp(prefix="evidently-"))
     anomalies = check_new_schema(schema) + check_corrupted_types(train, schema, "train")
     if not feature_names(schema):
         anomalies.append(Anomaly("too_few_rows", None, "no usable feature columns remain after feature selection", "blocking"))
@@ -461,25 +530,18 @@ def validate(
                                           max_unseen_share if reference_schema else 1.0,
                                           max_out_of_range_share if reference_schema else 1.0)
     base = reference_schema or schema
-    psi = population_stability(train if reference_schema else others.get("test", train), base)
-    drift: dict = {"psi": psi, "reference": "champion schema" if reference_schema else "train split"}
-    features = [f for f in feature_names(schema) if f in train.columns]
-    ref_df = reference_data if reference_data is not None else train
-    cur_df = train if reference_data is not None else others.get("test", train)
-    common = [f for f in features if f in ref_df.columns and f in cur_df.columns]
-    if common:
-        try:
-            drift["evidently"] = evidently_drift(ref_df, cur_df, common, None)
-        except Exception as exc:  # evidently failing must not hide the anomalies above
-            logger.warning("evidently drift report failed: %s", exc)
-            drift["evidently"] = {"error": str(exc)}
-    share = (drift.get("evidently") or {}).get("share")
-    if share is not None and share > drift_share_threshold:
-        drifted = [c for c, v in drift["evidently"]["features"].items() if v["drifted"]]
+    current = train if reference_schema else others.get("test", train)
+    psi = population_stability(current, base)
+    gate = psi_drift(psi, psi_threshold)
+    drift: dict = {"psi": psi, "psi_drift": gate,
+                   "reference": "champion schema" if reference_schema else "train split"}
+    if job is not None:
+        drift["evidently"] = job.result()
+    if gate["share"] > drift_share_threshold:
         anomalies.append(Anomaly(
             "drift", None,
-            f"{share:.0%} of features drifted from the {drift['reference']} (threshold {drift_share_threshold:.0%}): "
-            + ", ".join(drifted[:10])))
+            f"{gate['share']:.0%} of features drifted from the {drift['reference']} (PSI > {psi_threshold}; "
+            f"allowed share {drift_share_threshold:.0%}): " + ", ".join(gate["drifted"][:10])))
     for a in anomalies:
         a.severity = sev.get(a.kind, a.severity)
     result = ValidationResult(schema=schema, anomalies=anomalies, drift=drift,
@@ -527,16 +589,25 @@ def write_report_html(result: ValidationResult, path: str) -> None:
         f"<li class='{a.severity}'><b>{a.severity}</b> {html.escape(a.kind)}: {html.escape(a.message)}</li>"
         for a in result.anomalies) or "<li>none</li>"
     share = (result.drift.get("evidently") or {}).get("share")
+    psi_share = (result.drift.get("psi_drift") or {}).get("share")
+    ev_error = (result.drift.get("evidently") or {}).get("error")
+    ev_html = (result.drift.get("evidently") or {}).get("html")
+    embedded = ""
+    if ev_html and os.path.exists(ev_html):
+        with open(ev_html, errors="replace") as fh:
+            embedded = ("<h2>evidently data drift (sample)</h2><iframe style='width:100%;height:1200px;border:0' srcdoc=\""
+                        + html.escape(fh.read(), quote=True) + "\"></iframe>")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Data validation</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px}}
 .blocking{{color:#b00}}.warning{{color:#a60}}</style></head><body>
 <h1>Data validation: {'FAILED' if result.blocking else result.status.upper()}</h1>
 <p>Rows in train: {result.schema['row_count']}. Drift reference: {html.escape(result.drift.get('reference', ''))}.
-Drift share (evidently, sampled): {'n/a' if share is None else f'{share:.0%}'}.</p>
+Drift share by PSI (all rows, gates the run): {'n/a' if psi_share is None else f'{psi_share:.0%}'}.
+Drift share by evidently (sample of {DRIFT_SAMPLE_ROWS} rows per side, report only): {'n/a' if share is None else f'{share:.0%}'}{html.escape(' (' + ev_error + ')') if ev_error else ''}.</p>
 <h2>Anomalies</h2><ul>{anomalies}</ul>
 <h2>Columns</h2><table><tr><th>column</th><th>kind</th><th>role</th><th>why</th><th>missing</th><th>range / domain</th><th>PSI</th><th>evidently</th></tr>
 {''.join(rows)}</table>
-<pre style="display:none">{html.escape(json.dumps(result_to_json(result), default=str)[:20000])}</pre>
+{embedded}
 </body></html>"""
     with open(path, "w") as fh:
         fh.write(page)

@@ -1,0 +1,117 @@
+"""KFP wrapper of the monitor: drift / quality / decay of a window, and the retraining trigger."""
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Metrics, Output
+
+from components._shared.images import IMAGES
+
+
+@dsl.component(base_image=IMAGES.deploy, install_kfp_package=False)
+def monitor_data(
+    current_uri: str,
+    model_name: str,
+    mlflow_tracking_uri: str,
+    report: Output[HTML],
+    drift_report: Output[HTML],
+    summary: Output[Artifact],
+    metrics: Output[Metrics],
+    drift_share_threshold: float = 0.3,
+    drift_share_critical: float = 0.6,
+    auc_decay_threshold: float = 0.03,
+    auc_decay_critical: float = 0.08,
+    min_rows: int = 50,
+    trigger: str = "none",
+    dry_run: bool = False,
+    cooldown_hours: float = 24.0,
+    train_data_uri: str = "",
+    training_parameters: str = "{}",
+    training_pipeline: str = "kfp-tf-gate-training",
+    kfp_host: str = "",
+    kfp_experiment: str = "kfp-tf-gate-retraining",
+    kfp_namespace: str = "",
+    vertex_project: str = "",
+    vertex_location: str = "us-central1",
+    vertex_pipeline_root: str = "",
+    vertex_service_account: str = "",
+) -> str:
+    """Compare a window of recent data with the champion's training data; start retraining when it matters.
+
+    Dedupe and cooldown state is kept as a tag of the registered model, so every scheduled run
+    of this component sees the previous ones. Returns the trigger status: none, skipped,
+    not-configured, dry-run, started or exists.
+
+    Args:
+        current_uri: The window of recent data: CSV/Parquet file or folder, gs://..., or bq://project.dataset.table.
+        model_name: Registered model whose champion is the reference (schema, training sample, model, training AUC).
+        mlflow_tracking_uri: MLflow tracking/registry URI.
+        drift_share_threshold: Share of drifted features from which the window counts as drifted (severity low).
+        drift_share_critical: Share of drifted features that is severity medium on its own.
+        auc_decay_threshold: Drop of the champion's AUC since training that counts as decay (severity medium); needs labels in the window.
+        auc_decay_critical: Drop of AUC that is severity high.
+        min_rows: Fewest rows a window may have; smaller windows fail the task.
+        trigger: Where a retraining run starts: none (report only), kfp (this cluster's Kubeflow Pipelines) or vertex.
+        dry_run: Decide and report, but start nothing and change no state.
+        cooldown_hours: No second run for the model within this time unless the severity rises.
+        train_data_uri: Data the retraining run trains on; empty for the window itself (which then needs labels).
+        training_parameters: JSON object of further training-pipeline parameters, e.g. {"epochs": 20}.
+        training_pipeline: Compiled training pipeline (gs:// or https:// URI) or, on Kubeflow, the name of the uploaded pipeline (python -m pipelines submit uploads it).
+        kfp_host: Kubeflow Pipelines API; empty for the in-cluster service.
+        kfp_experiment: Kubeflow experiment of the retraining run.
+        kfp_namespace: Kubeflow namespace (multi-user deployments).
+        vertex_project: Google Cloud project of the Vertex retraining job.
+        vertex_location: Vertex AI region.
+        vertex_pipeline_root: gs:// root of the Vertex job's artifacts.
+        vertex_service_account: Service account the Vertex job runs as.
+    """
+    import json
+    import logging
+    import os
+    import tempfile
+
+    from components._shared.errors import ConfigError
+    from components.monitor.core import (Outputs, RegistryStateStore, Thresholds, read_window, resolve_reference,
+                                         run_monitor, severity_level)
+    from pipelines.triggers import KfpSettings, VertexSettings, monitor_launcher
+
+    logging.basicConfig(level=logging.INFO)
+    if trigger == "local":
+        raise ConfigError("trigger 'local' runs on a workstation (python -m pipelines monitor); use kfp or vertex here")
+    try:
+        user_params = json.loads(training_parameters or "{}")
+    except ValueError as exc:
+        raise ConfigError(f"training_parameters is not a JSON object: {exc}") from exc
+    if not isinstance(user_params, dict):
+        raise ConfigError("training_parameters must be a JSON object of pipeline parameters")
+    thresholds = Thresholds(drift_share=drift_share_threshold, drift_share_critical=drift_share_critical,
+                            auc_decay=auc_decay_threshold, auc_decay_critical=auc_decay_critical, min_rows=min_rows)
+    reference = resolve_reference(model_name, mlflow_tracking_uri, tempfile.mkdtemp(prefix="reference-"))
+    kfp = KfpSettings(host=kfp_host, experiment=kfp_experiment, namespace=kfp_namespace, pipeline=training_pipeline)
+    vertex = VertexSettings(project=vertex_project, location=vertex_location, template=training_pipeline,
+                            pipeline_root=vertex_pipeline_root, service_account=vertex_service_account)
+    launcher = monitor_launcher(trigger, model_name, train_data_uri or current_uri, reference.schema,
+                                mlflow_tracking_uri, user_params, kfp=kfp, vertex=vertex)
+    current = read_window(current_uri)
+    label = reference.schema.get("label")
+    if launcher is not None and not train_data_uri and label and label not in current.columns:
+        raise ConfigError(f"the window has no label column {label!r}; set train_data_uri to labelled data")
+    os.makedirs(summary.path, exist_ok=True)
+    outputs = Outputs(summary_json=os.path.join(summary.path, "summary.json"), report_html=report.path,
+                      drift_html=drift_report.path, metrics_file=os.path.join(summary.path, "metrics.prom"))
+    store = RegistryStateStore(mlflow_tracking_uri, model_name) if mlflow_tracking_uri else None
+    if launcher is not None and store is None:
+        raise ConfigError("a trigger needs mlflow_tracking_uri: the dedupe and cooldown state lives in the registry")
+    result = run_monitor(current_uri, reference, outputs, thresholds, state_store=store, launcher=launcher,
+                         target=trigger, dry_run=dry_run, cooldown_hours=cooldown_hours, current=current)
+    drift, perf = result["drift"], result["performance"]
+    if drift.get("share") is not None:
+        metrics.log_metric("drift_share", drift["share"])
+    for key in ("auc", "auc_at_training", "decay"):
+        if perf.get(key) is not None:
+            metrics.log_metric("auc_decay" if key == "decay" else key, perf[key])
+    metrics.log_metric("rows", result["rows"])
+    metrics.log_metric("severity", severity_level(result["severity"]))
+    metrics.log_metric("triggered", int(result["trigger"]["status"] == "started"))
+    summary.metadata.update({"severity": result["severity"], "dedupe_key": result["dedupe_key"],
+                             "trigger": result["trigger"]["status"], "run_id": result["trigger"].get("run_id") or "",
+                             "champion_version": result["champion_version"] or ""})
+    return result["trigger"]["status"]

@@ -1,0 +1,79 @@
+"""The monitoring pipeline: one monitor task, meant to be scheduled as a recurring run.
+
+It compares the latest window of production data with the champion's training reference
+and, when drift or AUC decay crosses the thresholds, starts the training pipeline (Kubeflow
+or Vertex). Dedupe and cooldown state lives in the registered model's tags, so recurring runs
+never start duplicate or back-to-back retraining runs.
+"""
+
+
+from typing import Optional
+
+from kfp import dsl
+
+from components.monitor.component import monitor_data
+from pipelines.training import CompileOptions
+
+PIPELINE_NAME = "kfp-tf-gate-monitoring"
+# Kubeflow: optional secret holding a KFP API token (multi-user clusters); never in the YAML itself.
+KFP_TOKEN_SECRET = "kfp-api-token"
+
+
+def build_monitoring_pipeline(opts: Optional[CompileOptions] = None):
+    """Return the @dsl.pipeline function for these compile options."""
+    opts = opts or CompileOptions()
+    default_trigger = "vertex" if opts.target == "vertex" else ("kfp" if opts.target == "kubeflow" else "none")
+
+    @dsl.pipeline(name=PIPELINE_NAME,
+                  description="Compare recent data with the champion's training data; retrain on drift or decay.")
+    def monitoring_pipeline(
+        current_uri: str,
+        model_name: str = "churn-model",
+        mlflow_tracking_uri: str = "",
+        drift_share_threshold: float = 0.3,
+        drift_share_critical: float = 0.6,
+        auc_decay_threshold: float = 0.03,
+        auc_decay_critical: float = 0.08,
+        min_rows: int = 50,
+        trigger: str = default_trigger,
+        dry_run: bool = False,
+        cooldown_hours: float = 24.0,
+        train_data_uri: str = "",
+        training_parameters: str = "{}",
+        training_pipeline: str = "kfp-tf-gate-training",
+        kfp_host: str = "",
+        kfp_experiment: str = "kfp-tf-gate-retraining",
+        kfp_namespace: str = "",
+        vertex_project: str = "",
+        vertex_location: str = "us-central1",
+        vertex_pipeline_root: str = "",
+        vertex_service_account: str = "",
+    ):
+        monitor_task = monitor_data(
+            current_uri=current_uri, model_name=model_name, mlflow_tracking_uri=mlflow_tracking_uri,
+            drift_share_threshold=drift_share_threshold, drift_share_critical=drift_share_critical,
+            auc_decay_threshold=auc_decay_threshold, auc_decay_critical=auc_decay_critical, min_rows=min_rows,
+            trigger=trigger, dry_run=dry_run, cooldown_hours=cooldown_hours, train_data_uri=train_data_uri,
+            training_parameters=training_parameters, training_pipeline=training_pipeline, kfp_host=kfp_host,
+            kfp_experiment=kfp_experiment, kfp_namespace=kfp_namespace, vertex_project=vertex_project,
+            vertex_location=vertex_location, vertex_pipeline_root=vertex_pipeline_root,
+            vertex_service_account=vertex_service_account)
+        # The window and the registry change between runs: never from cache. A retry is safe
+        # because the trigger is deduplicated (run name / job id derived from the window).
+        monitor_task.set_display_name("monitor").set_caching_options(False)
+        if opts.target != "local":
+            monitor_task.set_retry(num_retries=2, backoff_duration="60s", backoff_factor=2.0,
+                                   backoff_max_duration="600s")
+        if opts.target == "kubeflow":
+            from kfp import kubernetes
+
+            if opts.mlflow_secret:
+                kubernetes.use_secret_as_env(
+                    monitor_task, secret_name=opts.mlflow_secret,
+                    secret_key_to_env={"MLFLOW_TRACKING_USERNAME": "MLFLOW_TRACKING_USERNAME",
+                                       "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD"},
+                    optional=True)
+            kubernetes.use_secret_as_env(monitor_task, secret_name=KFP_TOKEN_SECRET,
+                                         secret_key_to_env={"token": "KF_PIPELINES_TOKEN"}, optional=True)
+
+    return monitoring_pipeline
