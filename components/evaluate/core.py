@@ -14,7 +14,7 @@ from typing import Optional
 from components._shared import io
 from components._shared.metrics import best_threshold, binary_metrics, roc_points, slice_metrics
 from components.engineer.core import encode, labels
-from components.train.model import SPEC_FILE, load_core_model, predict_proba
+from components.train.model import SPEC_FILE, load_scorer
 
 logger = logging.getLogger(__name__)
 
@@ -32,10 +32,9 @@ class Evaluation:
 
 
 def score(model_dir: str, df, spec: Optional[dict] = None):
-    """Probabilities of a saved model for the rows of ``df``."""
+    """Probabilities of a saved model for the rows of ``df`` (TFLite scorer when present)."""
     spec = spec or io.read_json(os.path.join(model_dir, SPEC_FILE))
-    model = load_core_model(model_dir)
-    return predict_proba(model, encode(df, spec))
+    return load_scorer(model_dir)(encode(df, spec))
 
 
 def evaluate_predictions(y_test, p_test, y_eval, p_eval, test_df, spec: dict,
@@ -57,11 +56,11 @@ def evaluate_predictions(y_test, p_test, y_eval, p_eval, test_df, spec: dict,
 def evaluate(model_dir: str, test_path: str, eval_path: str, slice_columns: Optional[list] = None,
              min_slice_rows: int = 30) -> Evaluation:
     spec = io.read_json(os.path.join(model_dir, SPEC_FILE))
-    model = load_core_model(model_dir)
+    scorer = load_scorer(model_dir)
     test = io.read_parquet(test_path)
     ev = io.read_parquet(eval_path, columns=[f["name"] for f in spec["numeric"] + spec["categorical"]] + [spec["label"]])
-    p_test = predict_proba(model, encode(test, spec))
-    p_eval = predict_proba(model, encode(ev, spec))
+    p_test = scorer(encode(test, spec))
+    p_eval = scorer(encode(ev, spec))
     result = evaluate_predictions(labels(test, spec), p_test, labels(ev, spec), p_eval, test, spec,
                                   slice_columns, min_slice_rows)
     logger.info("test metrics: %s", {k: round(v, 4) for k, v in result.metrics.items() if isinstance(v, float)})

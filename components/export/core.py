@@ -31,7 +31,7 @@ from typing import Optional
 from components._shared import io
 from components._shared.errors import ModelError
 from components.engineer.core import encode, raw_features
-from components.train.model import SPEC_FILE, load_core_model, predict_proba
+from components.train.model import SPEC_FILE, convert_tflite, load_core_model, predict_proba, tflite_predict
 
 logger = logging.getLogger(__name__)
 
@@ -189,38 +189,6 @@ def replay_warmup(saved_model_dir: str) -> int:
     return count
 
 
-def convert_tflite(core, quantization: str = "float16") -> bytes:
-    """Convert the core model to TFLite with builtin ops only."""
-    import tensorflow as tf
-
-    if quantization not in ("float16", "dynamic", "none"):
-        raise ModelError(f"unknown TFLite quantization {quantization!r}: use float16, dynamic or none")
-    with tempfile.TemporaryDirectory() as tmp:
-        core.export(tmp, format="tf_saved_model", verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        if quantization != "none":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        if quantization == "float16":
-            converter.target_spec.supported_types = [tf.float16]
-        return converter.convert()
-
-
-def tflite_predict(model_bytes: bytes, arrays: dict):
-    """Run the TFLite model over all rows of ``arrays`` (one resized invoke per 4096 rows)."""
-    import numpy as np
-    from ai_edge_litert.interpreter import Interpreter
-
-    interp = Interpreter(model_content=model_bytes)
-    runner = interp.get_signature_runner()
-    n = len(next(iter(arrays.values())))
-    out = []
-    for s in range(0, n, 4096):
-        res = runner(**{k: v[s:s + 4096] for k, v in arrays.items()})
-        out.append(np.asarray(next(iter(res.values()))).reshape(-1))
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
-
-
 def _single_row_latency_ms(fn, repeats: int = 200) -> float:
     import numpy as np
 
@@ -253,6 +221,8 @@ def export(
     import numpy as np
     import tensorflow as tf
 
+    if quantization not in ("float16", "dynamic", "none"):
+        raise ModelError(f"unknown TFLite quantization {quantization!r}: use float16, dynamic or none")
     t0 = time.perf_counter()
     spec = io.read_json(os.path.join(model_dir, SPEC_FILE))
     core = load_core_model(model_dir)
