@@ -5,7 +5,8 @@ from __future__ import annotations
 import difflib
 import os
 import tempfile
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
 from components._shared.images import DEFAULT_REGISTRY, ROLES, VERSION, Images
 from pipelines.training import CompileOptions, build_pipeline

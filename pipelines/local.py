@@ -104,8 +104,8 @@ def run_local(
     """
     from kfp import local
 
-    from components.ingest.core import preflight
     from components._shared import registry
+    from components.ingest.core import preflight
     from pipelines.training import CompileOptions, build_pipeline
 
     preflight(data, label)
@@ -192,7 +192,7 @@ def format_summary(s: dict) -> str:
         f"run {s['run_id']}: {'PROMOTED' if s['promoted'] else 'not promoted'}"
         + (f" -> {s['model_name']} v{s['model_version']} ({s['alias']})" if s.get("model_version") else ""),
         f"  challenger AUC {f(ch.get('auc'))}  PR-AUC {f(ch.get('pr_auc'))}  ECE {f(ch.get('ece'))}  F1 {f(ch.get('f1'))}",
-        f"  champion   " + (f"AUC {f(cp.get('auc'))} (v{s.get('champion_version')}, re-scored on this test split)" if cp else "none"),
+        "  champion   " + (f"AUC {f(cp.get('auc'))} (v{s.get('champion_version')}, re-scored on this test split)" if cp else "none"),
         f"  TFLite max |diff| vs SavedModel {f(s.get('tflite_max_abs_diff'))}",
         f"  serving    {s.get('serving_dir') or 'nothing served yet'}",
     ]

@@ -106,6 +106,18 @@ def _data_uri(uri: str) -> str:
 
 
 def cmd_monitor(args) -> int:
+    # mlflow.set_tracking_uri() exports MLFLOW_TRACKING_URI; keep this command from leaking it.
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        return _monitor(args)
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before
+
+
+def _monitor(args) -> int:
     import logging
 
     from components._shared.errors import ConfigError

@@ -23,6 +23,8 @@ def build_monitoring_pipeline(opts: Optional[CompileOptions] = None):
     """Return the @dsl.pipeline function for these compile options."""
     opts = opts or CompileOptions()
     default_trigger = "vertex" if opts.target == "vertex" else ("kfp" if opts.target == "kubeflow" else "none")
+    # Kubeflow runs the uploaded training pipeline by name; Vertex needs the template's URI.
+    default_training = "kfp-tf-gate-training" if opts.target != "vertex" else ""
 
     @dsl.pipeline(name=PIPELINE_NAME,
                   description="Compare recent data with the champion's training data; retrain on drift or decay.")
@@ -40,7 +42,7 @@ def build_monitoring_pipeline(opts: Optional[CompileOptions] = None):
         cooldown_hours: float = 24.0,
         train_data_uri: str = "",
         training_parameters: str = "{}",
-        training_pipeline: str = "kfp-tf-gate-training",
+        training_pipeline: str = default_training,
         kfp_host: str = "",
         kfp_experiment: str = "kfp-tf-gate-retraining",
         kfp_namespace: str = "",

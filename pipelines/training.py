@@ -11,6 +11,7 @@ from typing import Optional
 
 from kfp import dsl
 
+from components._shared.images import IMAGES
 from components.compare.component import compare_models
 from components.deploy.component import deploy_model
 from components.engineer.component import engineer_features
@@ -182,6 +183,8 @@ def build_pipeline(opts: Optional[CompileOptions] = None):
                 vertex_project=vertex_project, vertex_location=vertex_location,
                 vertex_endpoint=vertex_endpoint, canary_traffic_percent=canary_traffic_percent)
             deploy_task.set_display_name("deploy").set_caching_options(False).set_retry(**retry)
+            # Lineage for the model card; compile rewrites the image name with --image-registry/--image-tag.
+            deploy_task.set_env_variable("KFP_TF_GATE_IMAGE", IMAGES.trainer)
             _secrets(deploy_task, opts)
 
     return training_pipeline

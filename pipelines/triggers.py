@@ -424,6 +424,13 @@ def vertex_job(settings: VertexSettings, job_id: str, display_name: str, argumen
     template = settings.template
     if not template.startswith(("gs://", "https://")):
         template = fetch_pipeline_file(template)
+        import yaml
+
+        with open(template) as fh:
+            documents = sum(1 for d in yaml.safe_load_all(fh) if d)
+        if documents != 1:
+            raise ConfigError(f"{settings.template} has {documents} YAML documents (a Kubeflow pipeline with "
+                              "platform settings?); Vertex AI needs a single document: use compiled/vertex/*.yaml")
     try:
         return aiplatform.PipelineJob(
             display_name=display_name[:128], template_path=template, job_id=job_id,
@@ -434,8 +441,7 @@ def vertex_job(settings: VertexSettings, job_id: str, display_name: str, argumen
         raise TriggerError(f"no usable Google Cloud credentials for Vertex AI ({_first_line(str(exc))}); "
                            "run on a service account or set GOOGLE_APPLICATION_CREDENTIALS") from exc
     except (ValueError, TypeError, KeyError) as exc:
-        raise ConfigError(f"{settings.template} cannot run on Vertex AI: {_first_line(str(exc))} "
-                          "(use compiled/vertex/*.yaml, a single-document template)") from exc
+        raise ConfigError(f"{settings.template} cannot run on Vertex AI: {_first_line(str(exc))}") from exc
 
 
 def _label_value(value: Any) -> str:
@@ -456,7 +462,7 @@ def vertex_error(exc: BaseException, settings: VertexSettings) -> PipelineError:
         return TriggerError(f"{where} refused the credentials ({exc.code.name if exc.code else ''}: "
                             f"{_first_line(exc.message)}); the caller needs roles/aiplatform.user and "
                             "iam.serviceAccounts.actAs on the pipeline's service account")
-    if isinstance(exc, (api.ServiceUnavailable, api.DeadlineExceeded, api.RetryError)):
+    if isinstance(exc, (api.ServiceUnavailable, api.DeadlineExceeded, api.RetryError, OSError)):
         return TriggerError(f"cannot reach {where}: {_first_line(str(exc))}")
     if isinstance(exc, api.GoogleAPICallError):
         return TriggerError(f"{where} refused the pipeline job: {_first_line(exc.message)}")
@@ -558,6 +564,9 @@ def monitor_launcher(target: str, model_name: str, data_uri: str, schema: dict, 
 
     settings = vertex or VertexSettings()
     settings.resolved_project()
+    if not settings.template or not is_pipeline_file(settings.template):
+        raise ConfigError("Vertex AI needs the compiled training pipeline as a gs:// or https:// URI or a path "
+                          f"(compiled/vertex/training.yaml), not {settings.template!r}")
     # A local template is checked here; a gs:// or Artifact Registry one is checked by Vertex.
     remote = settings.template.startswith(("gs://", "https://"))
     spec = None if remote else pipeline_spec(fetch_pipeline_file(settings.template))

@@ -201,9 +201,18 @@ def write_parquet(df, path: str) -> None:
 
 
 def read_parquet(path: str, columns: Optional[list[str]] = None):
-    """Read a Parquet file written by :func:`write_parquet` (strings as categoricals)."""
+    """Read a Parquet file written by :func:`write_parquet` (strings as categoricals).
+
+    Raises:
+        DataError: A requested column is not in the file.
+    """
     import pyarrow.parquet as pq
 
+    if columns is not None:
+        names = pq.read_schema(path).names
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise DataError(f"the data {path} has no column {missing[0]!r}")
     return to_pandas(pq.read_table(path, columns=columns))
 
 

@@ -34,7 +34,7 @@ class Gates:
 
     @classmethod
     def from_params(cls, min_auc: float, max_ece: float, max_auc_gap: float, min_improvement: float,
-                    require_significance: bool) -> "Gates":
+                    require_significance: bool) -> Gates:
         """Pipeline parameters use negative values for 'disabled' (KFP has no Optional float)."""
         def opt(v):
             return None if v is None or v < 0 else float(v)

@@ -55,7 +55,7 @@ def deploy_model(
     ev, dec, info = io.read_json(evaluation.path), io.read_json(decision.path), io.read_json(ingest_info.path)
     spec = io.read_json(os.path.join(model.path, "transform_spec.json"))
     lineage = {"pipeline_run": pipeline_run, "data_hash": info["content_hash"], "data_uri": info["source_uri"],
-               "saved_model_uri": saved_model.uri, "image": os.environ.get("KFP_TF_GATE_IMAGE", "")}
+               "saved_model_uri": saved_model.uri, "trainer_image": os.environ.get("KFP_TF_GATE_IMAGE", "local")}
     train_meta = {"features": [f["name"] for f in spec["numeric"] + spec["categorical"]],
                   "params": {k: v for k, v in model.metadata.items() if k != "mlflow_run_id"},
                   "device": model.metadata.get("device", "")}

@@ -146,3 +146,44 @@ def raw_features(df, spec: dict, rows: Optional[int] = None) -> dict:
     for f in spec["categorical"]:
         out[f["input_name"]] = part[f["name"]].astype("string").fillna("").to_numpy(dtype=object).astype(str)
     return out
+
+
+def encode_parquet(path: str, spec: dict, batch_rows: int = 262_144) -> tuple:
+    """Encode a Parquet split batch by batch into compact model-core arrays plus labels.
+
+    Only the encoded arrays (4 bytes per feature per row) are held in memory, never the raw
+    table: a 10M-row split needs about 0.5 GB here instead of several GB of pandas columns.
+
+    Returns:
+        (arrays dict as from :func:`encode`, float32 labels)
+    """
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from components._shared.io import to_pandas
+
+    pf = pq.ParquetFile(path)
+    n = pf.metadata.num_rows
+    names = [f["name"] for f in spec["numeric"] + spec["categorical"]]
+    present = set(pf.schema_arrow.names)
+    missing = [c for c in names + [spec["label"]] if c not in present]
+    if missing:
+        raise DataError(f"the data {path} has no column {missing[0]!r}, which the transform spec needs")
+    out = {}
+    if spec["numeric"]:
+        out["numeric"] = np.empty((n, len(spec["numeric"])), dtype=np.float32)
+    if spec["categorical"]:
+        out["categorical"] = np.empty((n, len(spec["categorical"])), dtype=np.int32)
+    y = np.empty(n, dtype=np.float32)
+    start = 0
+    for batch in pf.iter_batches(batch_size=batch_rows, columns=names + [spec["label"]]):
+        import pyarrow as pa
+
+        df = to_pandas(pa.Table.from_batches([batch]))
+        enc = encode(df, spec)
+        stop = start + len(df)
+        for k, v in enc.items():
+            out[k][start:stop] = v
+        y[start:stop] = labels(df, spec)
+        start = stop
+    return out, y

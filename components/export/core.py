@@ -26,12 +26,17 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Optional
 
 from components._shared import io
 from components._shared.errors import ModelError
 from components.engineer.core import encode, raw_features
-from components.train.model import SPEC_FILE, convert_tflite, load_core_model, predict_proba, tflite_predict
+from components.train.model import (
+    SPEC_FILE,
+    convert_tflite,
+    load_core_model,
+    predict_proba,
+    tflite_predict,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +79,7 @@ def _serving_module(core, spec: dict, threshold: float):
                 inputs["numeric"] = tf.stack([tf.cast(tf.reshape(feats[f["input_name"]], [-1]), tf.float32) for f in num], axis=1)
             if cat:
                 inputs["categorical"] = tf.stack(
-                    [t.lookup(tf.reshape(feats[f["input_name"]], [-1])) for f, t in zip(cat, self.tables)], axis=1)
+                    [t.lookup(tf.reshape(feats[f["input_name"]], [-1])) for f, t in zip(cat, self.tables, strict=True)], axis=1)
             return tf.reshape(self.core(inputs, training=False), [-1])
 
         def _outputs(self, p):

@@ -54,7 +54,7 @@ def monitor_data(
         cooldown_hours: No second run for the model within this time unless the severity rises.
         train_data_uri: Data the retraining run trains on; empty for the window itself (which then needs labels).
         training_parameters: JSON object of further training-pipeline parameters, e.g. {"epochs": 20}.
-        training_pipeline: Compiled training pipeline (gs:// or https:// URI) or, on Kubeflow, the name of the uploaded pipeline (python -m pipelines submit uploads it).
+        training_pipeline: Compiled training pipeline: a gs:// or https:// URI of its YAML (Vertex: compiled/vertex/training.yaml) or, on Kubeflow, the name of the uploaded pipeline (python -m pipelines submit --target kfp uploads it).
         kfp_host: Kubeflow Pipelines API; empty for the in-cluster service.
         kfp_experiment: Kubeflow experiment of the retraining run.
         kfp_namespace: Kubeflow namespace (multi-user deployments).

@@ -14,11 +14,12 @@ import logging
 import math
 import os
 import time
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 from components._shared import io
 from components._shared.errors import ModelError
-from components.engineer.core import encode, labels
+from components.engineer.core import encode_parquet
 from components.train.model import MODEL_FILE, SPEC_FILE, build_core_model, write_scorer
 
 logger = logging.getLogger(__name__)
@@ -110,14 +111,9 @@ def train(
     """
     import keras
     import numpy as np
-    import tensorflow as tf
 
-    columns = [f["name"] for f in spec["numeric"] + spec["categorical"]] + [spec["label"]]
-    train_df = io.read_parquet(train_path, columns=columns)
-    eval_df = io.read_parquet(eval_path, columns=columns)
-    x_train, y_train = encode(train_df, spec), labels(train_df, spec)
-    x_eval, y_eval = encode(eval_df, spec), labels(eval_df, spec)
-    del train_df, eval_df
+    x_train, y_train = encode_parquet(train_path, spec)
+    x_eval, y_eval = encode_parquet(eval_path, spec)
     n = len(y_train)
     device, strategy = _device_strategy()
     logger.info("training on %s: %d train rows, %d eval rows", device, n, len(y_eval))

@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 logger = logging.getLogger(__name__)
 
