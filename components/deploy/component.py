@@ -30,7 +30,8 @@ def deploy_model(
     """Register the version in MLflow, push it to TF Serving, verify warm-up, move the champion alias.
 
     With a Vertex project set, also uploads the SavedModel to Vertex AI Model Registry (versions
-    under one parent) and deploys it to the endpoint with the canary traffic share.
+    under one parent) and deploys it to the endpoint with the canary traffic share, before any
+    alias moves (a Vertex failure promotes nothing). With require_approval, Vertex is skipped.
 
     Args:
         model_name: Registered model name (MLflow and TF Serving).
@@ -70,16 +71,20 @@ def deploy_model(
     card_version = "next"
     card = make_card(model_name, card_version, ev, dec, info, train_meta, lineage)
     tags = {"pipeline_run": pipeline_run, "data_hash": info["content_hash"], "auc": f"{ev['metrics']['auc']:.4f}"}
-    result = deploy(saved_model.path, model_name, mlflow_tracking_uri, serving_base_dir,
-                    artifacts={"model": model.path, "saved_model": saved_model.path, "data": data_dir, "reports": reports},
-                    card=card, tags=tags, require_approval=require_approval)
-    out = result.to_dict()
+    before_promote = None
     if vertex_project:
         from components.deploy.vertex import VertexTarget, upload_and_deploy
 
-        out["vertex"] = upload_and_deploy(
-            VertexTarget(vertex_project, vertex_location, vertex_endpoint, canary_traffic_percent),
-            model_name, saved_model.uri, fingerprint(saved_model.path), card)
+        def before_promote(version):
+            # Vertex first: if it fails, the MLflow alias and TF Serving labels stay where they were.
+            return {"vertex": upload_and_deploy(
+                VertexTarget(vertex_project, vertex_location, vertex_endpoint, canary_traffic_percent),
+                model_name, saved_model.uri, fingerprint(saved_model.path), card)}
+
+    result = deploy(saved_model.path, model_name, mlflow_tracking_uri, serving_base_dir,
+                    artifacts={"model": model.path, "saved_model": saved_model.path, "data": data_dir, "reports": reports},
+                    card=card, tags=tags, require_approval=require_approval, before_promote=before_promote)
+    out = result.to_dict()
     io.write_json(out, deployment.path)
     deployment.metadata.update({"version": result.version, "alias": result.alias, "serving_dir": result.serving_dir})
     with open(model_card.path, "w") as fh:

@@ -40,6 +40,7 @@ class DeployResult:
     previous_version: Optional[str]
     reused: bool
     models_config: str
+    extra: dict = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -192,6 +193,7 @@ def deploy(
     tags: Optional[dict] = None,
     require_approval: bool = False,
     verify=None,
+    before_promote=None,
 ) -> DeployResult:
     """Register, push, verify and promote one SavedModel (see the module docstring for the order).
 
@@ -200,6 +202,9 @@ def deploy(
         card: The model card (Markdown) stored as the version's description and as an artifact.
         verify: ``verify(path) -> int`` loads a pushed version and replays its warm-up requests;
             defaults to :func:`components.export.core.replay_warmup`.
+        before_promote: ``before_promote(version) -> dict`` runs after verification and before
+            any alias or serving label moves (e.g. the Vertex AI upload); if it raises, nothing is
+            promoted. Not called when approval is required. Its result is in ``DeployResult.extra``.
     """
     if not os.path.exists(os.path.join(saved_model_dir, "saved_model.pb")):
         raise DeployError(f"{saved_model_dir} is not a SavedModel (no saved_model.pb)")
@@ -225,6 +230,14 @@ def deploy(
             shutil.rmtree(target, ignore_errors=True)
         raise DeployError(f"version {version} of {model_name} failed its warm-up requests and was not promoted: {exc}") from exc
 
+    extra = {}
+    if before_promote is not None and not require_approval:
+        try:
+            extra = before_promote(version) or {}
+        except Exception as exc:
+            if created:
+                shutil.rmtree(target, ignore_errors=True)
+            raise DeployError(f"version {version} of {model_name} was not promoted: {exc}") from exc
     champion = registry.get_alias(client, model_name, registry.CHAMPION)
     if require_approval:
         client.set_registered_model_alias(model_name, registry.CANDIDATE, version)
@@ -234,7 +247,7 @@ def deploy(
             state["stable"] = int(version)
         config = write_state(serving_base, model_name, state)
         return DeployResult(model_name, version, target, registry.CANDIDATE,
-                            champion.version if champion else None, reused, config)
+                            champion.version if champion else None, reused, config, extra)
     previous = champion.version if champion and champion.version != version else (
         (registry.get_alias(client, model_name, registry.PREVIOUS) or registry.ModelRef("", "", None, "", {})).version or None)
     state = read_state(serving_base, model_name)
@@ -246,7 +259,7 @@ def deploy(
         client.set_registered_model_alias(model_name, registry.PREVIOUS, champion.version)
     client.set_registered_model_alias(model_name, registry.CHAMPION, version)
     logger.info("model %s version %s is champion (previous %s); served from %s", model_name, version, previous, target)
-    return DeployResult(model_name, version, target, registry.CHAMPION, previous, reused, config)
+    return DeployResult(model_name, version, target, registry.CHAMPION, previous, reused, config, extra)
 
 
 def rollback(model_name: str, tracking_uri: str, serving_base: str) -> dict:

@@ -34,8 +34,22 @@ def runs(tmp_path_factory):
     common = ["--runs-dir", runs_dir, "--label", "churned", "--id-column", "customer_id", "--json"]
     first = _cli("run", "--data", str(base / "small.csv"), "--epochs", "2", *common)
     second = _cli("run", "--data", str(base / "shuffled.csv"), "--epochs", "3", *common)
+    after_second = _state(runs_dir)
     third = _cli("run", "--data", str(base / "large.csv"), "--epochs", "8", *common)
+    second.state = after_second
     return base, runs_dir, first, second, third
+
+
+def _state(runs_dir: str) -> dict:
+    """The champion alias and the served versions, as a user would inspect them."""
+    from components._shared import registry
+    from pipelines.local import default_tracking_uri
+
+    client = registry.configure(default_tracking_uri(runs_dir))
+    champion = registry.get_alias(client, "churn-model", "champion")
+    return {"champion": champion.version if champion else None,
+            "served": sorted(os.listdir(os.path.join(runs_dir, "serving", "churn-model"))),
+            "config": open(os.path.join(runs_dir, "serving", "models.config")).read()}
 
 
 def test_first_run_promotes_on_absolute_gates(runs):
@@ -66,12 +80,9 @@ def test_shuffled_labels_are_rejected_and_champion_stays(runs):
     assert s["champion"] is not None and s["champion_version"] == "1"
     assert any("fails: AUC" in r for r in s["reasons"]), s["reasons"]
     assert s["serving_dir"] == os.path.join(runs_dir, "serving", "churn-model", "1")
-    assert sorted(os.listdir(os.path.join(runs_dir, "serving", "churn-model"))) == ["1", "serving.json"]
-    from components._shared import registry
-    from pipelines.local import default_tracking_uri
-
-    client = registry.configure(default_tracking_uri(runs_dir))
-    assert registry.get_alias(client, "churn-model", "champion").version == "1"
+    assert second.state["served"] == ["1", "serving.json"]
+    assert second.state["champion"] == "1"
+    assert 'key: "stable" value: 1' in second.state["config"]
 
 
 def test_better_model_is_promoted_and_rollback_restores_the_old_one(runs):
