@@ -23,11 +23,26 @@ def churn_csv(tmp_path, churn_df):
     return str(path)
 
 
-@pytest.fixture
-def tracking_uri(tmp_path):
-    """A fresh SQLite MLflow store whose artifacts stay under tmp_path."""
+@pytest.fixture(scope="session")
+def _registry_template(tmp_path_factory):
+    """An empty MLflow SQLite store with the test-model experiment, built once (creating the
+    tables takes seconds; copying the file takes milliseconds)."""
     from components._shared import registry
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    registry.configure(uri, "test-model", artifact_location=str(tmp_path / "mlartifacts"))
+    d = tmp_path_factory.mktemp("mlflow-template")
+    registry.configure(f"sqlite:///{d / 'mlflow.db'}", "test-model", artifact_location=str(d / "mlartifacts"))
+    return d / "mlflow.db"
+
+
+@pytest.fixture
+def tracking_uri(_registry_template, tmp_path):
+    """A fresh SQLite MLflow store per test (model name "test-model"; artifacts stay in tmp)."""
+    import shutil
+
+    from components._shared import registry
+
+    db = tmp_path / "mlflow.db"
+    shutil.copy(_registry_template, db)
+    uri = f"sqlite:///{db}"
+    registry.configure(uri, "test-model")
     return uri

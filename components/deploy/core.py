@@ -228,6 +228,7 @@ def deploy(
     except Exception as exc:
         if created:
             shutil.rmtree(target, ignore_errors=True)
+        _mark_failed(client, model_name, version, f"warm-up failed: {exc}")
         raise DeployError(f"version {version} of {model_name} failed its warm-up requests and was not promoted: {exc}") from exc
 
     extra = {}
@@ -237,14 +238,15 @@ def deploy(
         except Exception as exc:
             if created:
                 shutil.rmtree(target, ignore_errors=True)
+            _mark_failed(client, model_name, version, str(exc))
             raise DeployError(f"version {version} of {model_name} was not promoted: {exc}") from exc
     champion = registry.get_alias(client, model_name, registry.CHAMPION)
     if require_approval:
         client.set_registered_model_alias(model_name, registry.CANDIDATE, version)
+        # A candidate is loaded by TF Serving under the "canary" label only; "stable" (what
+        # clients get by default) stays on the approved champion until `approve`.
         state = read_state(serving_base, model_name)
-        state["canary"] = int(version) if state.get("stable") else None
-        if not state.get("stable"):
-            state["stable"] = int(version)
+        state["canary"] = int(version)
         config = write_state(serving_base, model_name, state)
         return DeployResult(model_name, version, target, registry.CANDIDATE,
                             champion.version if champion else None, reused, config, extra)
@@ -260,6 +262,14 @@ def deploy(
     client.set_registered_model_alias(model_name, registry.CHAMPION, version)
     logger.info("model %s version %s is champion (previous %s); served from %s", model_name, version, previous, target)
     return DeployResult(model_name, version, target, registry.CHAMPION, previous, reused, config, extra)
+
+
+def _mark_failed(client, model_name: str, version: str, why: str) -> None:
+    """Tag a registered version that was not promoted, so nobody mistakes it for a servable one."""
+    try:
+        client.set_model_version_tag(model_name, version, "deploy_status", f"failed: {why}"[:500])
+    except Exception:  # the registry may be what failed; the DeployError says what matters
+        logger.warning("could not tag version %s of %s as failed", version, model_name)
 
 
 def rollback(model_name: str, tracking_uri: str, serving_base: str) -> dict:

@@ -295,6 +295,11 @@ def export(
         "threshold": float(threshold),
     }
     logger.info("exported %s: %s", saved_model_dir, metrics)
+    failed = metrics["tflite_max_abs_diff"] > max_parity_diff or skew > 1e-4
+    if failed:  # leave nothing behind that could be mistaken for a good export
+        shutil.rmtree(saved_model_dir, ignore_errors=True)
+        if os.path.exists(tflite_path):
+            os.remove(tflite_path)
     if metrics["tflite_max_abs_diff"] > max_parity_diff:
         raise ModelError(
             f"the TFLite model differs from the SavedModel by up to {metrics['tflite_max_abs_diff']:.2e} "

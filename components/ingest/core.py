@@ -75,33 +75,25 @@ def encode_label(series, label: str, positive_label: Optional[str] = None):
 
 
 def content_hash(table) -> str:
-    """A content hash of a table: column names/types and the Arrow IPC bytes of its data."""
+    """A content hash of a table: column names/types and the Arrow IPC bytes of each column.
+
+    Each column is combined into one chunk first (one column at a time, to bound memory), so
+    the hash does not depend on how the rows were split into files or read blocks.
+    """
     import pyarrow as pa
 
     if not isinstance(table, pa.Table):
         table = pa.Table.from_pandas(table, preserve_index=False)
-
-    class _Sink:
-        def __init__(self):
-            self.h = hashlib.sha256()
-
-        def write(self, b):
-            self.h.update(b)
-            return len(b)
-
-        def flush(self):
-            pass
-
-        @property
-        def closed(self):
-            return False
-
-    sink = _Sink()
-    sink.h.update(",".join(f"{f.name}:{f.type}" for f in table.schema).encode())
-    with pa.ipc.new_stream(pa.PythonFile(sink, mode="w"), table.schema) as writer:
-        for batch in table.to_batches(max_chunksize=1 << 16):
+    h = hashlib.sha256()
+    h.update(",".join(f"{f.name}:{f.type}" for f in table.schema).encode())
+    for i, field in enumerate(table.schema):
+        col = table.column(i).combine_chunks()
+        batch = pa.record_batch([col], schema=pa.schema([field]))
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, batch.schema) as writer:
             writer.write_batch(batch)
-    return sink.h.hexdigest()
+        h.update(memoryview(sink.getvalue()))
+    return h.hexdigest()
 
 
 def split_assignments(df, id_column: Optional[str], eval_fraction: float, test_fraction: float, seed: int):

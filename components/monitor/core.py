@@ -35,7 +35,8 @@ import math
 import os
 import re
 import tempfile
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
 from components._shared import io
 from components._shared.errors import ConfigError, DataError, PipelineError, TriggerError
@@ -78,11 +79,17 @@ class Thresholds:
 
         if not (isinstance(self.drift_share, (int, float)) and 0 < self.drift_share <= 1):
             bad("drift_share", self.drift_share, "in (0, 1]")
-        if not (isinstance(self.drift_share_critical, (int, float)) and self.drift_share <= self.drift_share_critical <= 1):
+        if not (
+            isinstance(self.drift_share_critical, (int, float))
+            and self.drift_share <= self.drift_share_critical <= 1
+        ):
             bad("drift_share_critical", self.drift_share_critical, f"in [{self.drift_share}, 1]")
         if not (isinstance(self.auc_decay, (int, float)) and 0 < self.auc_decay < 1):
             bad("auc_decay", self.auc_decay, "in (0, 1)")
-        if not (isinstance(self.auc_decay_critical, (int, float)) and self.auc_decay <= self.auc_decay_critical < 1):
+        if not (
+            isinstance(self.auc_decay_critical, (int, float))
+            and self.auc_decay <= self.auc_decay_critical < 1
+        ):
             bad("auc_decay_critical", self.auc_decay_critical, f"in [{self.auc_decay}, 1)")
         if not (isinstance(self.min_rows, int) and self.min_rows >= 1):
             bad("min_rows", self.min_rows, "a positive integer")
@@ -114,20 +121,30 @@ def assess(drift_share: Optional[float], auc_decay: Optional[float], t: Threshol
     if drifted:
         critical = drift_share >= t.drift_share_critical
         level = 2 if critical else 1
-        reasons.append(f"{drift_share:.0%} of features drifted (threshold {t.drift_share:.0%}"
-                       + (f", critical {t.drift_share_critical:.0%})" if critical else ")"))
+        reasons.append(
+            f"{drift_share:.0%} of features drifted (threshold {t.drift_share:.0%}"
+            + (f", critical {t.drift_share_critical:.0%})" if critical else ")")
+        )
     if decayed:
         critical = auc_decay >= t.auc_decay_critical
         level = max(level, 3 if critical else 2)
-        reasons.append(f"AUC fell by {auc_decay:.4f} since training (threshold {t.auc_decay:.4f}"
-                       + (f", critical {t.auc_decay_critical:.4f})" if critical else ")"))
+        reasons.append(
+            f"AUC fell by {auc_decay:.4f} since training (threshold {t.auc_decay:.4f}"
+            + (f", critical {t.auc_decay_critical:.4f})" if critical else ")")
+        )
     if drifted and decayed:
         level = 3
     if not reasons:
-        parts = ["drift share " + ("n/a" if drift_share is None else f"{drift_share:.0%}")
-                 + f" below {t.drift_share:.0%}"]
-        parts.append("AUC decay not measured" if auc_decay is None
-                     else f"AUC decay {auc_decay:.4f} below {t.auc_decay:.4f}")
+        parts = [
+            "drift share "
+            + ("n/a" if drift_share is None else f"{drift_share:.0%}")
+            + f" below {t.drift_share:.0%}"
+        ]
+        parts.append(
+            "AUC decay not measured"
+            if auc_decay is None
+            else f"AUC decay {auc_decay:.4f} below {t.auc_decay:.4f}"
+        )
         reasons.append("; ".join(parts))
     return Assessment(SEVERITIES[level], reasons)
 
@@ -174,8 +191,9 @@ class Decision:
         return dataclasses.asdict(self)
 
 
-def decide(assessment: Assessment, state: dict, key: str, now: datetime.datetime,
-           cooldown_hours: float) -> Decision:
+def decide(
+    assessment: Assessment, state: dict, key: str, now: datetime.datetime, cooldown_hours: float
+) -> Decision:
     """Apply dedupe and cooldown to an assessment, given the model's trigger history."""
     if cooldown_hours < 0:
         raise ConfigError(f"cooldown_hours must be >= 0, got {cooldown_hours}")
@@ -184,26 +202,39 @@ def decide(assessment: Assessment, state: dict, key: str, now: datetime.datetime
         return Decision("none", assessment.severity, reasons, key)
     for entry in state.get("triggers", []):
         if entry.get("dedupe_key") == key:
-            reasons.append(f"this window already started run {entry.get('run_id')} ({entry.get('target')}, "
-                           f"{entry.get('at')}): not starting a duplicate")
+            reasons.append(
+                f"this window already started run {entry.get('run_id')} ({entry.get('target')}, "
+                f"{entry.get('at')}): not starting a duplicate"
+            )
             return Decision("skip", assessment.severity, reasons, key)
     last = state.get("last_trigger")
     if last:
         until = _parse_time(last["at"]) + datetime.timedelta(hours=cooldown_hours)
         if now < until:
             if severity_level(assessment.severity) <= severity_level(last.get("severity")):
-                reasons.append(f"cooldown: run {last.get('run_id')} started at {last['at']} with severity "
-                               f"{last.get('severity')}; no new run before {_iso(until)} unless the severity rises")
+                reasons.append(
+                    f"cooldown: run {last.get('run_id')} started at {last['at']} with severity "
+                    f"{last.get('severity')}; no new run before {_iso(until)} unless the severity rises"
+                )
                 return Decision("skip", assessment.severity, reasons, key, _iso(until))
-            reasons.append(f"severity rose from {last.get('severity')} to {assessment.severity} during the cooldown")
+            reasons.append(
+                f"severity rose from {last.get('severity')} to {assessment.severity} during the cooldown"
+            )
     return Decision("trigger", assessment.severity, reasons, key)
 
 
-def record_trigger(state: dict, decision: Decision, run: dict, now: datetime.datetime,
-                   keep: int = FILE_STATE_KEEP) -> dict:
+def record_trigger(
+    state: dict, decision: Decision, run: dict, now: datetime.datetime, keep: int = FILE_STATE_KEEP
+) -> dict:
     """The state after a run was started (or found already started) for ``decision``."""
-    entry = {"at": _iso(now), "severity": decision.severity, "dedupe_key": decision.dedupe_key,
-             "run_id": run.get("run_id"), "run_name": run.get("run_name"), "target": run.get("target")}
+    entry = {
+        "at": _iso(now),
+        "severity": decision.severity,
+        "dedupe_key": decision.dedupe_key,
+        "run_id": run.get("run_id"),
+        "run_name": run.get("run_name"),
+        "target": run.get("target"),
+    }
     triggers = [t for t in state.get("triggers", []) if t.get("dedupe_key") != decision.dedupe_key]
     triggers = (triggers + [entry])[-keep:]
     return {"version": STATE_VERSION, "last_trigger": entry, "triggers": triggers}
@@ -240,7 +271,9 @@ class FileStateStore:
         try:
             doc = io.read_json(self.path)
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"the monitor state file {self.path} is unreadable ({exc}); fix or remove it") from exc
+            raise ConfigError(
+                f"the monitor state file {self.path} is unreadable ({exc}); fix or remove it"
+            ) from exc
         if not isinstance(doc, dict) or not isinstance(doc.get("models"), dict):
             raise ConfigError(f"the monitor state file {self.path} is not a monitor state document")
         return doc
@@ -284,8 +317,11 @@ class RegistryStateStore:
 
         try:
             model = self._client().get_registered_model(self.model_name)
-        except MlflowException:
-            return {}
+        except MlflowException as exc:
+            if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
+                return {}
+            # Reading no history would allow duplicate runs: fail instead.
+            raise ConfigError(f"cannot read the monitor state of {self.model_name}: {exc}") from exc
         raw = (model.tags or {}).get(STATE_TAG)
         try:
             return json.loads(raw) if raw else {}
@@ -316,7 +352,7 @@ class Reference:
 
 def _sqlite_missing(tracking_uri: str) -> Optional[str]:
     if tracking_uri.startswith("sqlite:///"):
-        path = tracking_uri[len("sqlite:///"):]
+        path = tracking_uri[len("sqlite:///") :]
         if path and path != ":memory:" and not os.path.exists(path):
             return path
     return None
@@ -340,8 +376,14 @@ def load_champion(tracking_uri: str, model_name: str):
     return (client, ref) if ref is not None else None
 
 
-def resolve_reference(model_name: str, tracking_uri: str, workdir: str, reference_uri: Optional[str] = None,
-                      schema_uri: Optional[str] = None, label: Optional[str] = None) -> Reference:
+def resolve_reference(
+    model_name: str,
+    tracking_uri: str,
+    workdir: str,
+    reference_uri: Optional[str] = None,
+    schema_uri: Optional[str] = None,
+    label: Optional[str] = None,
+) -> Reference:
     """The champion's schema and reference sample from the registry, or a given table.
 
     Args:
@@ -356,7 +398,12 @@ def resolve_reference(model_name: str, tracking_uri: str, workdir: str, referenc
     from components.validate.core import infer_schema
 
     champ = load_champion(tracking_uri, model_name) if tracking_uri else None
-    schema = io.read_json(schema_uri) if schema_uri else None
+    schema = None
+    if schema_uri:
+        try:
+            schema = io.read_json(schema_uri)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot read the schema {schema_uri}: {exc}") from exc
     version = auc = fetch = None
     if champ is not None:
         client, ref = champ
@@ -366,7 +413,9 @@ def resolve_reference(model_name: str, tracking_uri: str, workdir: str, referenc
             try:
                 return registry.download(_client, _ref, dest, "model")
             except Exception as exc:
-                raise DataError(f"cannot download the model of {model_name} v{_ref.version}: {exc}") from exc
+                raise DataError(
+                    f"cannot download the model of {model_name} v{_ref.version}: {exc}"
+                ) from exc
 
         try:
             reports = registry.download(client, ref, os.path.join(workdir, "reports"), "reports")
@@ -387,12 +436,20 @@ def resolve_reference(model_name: str, tracking_uri: str, workdir: str, referenc
         if champ is None:
             raise DataError(
                 f"model {model_name!r} has no champion in the registry at {tracking_uri or '(none)'}; "
-                "train one first (python -m pipelines run) or pass --reference")
+                "train one first (python -m pipelines run) or pass --reference"
+            )
         champ_schema, data = _champion_data(champ, model_name, workdir)
         schema = schema or champ_schema
         source = f"champion {model_name} v{version}"
-    return Reference(schema=schema, data=data, source=source, model_name=model_name, version=version,
-                     auc_at_training=None if auc is None else float(auc), fetch_model=fetch)
+    return Reference(
+        schema=schema,
+        data=data,
+        source=source,
+        model_name=model_name,
+        version=version,
+        auc_at_training=None if auc is None else float(auc),
+        fetch_model=fetch,
+    )
 
 
 def _champion_data(champ, model_name: str, workdir: str):
@@ -402,13 +459,17 @@ def _champion_data(champ, model_name: str, workdir: str):
     try:
         local = registry.download(client, ref, os.path.join(workdir, "data"), "data")
     except Exception as exc:
-        raise DataError(f"cannot download the data artifacts of {model_name} v{ref.version}: {exc}") from exc
+        raise DataError(
+            f"cannot download the data artifacts of {model_name} v{ref.version}: {exc}"
+        ) from exc
     schema_path = os.path.join(local, "schema.json")
     sample_path = os.path.join(local, "reference.parquet")
     for path in (schema_path, sample_path):
         if not os.path.exists(path):
-            raise DataError(f"{model_name} v{ref.version} has no data/{os.path.basename(path)} in the registry; "
-                            "pass --reference (and --schema) to compare with another table")
+            raise DataError(
+                f"{model_name} v{ref.version} has no data/{os.path.basename(path)} in the registry; "
+                "pass --reference (and --schema) to compare with another table"
+            )
     return io.read_json(schema_path), io.read_parquet(sample_path)
 
 
@@ -438,17 +499,25 @@ def check_window(df, schema: dict, uri: str, min_rows: int) -> list:
         shown = ", ".join(repr(c) for c in missing[:8]) + (", ..." if len(missing) > 8 else "")
         raise DataError(
             f"the window {uri} does not match the champion's schema: it lacks the feature column"
-            f"{'s' if len(missing) > 1 else ''} {shown} (it has {', '.join(map(str, list(df.columns)[:12]))})")
+            f"{'s' if len(missing) > 1 else ''} {shown} (it has {', '.join(map(str, list(df.columns)[:12]))})"
+        )
     if len(df) < min_rows:
-        raise DataError(f"the window {uri} has {len(df)} rows, fewer than the minimum {min_rows} to judge drift")
+        raise DataError(
+            f"the window {uri} has {len(df)} rows, fewer than the minimum {min_rows} to judge drift"
+        )
     anomalies = check_against_schema(df, schema, "window", 1, 0.1, 0.01, 0.01)
     changed = [a for a in anomalies if a.kind == "type_change"]
     if changed:
-        raise DataError(f"the window {uri} does not match the champion's schema: "
-                        + "; ".join(a.message.removeprefix("window: ") for a in changed))
+        raise DataError(
+            f"the window {uri} does not match the champion's schema: "
+            + "; ".join(a.message.removeprefix("window: ") for a in changed)
+        )
     label = schema.get("label")
-    return [dataclasses.asdict(a) for a in anomalies
-            if not (a.kind == "missing_column" and a.column == label)]
+    return [
+        dataclasses.asdict(a)
+        for a in anomalies
+        if not (a.kind == "missing_column" and a.column == label)
+    ]
 
 
 def feature_view(df, schema: dict, features: list):
@@ -476,7 +545,9 @@ def _sample(df, rows: int, seed: int):
     return df.sample(rows, random_state=seed).reset_index(drop=True) if len(df) > rows else df
 
 
-def evidently_report(reference, current, drift_share: float, html_path: Optional[str], seed: int = 0) -> dict:
+def evidently_report(
+    reference, current, drift_share: float, html_path: Optional[str], seed: int = 0
+) -> dict:
     """evidently drift tests (per feature, drift share) and data-quality counts, one HTML report.
 
     The quality part is the dataset-level metrics the monitor reports (rows, duplicated and
@@ -497,13 +568,21 @@ def evidently_report(reference, current, drift_share: float, html_path: Optional
 
     ref = _sample(reference, DRIFT_SAMPLE_ROWS, seed)
     cur = _sample(current, DRIFT_SAMPLE_ROWS, seed)
-    quality = [m.RowCount(), m.DuplicatedRowCount(), m.EmptyRowsCount(), m.ConstantColumnsCount(),
-               m.AlmostConstantColumnsCount(), m.EmptyColumnsCount(), m.DatasetMissingValueCount()]
+    quality = [
+        m.RowCount(),
+        m.DuplicatedRowCount(),
+        m.EmptyRowsCount(),
+        m.ConstantColumnsCount(),
+        m.AlmostConstantColumnsCount(),
+        m.EmptyColumnsCount(),
+        m.DatasetMissingValueCount(),
+    ]
     quality += [m.MissingValueCount(column=c) for c in current.columns]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         snapshot = Report([DataDriftPreset(drift_share=drift_share), *quality]).run(
-            current_data=cur, reference_data=ref)
+            current_data=cur, reference_data=ref
+        )
     drift = parse_evidently(snapshot.dict())
     drift["sample_rows"] = [len(ref), len(cur)]
     if html_path:
@@ -527,11 +606,22 @@ def parse_evidently(snapshot: dict) -> dict:
             score = float(value)
             threshold = float(cfg.get("threshold", 0.05))
             drifted = score < threshold if "p_value" in method else score >= threshold
-            features[cfg["column"]] = {"method": method, "score": score, "threshold": threshold, "drifted": drifted}
+            features[cfg["column"]] = {
+                "method": method,
+                "score": score,
+                "threshold": threshold,
+                "drifted": drifted,
+            }
         elif kind == "MissingValueCount" and isinstance(value, dict):
             missing[cfg["column"]] = float(value["share"])
-        elif kind in ("RowCount", "DuplicatedRowCount", "EmptyRowsCount", "ConstantColumnsCount",
-                      "AlmostConstantColumnsCount", "EmptyColumnsCount") and not isinstance(value, dict):
+        elif kind in (
+            "RowCount",
+            "DuplicatedRowCount",
+            "EmptyRowsCount",
+            "ConstantColumnsCount",
+            "AlmostConstantColumnsCount",
+            "EmptyColumnsCount",
+        ) and not isinstance(value, dict):
             summary[re.sub(r"(?<!^)(?=[A-Z])", "_", kind).lower()] = float(value)
         elif kind == "DatasetMissingValueCount" and isinstance(value, dict):
             summary["missing_value_share"] = float(value["share"])
@@ -552,8 +642,14 @@ def decay_metrics(y, p, auc_at_training: Optional[float]) -> dict:
     y = np.asarray(y)
     auc = finite_or_none(fast_auc(y, p))
     decay = None if auc is None or auc_at_training is None else float(auc_at_training) - auc
-    return {"status": "ok", "auc": auc, "auc_at_training": auc_at_training, "decay": decay,
-            "rows": int(len(y)), "positive_rate": float(y.mean()) if len(y) else None}
+    return {
+        "status": "ok",
+        "auc": auc,
+        "auc_at_training": auc_at_training,
+        "decay": decay,
+        "rows": int(len(y)),
+        "positive_rate": float(y.mean()) if len(y) else None,
+    }
 
 
 def labelled_rows(df, schema: dict):
@@ -580,7 +676,10 @@ def performance(df, reference: Reference, workdir: str) -> dict:
     if reference.fetch_model is None:
         return {"status": "skipped", "reason": "no champion model to score the window with"}
     if reference.auc_at_training is None:
-        return {"status": "skipped", "reason": f"{reference.source} has no training AUC (reports/evaluation.json)"}
+        return {
+            "status": "skipped",
+            "reason": f"{reference.source} has no training AUC (reports/evaluation.json)",
+        }
     try:
         model_dir = reference.fetch_model(os.path.join(workdir, "model"))
     except DataError as exc:  # drift is still worth reporting; the report says why decay is missing
@@ -605,7 +704,9 @@ def prometheus_text(summary: dict) -> str:
     lines: list = []
 
     def gauge(name: str, help_text: str, samples: list) -> None:
-        samples = [(labels, v) for labels, v in samples if v is not None and math.isfinite(float(v))]
+        samples = [
+            (labels, v) for labels, v in samples if v is not None and math.isfinite(float(v))
+        ]
         if not samples:
             return
         lines.append(f"# HELP {METRIC_PREFIX}_{name} {help_text}")
@@ -617,28 +718,62 @@ def prometheus_text(summary: dict) -> str:
     drift = summary.get("drift") or {}
     perf = summary.get("performance") or {}
     trigger = summary.get("trigger") or {}
-    gauge("drift_share", "Share of features whose evidently drift test failed.", [({}, drift.get("share"))])
-    gauge("drift_share_threshold", "Drift share from which the window counts as drifted.",
-          [({}, (summary.get("thresholds") or {}).get("drift_share"))])
+    gauge(
+        "drift_share",
+        "Share of features whose evidently drift test failed.",
+        [({}, drift.get("share"))],
+    )
+    gauge(
+        "drift_share_threshold",
+        "Drift share from which the window counts as drifted.",
+        [({}, (summary.get("thresholds") or {}).get("drift_share"))],
+    )
     feats = sorted((drift.get("features") or {}).items())
-    gauge("feature_drift_score", "Per-feature drift score (method in the label: p-value or distance).",
-          [({"feature": f, "method": v["method"]}, v["score"]) for f, v in feats])
-    gauge("feature_drifted", "1 when the feature's drift test failed.",
-          [({"feature": f}, int(v["drifted"])) for f, v in feats])
-    gauge("feature_psi", "Population stability index of the feature over the whole window.",
-          [({"feature": f}, v) for f, v in sorted((drift.get("psi") or {}).items())])
-    gauge("auc", "AUC of the champion on the labelled window rows.", [({"window": "current"}, perf.get("auc")),
-                                                                       ({"window": "training"}, perf.get("auc_at_training"))])
+    gauge(
+        "feature_drift_score",
+        "Per-feature drift score (method in the label: p-value or distance).",
+        [({"feature": f, "method": v["method"]}, v["score"]) for f, v in feats],
+    )
+    gauge(
+        "feature_drifted",
+        "1 when the feature's drift test failed.",
+        [({"feature": f}, int(v["drifted"])) for f, v in feats],
+    )
+    gauge(
+        "feature_psi",
+        "Population stability index of the feature over the whole window.",
+        [({"feature": f}, v) for f, v in sorted((drift.get("psi") or {}).items())],
+    )
+    gauge(
+        "auc",
+        "AUC of the champion on the labelled window rows.",
+        [
+            ({"window": "current"}, perf.get("auc")),
+            ({"window": "training"}, perf.get("auc_at_training")),
+        ],
+    )
     gauge("auc_decay", "AUC at training minus AUC on the window.", [({}, perf.get("decay"))])
     gauge("window_rows", "Rows in the window.", [({}, summary.get("rows"))])
-    gauge("severity", "0 none, 1 low (drift), 2 medium (critical drift or decay), 3 high.",
-          [({}, severity_level(summary.get("severity")))])
-    gauge("triggered", "1 when this check started a retraining run.",
-          [({}, int(trigger.get("status") == "started"))])
-    gauge("trigger_failed", "1 when starting the retraining run failed.",
-          [({}, int(trigger.get("status") == "failed"))])
-    gauge("last_check_timestamp_seconds", "When the check ran (Unix time).",
-          [({}, _parse_time(summary["generated_at"]).timestamp())])
+    gauge(
+        "severity",
+        "0 none, 1 low (drift), 2 medium (critical drift or decay), 3 high.",
+        [({}, severity_level(summary.get("severity")))],
+    )
+    gauge(
+        "triggered",
+        "1 when this check started a retraining run.",
+        [({}, int(trigger.get("status") == "started"))],
+    )
+    gauge(
+        "trigger_failed",
+        "1 when starting the retraining run failed.",
+        [({}, int(trigger.get("status") == "failed"))],
+    )
+    gauge(
+        "last_check_timestamp_seconds",
+        "When the check ran (Unix time).",
+        [({}, _parse_time(summary["generated_at"]).timestamp())],
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -667,33 +802,61 @@ def report_html(summary: dict, drift_report_name: Optional[str] = None) -> str:
         return "n/a" if v is None else fmt.format(v)
 
     rows = []
-    for name, f in sorted((drift.get("features") or {}).items(), key=lambda kv: (not kv[1]["drifted"], kv[0])):
+    for name, f in sorted(
+        (drift.get("features") or {}).items(), key=lambda kv: (not kv[1]["drifted"], kv[0])
+    ):
         psi = (drift.get("psi") or {}).get(name)
-        rows.append("<tr>" + "".join(f"<td>{e(str(x))}</td>" for x in (
-            name, "drifted" if f["drifted"] else "ok", f["method"], f"{f['score']:.4g}", f"{f['threshold']:.4g}",
-            num(psi, "{:.3f}"), num((drift.get("missing_share") or {}).get(name), "{:.1%}"))) + "</tr>")
-    quality = "".join(f"<li class='{e(a['severity'])}'>{e(a['message'])}</li>"
-                      for a in (summary.get("quality") or {}).get("anomalies", [])) or "<li>none</li>"
-    reasons = "".join(f"<li>{e(r)}</li>" for r in (summary.get("decision") or {}).get("reasons", []))
-    link = (f"<p>Full evidently report: <a href='{e(drift_report_name)}'>{e(drift_report_name)}</a></p>"
-            if drift_report_name else "")
-    perf_text = (f"AUC now {num(perf.get('auc'))} on {perf.get('rows')} labelled rows, at training "
-                 f"{num(perf.get('auc_at_training'))}, decay {num(perf.get('decay'))}"
-                 if perf.get("status") == "ok" else f"not measured: {perf.get('reason', 'n/a')}")
+        rows.append(
+            "<tr>"
+            + "".join(
+                f"<td>{e(str(x))}</td>"
+                for x in (
+                    name,
+                    "drifted" if f["drifted"] else "ok",
+                    f["method"],
+                    f"{f['score']:.4g}",
+                    f"{f['threshold']:.4g}",
+                    num(psi, "{:.3f}"),
+                    num((drift.get("missing_share") or {}).get(name), "{:.1%}"),
+                )
+            )
+            + "</tr>"
+        )
+    quality = (
+        "".join(
+            f"<li class='{e(a['severity'])}'>{e(a['message'])}</li>"
+            for a in (summary.get("quality") or {}).get("anomalies", [])
+        )
+        or "<li>none</li>"
+    )
+    reasons = "".join(
+        f"<li>{e(r)}</li>" for r in (summary.get("decision") or {}).get("reasons", [])
+    )
+    link = (
+        f"<p>Full evidently report: <a href='{e(drift_report_name)}'>{e(drift_report_name)}</a></p>"
+        if drift_report_name
+        else ""
+    )
+    perf_text = (
+        f"AUC now {num(perf.get('auc'))} on {perf.get('rows')} labelled rows, at training "
+        f"{num(perf.get('auc_at_training'))}, decay {num(perf.get('decay'))}"
+        if perf.get("status") == "ok"
+        else f"not measured: {perf.get('reason', 'n/a')}"
+    )
     status = trigger.get("status", "none")
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Monitor: {e(summary['model_name'])}</title>
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Monitor: {e(summary["model_name"])}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px}}
 .warning{{color:#a60}}.blocking{{color:#b00}}</style></head><body>
-<h1>Monitor {e(summary['model_name'])}: severity {e(summary['severity'])}, {e(status)}</h1>
-<p>Window {e(str(summary['current']))} ({summary['rows']} rows) against {e(summary['reference'])}.
-Drift share {num(drift.get('share'), '{:.0%}')} (threshold {num((summary.get('thresholds') or {}).get('drift_share'), '{:.0%}')}).
-Dedupe key {e(summary['dedupe_key'])}.</p>
+<h1>Monitor {e(summary["model_name"])}: severity {e(summary["severity"])}, {e(status)}</h1>
+<p>Window {e(str(summary["current"]))} ({summary["rows"]} rows) against {e(summary["reference"])}.
+Drift share {num(drift.get("share"), "{:.0%}")} (threshold {num((summary.get("thresholds") or {}).get("drift_share"), "{:.0%}")}).
+Dedupe key {e(summary["dedupe_key"])}.</p>
 <h2>Decision</h2><ul>{reasons}</ul>
 <p>Trigger: {e(json.dumps(trigger, sort_keys=True, default=str))}</p>
 <h2>Performance</h2><p>{e(perf_text)}</p>
 <h2>Drift per feature</h2>{link}
 <table><tr><th>feature</th><th>drift</th><th>method</th><th>score</th><th>threshold</th><th>PSI</th><th>missing</th></tr>
-{''.join(rows)}</table>
+{"".join(rows)}</table>
 <h2>Data quality</h2><ul>{quality}</ul>
 </body></html>"""
 
@@ -711,8 +874,14 @@ class Outputs:
     metrics_file: Optional[str] = None
 
 
-def measure(current, current_uri: str, reference: Reference, thresholds: Thresholds, drift_html: Optional[str],
-            workdir: str) -> dict:
+def measure(
+    current,
+    current_uri: str,
+    reference: Reference,
+    thresholds: Thresholds,
+    drift_html: Optional[str],
+    workdir: str,
+) -> dict:
     """Drift, quality and decay of a window (no decision yet)."""
     from components.validate.core import feature_names, population_stability
 
@@ -720,10 +889,15 @@ def measure(current, current_uri: str, reference: Reference, thresholds: Thresho
     features = feature_names(reference.schema)
     missing_ref = [f for f in features if f not in reference.data.columns]
     if missing_ref:
-        raise DataError(f"the reference ({reference.source}) lacks the feature column(s) {missing_ref}")
-    drift = evidently_report(feature_view(reference.data, reference.schema, features),
-                             feature_view(current, reference.schema, features),
-                             thresholds.drift_share, drift_html)
+        raise DataError(
+            f"the reference ({reference.source}) lacks the feature column(s) {missing_ref}"
+        )
+    drift = evidently_report(
+        feature_view(reference.data, reference.schema, features),
+        feature_view(current, reference.schema, features),
+        thresholds.drift_share,
+        drift_html,
+    )
     drift["psi"] = population_stability(current, reference.schema)
     drift["threshold"] = thresholds.drift_share
     evidently_summary = drift.pop("summary", {})
@@ -772,10 +946,14 @@ def run_monitor(
     if launcher is not None and state_store is None:
         raise ConfigError("a trigger needs a state store for dedupe and cooldown")
     current = read_window(current_uri) if current is None else current
-    workdir = tempfile.mkdtemp(prefix="monitor-")
-    measured = measure(current, current_uri, reference, thresholds, outputs.drift_html, workdir)
+    with tempfile.TemporaryDirectory(
+        prefix="monitor-"
+    ) as workdir:  # the champion's model, if scored
+        measured = measure(current, current_uri, reference, thresholds, outputs.drift_html, workdir)
     key = dedupe_key(reference.model_name, window_hash(current))
-    assessment = assess(measured["drift"]["share"], measured["performance"].get("decay"), thresholds)
+    assessment = assess(
+        measured["drift"]["share"], measured["performance"].get("decay"), thresholds
+    )
     summary = {
         "model_name": reference.model_name,
         "champion_version": reference.version,
@@ -816,9 +994,13 @@ def run_monitor(
                     trigger.update(run, status="exists" if existed else "started")
                     if existed:
                         decision.action = "skip"
-                        decision.reasons.append(f"{target} already has run {run.get('run_id')} for this window: "
-                                                "not starting a duplicate")
-                    state_store.save(record_trigger(state, decision, run, now, keep=state_store.keep))
+                        decision.reasons.append(
+                            f"{target} already has run {run.get('run_id')} for this window: "
+                            "not starting a duplicate"
+                        )
+                    state_store.save(
+                        record_trigger(state, decision, run, now, keep=state_store.keep)
+                    )
         elif decision.action == "skip":
             trigger["status"] = "skipped"
         if state_store is not None:
@@ -828,13 +1010,19 @@ def run_monitor(
     io.write_json(summary, outputs.summary_json)
     with open(outputs.report_html, "w") as fh:
         drift_name = os.path.basename(outputs.drift_html) if outputs.drift_html else None
-        same_dir = outputs.drift_html and os.path.dirname(os.path.abspath(outputs.drift_html)) == \
-            os.path.dirname(os.path.abspath(outputs.report_html))
+        same_dir = outputs.drift_html and os.path.dirname(
+            os.path.abspath(outputs.drift_html)
+        ) == os.path.dirname(os.path.abspath(outputs.report_html))
         fh.write(report_html(summary, drift_name if same_dir else None))
     if outputs.metrics_file:
         write_text_atomic(prometheus_text(summary), outputs.metrics_file)
-    logger.info("monitor %s: severity %s, decision %s, trigger %s", reference.model_name, assessment.severity,
-                decision.action, trigger["status"])
+    logger.info(
+        "monitor %s: severity %s, decision %s, trigger %s",
+        reference.model_name,
+        assessment.severity,
+        decision.action,
+        trigger["status"],
+    )
     if failure is not None:
         raise failure
     return summary

@@ -113,7 +113,8 @@ def infer_kind(series, n_rows: int) -> tuple[str, Optional[str]]:
         return "constant", "every value is missing"
     nunique = int(series.nunique(dropna=True))
     if nunique == 1:
-        return "constant", f"a single value ({series.dropna().iloc[0]!r})"
+        value = series.dropna().iloc[0]
+        return "constant", f"a single value ({getattr(value, 'item', lambda: value)()!r})"
     if pd.api.types.is_bool_dtype(series):
         return "boolean", None
     if pd.api.types.is_datetime64_any_dtype(series):
@@ -130,7 +131,7 @@ def infer_kind(series, n_rows: int) -> tuple[str, Optional[str]]:
     if _looks_like_dates(sample):
         return "timestamp", None
     unique_ratio = nunique / nonnull_count
-    if nonnull_count >= 100 and unique_ratio > 0.95:
+    if nonnull_count >= 20 and unique_ratio > 0.95:
         text = sample.astype(str)
         if text.str.len().mean() > 30 and text.str.contains(" ").mean() > 0.5:
             return "text", "free text (long, mostly unique values)"
@@ -366,7 +367,7 @@ def check_corrupted_types(df, schema: dict, split: str) -> list:
         sample = nonnull.sample(min(len(nonnull), 5000), random_state=0) if len(nonnull) > 5000 else nonnull
         parsed = pd.to_numeric(sample.astype(str), errors="coerce")
         share = float(parsed.notna().mean())
-        if 0.9 <= share < 1.0 and entry.get("cardinality", MAX_DOMAIN + 1) > 20:
+        if 0.5 <= share < 1.0 and entry.get("cardinality", MAX_DOMAIN + 1) > 20:
             bad = sample[parsed.isna()]
             anomalies.append(Anomaly(
                 "corrupted_type", name,
@@ -498,14 +499,18 @@ def validate(
         sev[kind] = level
 
     schema = infer_schema(train, label, positive_label, id_column=id_column, exclude=exclude)
-    job = None
+    job, job_error = None, None
     if evidently_report:
         features = [f for f in feature_names(schema) if f in train.columns]
         ref_df = reference_data if reference_data is not None else train
         cur_df = train if reference_data is not None else others.get("test", train)
         common = [f for f in features if f in ref_df.columns and f in cur_df.columns]
         if common:
-            job = EvidentlyJob(ref_df, cur_df, common, tempfile.mkdtemp(prefix="evidently-"))
+            try:
+                job = EvidentlyJob(ref_df, cur_df, common, tempfile.mkdtemp(prefix="evidently-"))
+            except Exception as exc:  # the report is optional; the checks below still run
+                logger.warning("evidently report not started: %s", exc)
+                job_error = f"evidently report not started: {exc}"
     anomalies = check_new_schema(schema) + check_corrupted_types(train, schema, "train")
     if not feature_names(schema):
         anomalies.append(Anomaly("too_few_rows", None, "no usable feature columns remain after feature selection", "blocking"))
@@ -515,11 +520,23 @@ def validate(
             anomalies.append(Anomaly(
                 "label_domain", label,
                 f"the positive label is {positive_label!r} but the reference schema's is {ref_pos!r}"))
-        # Keep the reference's feature set: the champion and challenger must see the same columns.
+        # Keep the reference's feature set, so the challenger's serving signature takes the same
+        # inputs as the champion's: its exclusions stay excluded, and its features stay features
+        # even when they look constant (or id-like) in this data, unless excluded by configuration.
         for name, entry in reference_schema["columns"].items():
-            if name in schema["columns"] and entry.get("role") == "excluded":
-                schema["columns"][name]["role"] = "excluded"
-                schema["columns"][name]["reason"] = entry.get("reason") or "excluded in the reference schema"
+            new = schema["columns"].get(name)
+            if new is None or new.get("role") == "label":
+                continue
+            if entry.get("role") == "excluded":
+                new["role"] = "excluded"
+                new["reason"] = entry.get("reason") or "excluded in the reference schema"
+            elif (entry.get("role") == "feature" and new.get("role") == "excluded"
+                  and new.get("reason") != "excluded by configuration" and new.get("kind") != entry["kind"]
+                  and new.get("kind") in ("constant", "id", "text")):
+                kind = entry["kind"]
+                values = column_values(train[name], kind)
+                new.update(kind=kind, role="feature", reason=None,
+                           **(_numeric_stats(values) if kind in NUMERIC_KINDS else _categorical_stats(values)))
         anomalies += check_against_schema(train, reference_schema, "train", min_rows, max_missing_jump,
                                           max_unseen_share, max_out_of_range_share)
     else:
@@ -537,6 +554,8 @@ def validate(
                    "reference": "champion schema" if reference_schema else "train split"}
     if job is not None:
         drift["evidently"] = job.result()
+    elif job_error:
+        drift["evidently"] = {"error": job_error}
     if gate["share"] > drift_share_threshold:
         anomalies.append(Anomaly(
             "drift", None,
@@ -548,6 +567,11 @@ def validate(
                               status="warnings" if anomalies else "ok")
     if report_html:
         write_report_html(result, report_html)
+    if job is not None:
+        import shutil
+
+        shutil.rmtree(job.workdir, ignore_errors=True)
+        drift["evidently"].pop("html", None)
     return result
 
 

@@ -20,8 +20,14 @@ def small_df():
 
 def _run(tmp_path, uri, label="churned", **kwargs):
     out = tmp_path / "out"
-    return ingest(uri, label, str(out / "train.parquet"), str(out / "eval.parquet"),
-                  str(out / "test.parquet"), **kwargs)
+    return ingest(
+        uri,
+        label,
+        str(out / "train.parquet"),
+        str(out / "eval.parquet"),
+        str(out / "test.parquet"),
+        **kwargs,
+    )
 
 
 def _csv(tmp_path, df, name="data.csv"):
@@ -39,7 +45,10 @@ def test_ingest_splits_all_rows_and_encodes_label(tmp_path, churn_csv, churn_df)
     assert sum(result.rows.values()) == len(churn_df)
     assert result.positive_label == "yes" and result.negative_label == "no"
     assert result.dropped_missing_label == 0
-    parts = {s: io.read_parquet(str(tmp_path / "out" / f"{s}.parquet")) for s in ("train", "eval", "test")}
+    parts = {
+        s: io.read_parquet(str(tmp_path / "out" / f"{s}.parquet"))
+        for s in ("train", "eval", "test")
+    }
     assert {s: len(p) for s, p in parts.items()} == result.rows
     # Roughly 70/10/20 and no record in two splits.
     assert 0.6 < result.rows["train"] / len(churn_df) < 0.8
@@ -53,17 +62,38 @@ def test_ingest_splits_all_rows_and_encodes_label(tmp_path, churn_csv, churn_df)
     assert ((raw.loc[joined.index] == "yes").astype(int) == joined).all()
 
 
-def test_content_hash_is_independent_of_shard_layout(tmp_path, small_df):
-    single = _run(tmp_path / "a", _csv(tmp_path, small_df))
+def _sharded(tmp_path, df, cut=250):
     shards = tmp_path / "shards"
     shards.mkdir()
-    small_df.iloc[:250].to_csv(shards / "part-0.csv", index=False)
-    small_df.iloc[250:].to_csv(shards / "part-1.csv", index=False)
+    df.iloc[:cut].to_csv(shards / "part-0.csv", index=False)
+    df.iloc[cut:].to_csv(shards / "part-1.csv", index=False)
     (shards / "_SUCCESS").write_text("")  # marker files are ignored
-    sharded = _run(tmp_path / "b", str(shards))
+    return str(shards)
 
-    assert sharded.content_hash == single.content_hash
+
+def test_a_folder_of_shards_reads_as_one_table(tmp_path, small_df):
+    single = _run(tmp_path / "a", _csv(tmp_path, small_df), id_column="customer_id")
+    sharded = _run(tmp_path / "b", _sharded(tmp_path, small_df), id_column="customer_id")
     assert sharded.rows == single.rows
+    for split in ("train", "eval", "test"):
+        a = io.read_parquet(str(tmp_path / f"a/out/{split}.parquet"))
+        b = io.read_parquet(str(tmp_path / f"b/out/{split}.parquet"))
+        assert sorted(a["customer_id"].astype(str)) == sorted(b["customer_id"].astype(str))
+
+
+def test_content_hash_is_independent_of_shard_layout(tmp_path, small_df):
+    single = _run(tmp_path / "a", _csv(tmp_path, small_df))
+    sharded = _run(tmp_path / "b", _sharded(tmp_path, small_df))
+    assert sharded.content_hash == single.content_hash
+
+
+def test_content_hash_changes_with_content(tmp_path, small_df):
+    a = _run(tmp_path / "a", _csv(tmp_path, small_df, "a.csv"))
+    changed = small_df.copy()
+    changed.loc[0, "tenure_months"] += 1
+    b = _run(tmp_path / "b", _csv(tmp_path, changed, "b.csv"))
+    assert a.content_hash != b.content_hash
+    assert len(a.content_hash) == 64
 
 
 def test_same_input_gives_same_splits(tmp_path, small_df):
@@ -71,13 +101,17 @@ def test_same_input_gives_same_splits(tmp_path, small_df):
     a = _run(tmp_path / "a", path, seed=3)
     b = _run(tmp_path / "b", path, seed=3)
     assert a.rows == b.rows and a.content_hash == b.content_hash
-    pd.testing.assert_frame_equal(io.read_parquet(str(tmp_path / "a/out/test.parquet")),
-                                  io.read_parquet(str(tmp_path / "b/out/test.parquet")))
+    pd.testing.assert_frame_equal(
+        io.read_parquet(str(tmp_path / "a/out/test.parquet")),
+        io.read_parquet(str(tmp_path / "b/out/test.parquet")),
+    )
 
 
 def test_hash_split_keeps_a_record_in_its_split_when_rows_are_appended(tmp_path):
     base = generate_churn(800, seed=1)
-    grown = pd.concat([base, generate_churn(400, seed=2).assign(customer_id=lambda d: "N" + d["customer_id"])])
+    grown = pd.concat(
+        [base, generate_churn(400, seed=2).assign(customer_id=lambda d: "N" + d["customer_id"])]
+    )
     before = split_assignments(base, "customer_id", 0.1, 0.2, seed=0)
     after = split_assignments(grown, "customer_id", 0.1, 0.2, seed=123)  # the seed plays no part
 
@@ -137,7 +171,10 @@ def test_rows_without_label_are_dropped_and_counted(tmp_path, small_df):
 
 def test_missing_label_column(tmp_path, small_df):
     path = _csv(tmp_path, small_df.drop(columns="churned"))
-    with pytest.raises(DataError, match=r"the label column 'churned' is not in the data .*data\.csv \(columns: customer_id, "):
+    with pytest.raises(
+        DataError,
+        match=r"the label column 'churned' is not in the data .*data\.csv \(columns: customer_id, ",
+    ):
         _run(tmp_path, path)
 
 
@@ -180,8 +217,11 @@ def test_folder_without_tables(tmp_path):
 def test_label_with_three_values(tmp_path, small_df):
     df = small_df.copy()
     df.loc[:20, "churned"] = "maybe"
-    with pytest.raises(DataError, match=r"the label column 'churned' must have exactly two values for "
-                                        r"binary classification but has 3: 'maybe', 'no', 'yes'"):
+    with pytest.raises(
+        DataError,
+        match=r"the label column 'churned' must have exactly two values for "
+        r"binary classification but has 3: 'maybe', 'no', 'yes'",
+    ):
         _run(tmp_path, _csv(tmp_path, df))
 
 
@@ -192,7 +232,9 @@ def test_label_with_one_value(tmp_path, small_df):
 
 
 def test_positive_label_that_is_not_a_label_value(tmp_path, small_df):
-    with pytest.raises(DataError, match=r"positive_label 'maybe' is not a value of the label column 'churned'"):
+    with pytest.raises(
+        DataError, match=r"positive_label 'maybe' is not a value of the label column 'churned'"
+    ):
         _run(tmp_path, _csv(tmp_path, small_df), positive_label="maybe")
 
 
@@ -211,7 +253,9 @@ def test_shards_with_different_headers(tmp_path, small_df):
     shards.mkdir()
     small_df.iloc[:300].to_csv(shards / "a.csv", index=False)
     small_df.iloc[300:].drop(columns="region").to_csv(shards / "b.csv", index=False)
-    with pytest.raises(DataError, match=r"the shard .*b\.csv has columns \[.*\] but .*a\.csv has \[.*'region'.*\]"):
+    with pytest.raises(
+        DataError, match=r"the shard .*b\.csv has columns \[.*\] but .*a\.csv has \[.*'region'.*\]"
+    ):
         _run(tmp_path, str(shards))
 
 
@@ -225,12 +269,16 @@ def test_shards_mixing_csv_and_parquet(tmp_path, small_df):
 
 
 def test_empty_split(tmp_path, small_df):
-    with pytest.raises(DataError, match=r"the eval split of .* is empty \(600 rows in all\); use more data"):
+    with pytest.raises(
+        DataError, match=r"the eval split of .* is empty \(600 rows in all\); use more data"
+    ):
         _run(tmp_path, _csv(tmp_path, small_df), eval_fraction=0.0001, test_fraction=0.2)
 
 
 def test_invalid_split_fractions(tmp_path, small_df):
-    with pytest.raises(DataError, match=r"eval_fraction \(0\.5\) and test_fraction \(0\.6\) must be in \(0, 1\)"):
+    with pytest.raises(
+        DataError, match=r"eval_fraction \(0\.5\) and test_fraction \(0\.6\) must be in \(0, 1\)"
+    ):
         _run(tmp_path, _csv(tmp_path, small_df), eval_fraction=0.5, test_fraction=0.6)
 
 
@@ -269,7 +317,10 @@ def test_preflight_accepts_good_csv_parquet_and_folders(tmp_path, small_df):
 
 
 def test_preflight_missing_label(tmp_path, small_df):
-    with pytest.raises(DataError, match=r"the label column 'target' is not in the data .* \(columns: customer_id, signup_date"):
+    with pytest.raises(
+        DataError,
+        match=r"the label column 'target' is not in the data .* \(columns: customer_id, signup_date",
+    ):
         preflight(_csv(tmp_path, small_df), "target")
 
 

@@ -1,0 +1,231 @@
+"""Deploy core, TF Serving files only: atomic idempotent pushes, models.config, serving state."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+
+import pytest
+
+from components._shared import io
+from components._shared.errors import DeployError
+from components.deploy.core import (
+    CONFIG_FILE,
+    STATE_FILE,
+    fingerprint,
+    model_card,
+    push_to_serving,
+    read_state,
+    write_models_config,
+    write_state,
+)
+
+
+def _saved_model(path, payload: bytes = b"graph-v1", warmup: bytes = b"warmup"):
+    """A folder with the files TF Serving looks at (content is opaque to the file logic)."""
+    os.makedirs(os.path.join(path, "variables"), exist_ok=True)
+    os.makedirs(os.path.join(path, "assets.extra"), exist_ok=True)
+    with open(os.path.join(path, "saved_model.pb"), "wb") as fh:
+        fh.write(payload)
+    with open(os.path.join(path, "variables", "variables.index"), "wb") as fh:
+        fh.write(b"index" + payload)
+    with open(os.path.join(path, "assets.extra", "tf_serving_warmup_requests"), "wb") as fh:
+        fh.write(warmup)
+    return str(path)
+
+
+def _tree(path):
+    return sorted(
+        os.path.relpath(os.path.join(r, f), path) for r, _, fs in os.walk(path) for f in fs
+    )
+
+
+# --------------------------------------------------------------------------- fingerprint
+
+
+def test_fingerprint_is_stable_and_ignores_warmup_requests(tmp_path):
+    a = _saved_model(tmp_path / "a")
+    b = _saved_model(tmp_path / "b", warmup=b"other requests")
+    c = _saved_model(tmp_path / "c", payload=b"graph-v2")
+    assert fingerprint(a) == fingerprint(a) == fingerprint(b)
+    assert fingerprint(a) != fingerprint(c)
+    assert re.fullmatch(r"[0-9a-f]{64}", fingerprint(a))
+
+
+def test_fingerprint_sees_renamed_files(tmp_path):
+    a = _saved_model(tmp_path / "a")
+    b = _saved_model(tmp_path / "b")
+    os.rename(
+        os.path.join(b, "variables", "variables.index"), os.path.join(b, "variables", "other.index")
+    )
+    assert fingerprint(a) != fingerprint(b)
+
+
+# --------------------------------------------------------------------------- push
+
+
+def test_push_copies_to_base_model_version(tmp_path):
+    src = _saved_model(tmp_path / "export")
+    base = str(tmp_path / "serving")
+    target, created = push_to_serving(src, base, "churn", "3")
+    assert created is True
+    assert target == os.path.join(base, "churn", "3")
+    assert _tree(target) == _tree(src)
+    assert fingerprint(target) == fingerprint(src)
+    # Nothing but the version folder is left in the model folder (no temporary copies).
+    assert os.listdir(os.path.join(base, "churn")) == ["3"]
+
+
+def test_push_is_idempotent(tmp_path):
+    src = _saved_model(tmp_path / "export")
+    base = str(tmp_path / "serving")
+    first = push_to_serving(src, base, "churn", "1")
+    mtime = os.path.getmtime(os.path.join(first[0], "saved_model.pb"))
+    second = push_to_serving(src, base, "churn", "1")
+    assert second == (first[0], False)
+    assert os.path.getmtime(os.path.join(first[0], "saved_model.pb")) == mtime
+    assert os.listdir(os.path.join(base, "churn")) == ["1"]
+
+
+def test_push_of_the_same_model_with_other_warmup_requests_is_the_same_version(tmp_path):
+    base = str(tmp_path / "serving")
+    push_to_serving(_saved_model(tmp_path / "a"), base, "churn", "1")
+    path, created = push_to_serving(_saved_model(tmp_path / "b", warmup=b"new"), base, "churn", "1")
+    assert created is False
+    with open(os.path.join(path, "assets.extra", "tf_serving_warmup_requests"), "rb") as fh:
+        assert fh.read() == b"warmup"  # the served copy is untouched
+
+
+def test_push_refuses_to_overwrite_a_served_version(tmp_path):
+    base = str(tmp_path / "serving")
+    push_to_serving(_saved_model(tmp_path / "a"), base, "churn", "2")
+    other = _saved_model(tmp_path / "b", payload=b"graph-v2")
+    target = os.path.join(base, "churn", "2")
+    with pytest.raises(
+        DeployError,
+        match=rf"^{re.escape(target)} already holds a different model; "
+        r"refusing to overwrite a served version$",
+    ):
+        push_to_serving(other, base, "churn", "2")
+    with open(os.path.join(target, "saved_model.pb"), "rb") as fh:
+        assert fh.read() == b"graph-v1"
+
+
+@pytest.mark.parametrize("version", ["v1", "1.0", "", "-1"])
+def test_push_rejects_non_integer_versions(tmp_path, version):
+    with pytest.raises(DeployError, match=r"TF Serving versions must be integers, got"):
+        push_to_serving(_saved_model(tmp_path / "a"), str(tmp_path / "serving"), "churn", version)
+
+
+def test_a_failed_copy_leaves_no_version_and_no_temporary_folder(tmp_path):
+    src = _saved_model(tmp_path / "export")
+    os.symlink(
+        str(tmp_path / "missing-file"),
+        os.path.join(src, "variables", "variables.data-00000-of-00001"),
+    )
+    base = str(tmp_path / "serving")
+    with pytest.raises(shutil.Error, match="variables.data-00000-of-00001"):
+        push_to_serving(src, base, "churn", "4")
+    assert os.listdir(os.path.join(base, "churn")) == []
+    # A retry with a good export then succeeds.
+    good = _saved_model(tmp_path / "good")
+    assert push_to_serving(good, base, "churn", "4") == (os.path.join(base, "churn", "4"), True)
+
+
+# --------------------------------------------------------------------------- state and models.config
+
+
+def test_read_state_defaults(tmp_path):
+    empty = {"stable": None, "previous": None, "canary": None}
+    assert read_state(str(tmp_path), "churn") == empty
+    assert read_state("", "churn") == empty
+    assert write_state("", "churn", {"stable": 1}) == ""
+
+
+def test_write_state_round_trips_and_writes_models_config(tmp_path):
+    base = str(tmp_path)
+    os.makedirs(os.path.join(base, "churn"))
+    state = {"stable": 2, "previous": 1, "canary": None}
+    config = write_state(base, "churn", state)
+    assert config == os.path.join(base, CONFIG_FILE)
+    assert read_state(base, "churn") == state
+    assert io.read_json(os.path.join(base, "churn", STATE_FILE)) == state
+    text = open(config).read()
+    assert text == (
+        "model_config_list {\n"
+        "  config {\n"
+        '    name: "churn"\n'
+        f'    base_path: "{os.path.join(os.path.abspath(base), "churn")}"\n'
+        '    model_platform: "tensorflow"\n'
+        "    model_version_policy { specific { versions: 2 versions: 1 } }\n"
+        '    version_labels { key: "stable" value: 2 }\n'
+        '    version_labels { key: "previous" value: 1 }\n'
+        "  }\n"
+        "}\n"
+    )
+
+
+def test_models_config_with_a_canary_and_several_models(tmp_path):
+    base = str(tmp_path)
+    write_state(base, "churn", {"stable": 3, "previous": 2, "canary": 4})
+    write_state(base, "fraud", {"stable": 1, "previous": None, "canary": None})
+    os.makedirs(os.path.join(base, "not-a-model"))  # no state: not served
+    text = open(write_models_config(base)).read()
+    assert text.count("config {") == 2
+    assert text.index('name: "churn"') < text.index('name: "fraud"')
+    churn = text[text.index('name: "churn"') : text.index('name: "fraud"')]
+    assert "model_version_policy { specific { versions: 4 versions: 3 versions: 2 } }" in churn
+    for label, v in (("stable", 3), ("canary", 4), ("previous", 2)):
+        assert f'version_labels {{ key: "{label}" value: {v} }}' in churn
+    fraud = text[text.index('name: "fraud"') :]
+    assert "versions: 1 }" in fraud and 'key: "previous"' not in fraud
+    assert "not-a-model" not in text
+    # Written atomically: no temporary files left beside it.
+    assert sorted(os.listdir(base)) == ["churn", "fraud", CONFIG_FILE, "not-a-model"]
+
+
+def test_models_config_skips_a_model_with_nothing_served(tmp_path):
+    write_state(str(tmp_path), "churn", {"stable": None, "previous": None, "canary": None})
+    assert open(os.path.join(tmp_path, CONFIG_FILE)).read() == "model_config_list {\n\n}\n"
+
+
+# --------------------------------------------------------------------------- model card
+
+
+def test_model_card_names_data_metrics_decision_and_lineage():
+    card = model_card(
+        "churn",
+        "5",
+        evaluation={
+            "metrics": {"auc": 0.81234, "ece": 0.02, "threshold": 0.4},
+            "slices": {"region": {"auc_gap": 0.05, "demographic_parity_ratio": 0.9}},
+        },
+        decision={"reasons": ["promote: the challenger passes every gate"]},
+        ingest_meta={
+            "source_uri": "gs://b/churn.csv",
+            "content_hash": "abc123",
+            "rows": {"train": 7},
+            "label": "churned",
+            "positive_label": "yes",
+        },
+        train_meta={
+            "features": ["tenure_months", "region"],
+            "params": {"epochs": 2},
+            "device": "CPU",
+        },
+        lineage={"pipeline_run": "run-1", "data_hash": "abc123"},
+    )
+    assert card.startswith("# Model card: churn v5\n")
+    for fragment in (
+        "- Source: `gs://b/churn.csv`",
+        "- Content hash: `abc123`",
+        "- Label: `churned` (positive value 'yes')",
+        "- Features: tenure_months, region",
+        "| auc | 0.8123 |",
+        "| threshold | 0.4000 |",
+        "Slices by `region`: AUC gap 0.0500, demographic parity ratio 0.9000",
+        "- promote: the challenger passes every gate",
+        "- pipeline_run: `run-1`",
+    ):
+        assert fragment in card, fragment

@@ -1,0 +1,300 @@
+"""Deploy core against a real MLflow (SQLite) registry and real SavedModels: champion moves,
+idempotent retries, a version failing its warm-up is never promoted, rollback, approval."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from components._shared import registry
+from components._shared.errors import DeployError
+from components.deploy.core import CONFIG_FILE, approve, deploy, read_state, rollback
+from pipelines.data import generate_churn
+from tests.stage_helpers import prepare, train_small
+
+pytestmark = pytest.mark.slow
+
+MODEL = "test-model"  # the experiment the tracking_uri fixture creates
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    """One trained model exported twice with different thresholds (two different SavedModels),
+    plus a third SavedModel that loads but whose warm-up request does not fit its signature."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    from components.export.core import export, write_warmup
+
+    root = tmp_path_factory.mktemp("deploy-exports")
+    prepared = prepare(generate_churn(1500, seed=4), str(root / "data"))
+    model_dir = str(root / "model")
+    train_small(prepared, model_dir, epochs=1)
+    out = {"model": model_dir}
+    for name, threshold in (("a", 0.5), ("b", 0.45)):
+        out[name] = export(
+            model_dir,
+            prepared.test,
+            str(root / name / "saved_model"),
+            str(root / name / "tflite"),
+            MODEL,
+            threshold=threshold,
+        ).saved_model_dir
+    # A copy of "b" with an extra asset (so a different fingerprint) and a bad warm-up request.
+    out["broken"] = str(root / "broken" / "saved_model")
+    shutil.copytree(out["b"], out["broken"])
+    os.makedirs(os.path.join(out["broken"], "assets"), exist_ok=True)
+    with open(os.path.join(out["broken"], "assets", "release-notes.txt"), "w") as fh:
+        fh.write("broken build\n")
+    req = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=MODEL))
+    req.inputs["tenure"].CopyFrom(tf.make_tensor_proto(np.array(["not a number"])))
+    write_warmup(
+        out["broken"],
+        [prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=req))],
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def registry_template(tmp_path_factory):
+    """An empty MLflow SQLite store with the test-model experiment, created once: building the
+    tables takes seconds, copying the file takes milliseconds."""
+    d = tmp_path_factory.mktemp("mlflow-template")
+    registry.configure(
+        f"sqlite:///{d / 'mlflow.db'}", MODEL, artifact_location=str(d / "mlartifacts")
+    )
+    return d / "mlflow.db"
+
+
+@pytest.fixture
+def tracking_uri(registry_template, tmp_path):
+    """Like the shared fixture (a fresh registry per test whose artifacts stay under tmp), but
+    copied from the template."""
+    db = tmp_path / "mlflow.db"
+    shutil.copy(registry_template, db)
+    uri = f"sqlite:///{db}"
+    registry.configure(uri, MODEL)
+    return uri
+
+
+@pytest.fixture
+def serving(tmp_path):
+    path = tmp_path / "serving"
+    path.mkdir()
+    return str(path)
+
+
+def _deploy(exports, name, tracking_uri, serving, **kwargs):
+    return deploy(
+        exports[name],
+        MODEL,
+        tracking_uri,
+        serving,
+        artifacts={"model": exports["model"], "saved_model": exports[name]},
+        card=f"# Model card: {MODEL} ({name})\n",
+        tags={"pipeline_run": f"run-{name}"},
+        **kwargs,
+    )
+
+
+def _client(tracking_uri):
+    return registry.configure(tracking_uri)
+
+
+def _alias(tracking_uri, alias):
+    ref = registry.get_alias(_client(tracking_uri), MODEL, alias)
+    return ref.version if ref else None
+
+
+def _versions(tracking_uri):
+    return sorted(
+        int(mv.version) for mv in _client(tracking_uri).search_model_versions(f"name = '{MODEL}'")
+    )
+
+
+def _served(serving):
+    return sorted(os.listdir(os.path.join(serving, MODEL)))
+
+
+def _config(serving):
+    with open(os.path.join(serving, CONFIG_FILE)) as fh:
+        return fh.read()
+
+
+def test_first_deploy_makes_the_champion(exports, tracking_uri, serving):
+    result = _deploy(exports, "a", tracking_uri, serving)
+
+    assert (result.version, result.alias, result.previous_version, result.reused) == (
+        "1",
+        "champion",
+        None,
+        False,
+    )
+    assert result.serving_dir == os.path.join(serving, MODEL, "1")
+    assert os.path.exists(os.path.join(result.serving_dir, "saved_model.pb"))
+    assert os.path.exists(
+        os.path.join(result.serving_dir, "assets.extra", "tf_serving_warmup_requests")
+    )
+    assert _alias(tracking_uri, "champion") == "1"
+    assert _alias(tracking_uri, "previous") is None
+    assert read_state(serving, MODEL) == {"stable": 1, "previous": None, "canary": None}
+    assert result.models_config == os.path.join(serving, CONFIG_FILE)
+    assert "versions: 1 }" in _config(
+        serving
+    ) and 'version_labels { key: "stable" value: 1 }' in _config(serving)
+    assert _served(serving) == ["1", "serving.json"]
+
+    # The registered version carries what compare needs to re-score it, and the card.
+    client = _client(tracking_uri)
+    ref = registry.get_alias(client, MODEL, "champion")
+    assert ref.tags["fingerprint"] and ref.tags["pipeline_run"] == "run-a"
+    local = registry.download(client, ref, str(os.path.dirname(serving) + "/dl"), "model")
+    assert {"model.keras", "transform_spec.json"} <= set(os.listdir(local))
+    assert client.get_model_version(MODEL, "1").description.startswith(f"# Model card: {MODEL}")
+
+
+def test_a_second_model_becomes_champion_and_the_first_is_kept_as_previous(
+    exports, tracking_uri, serving
+):
+    _deploy(exports, "a", tracking_uri, serving)
+    result = _deploy(exports, "b", tracking_uri, serving)
+
+    assert (result.version, result.alias, result.previous_version, result.reused) == (
+        "2",
+        "champion",
+        "1",
+        False,
+    )
+    assert (_alias(tracking_uri, "champion"), _alias(tracking_uri, "previous")) == ("2", "1")
+    assert read_state(serving, MODEL) == {"stable": 2, "previous": 1, "canary": None}
+    config = _config(serving)
+    assert "model_version_policy { specific { versions: 2 versions: 1 } }" in config
+    assert 'version_labels { key: "stable" value: 2 }' in config
+    assert 'version_labels { key: "previous" value: 1 }' in config
+    assert _served(serving) == ["1", "2", "serving.json"]
+
+
+def test_redeploying_the_same_saved_model_changes_nothing(exports, tracking_uri, serving):
+    _deploy(exports, "a", tracking_uri, serving)
+    first = _deploy(exports, "b", tracking_uri, serving)
+    client = _client(tracking_uri)
+    runs_before = len(
+        client.search_runs(
+            [client.get_experiment_by_name(registry.experiment_name(MODEL)).experiment_id]
+        )
+    )
+    config_before = _config(serving)
+    mtime = os.path.getmtime(os.path.join(serving, MODEL, "2", "saved_model.pb"))
+
+    again = _deploy(exports, "b", tracking_uri, serving)
+
+    assert again.version == first.version == "2"
+    assert again.reused is True and again.previous_version == "1"
+    assert _versions(tracking_uri) == [1, 2]
+    runs_after = len(
+        client.search_runs(
+            [client.get_experiment_by_name(registry.experiment_name(MODEL)).experiment_id]
+        )
+    )
+    assert runs_after == runs_before  # no second registration run
+    assert (_alias(tracking_uri, "champion"), _alias(tracking_uri, "previous")) == ("2", "1")
+    assert _config(serving) == config_before
+    assert read_state(serving, MODEL) == {"stable": 2, "previous": 1, "canary": None}
+    assert os.path.getmtime(os.path.join(serving, MODEL, "2", "saved_model.pb")) == mtime
+    assert _served(serving) == ["1", "2", "serving.json"]
+
+
+def test_a_version_failing_its_warmup_is_not_promoted(exports, tracking_uri, serving):
+    _deploy(exports, "a", tracking_uri, serving)
+    config_before = _config(serving)
+
+    with pytest.raises(
+        DeployError,
+        match=rf"^version 2 of {MODEL} failed its warm-up requests and was not promoted: "
+        r"a warm-up request to .*/2 failed: ",
+    ):
+        _deploy(exports, "broken", tracking_uri, serving)
+
+    assert _alias(tracking_uri, "champion") == "1"
+    assert _alias(tracking_uri, "previous") is None
+    assert read_state(serving, MODEL) == {"stable": 1, "previous": None, "canary": None}
+    assert _config(serving) == config_before
+    assert _served(serving) == [
+        "1",
+        "serving.json",
+    ]  # the failed copy and any temporary folder are gone
+
+    # A retry fails the same way and still changes nothing.
+    with pytest.raises(DeployError, match=r"failed its warm-up requests and was not promoted"):
+        _deploy(exports, "broken", tracking_uri, serving)
+    assert _alias(tracking_uri, "champion") == "1" and _served(serving) == ["1", "serving.json"]
+
+
+def test_rollback_swaps_champion_and_previous(exports, tracking_uri, serving):
+    _deploy(exports, "a", tracking_uri, serving)
+    _deploy(exports, "b", tracking_uri, serving)
+
+    out = rollback(MODEL, tracking_uri, serving)
+
+    assert out == {
+        "model": MODEL,
+        "champion": "1",
+        "previous": "2",
+        "serving_dir": os.path.join(serving, MODEL, "1"),
+    }
+    assert (_alias(tracking_uri, "champion"), _alias(tracking_uri, "previous")) == ("1", "2")
+    assert read_state(serving, MODEL) == {"stable": 1, "previous": 2, "canary": None}
+    assert 'version_labels { key: "stable" value: 1 }' in _config(serving)
+    # Rolling back again undoes the rollback.
+    rollback(MODEL, tracking_uri, serving)
+    assert _alias(tracking_uri, "champion") == "2"
+
+
+def test_rollback_needs_a_previous_version_that_is_still_served(exports, tracking_uri, serving):
+    _deploy(exports, "a", tracking_uri, serving)
+    with pytest.raises(
+        DeployError, match=rf"^model '{MODEL}' has no 'previous' version to roll back to$"
+    ):
+        rollback(MODEL, tracking_uri, serving)
+
+    _deploy(exports, "b", tracking_uri, serving)
+    shutil.rmtree(os.path.join(serving, MODEL, "1"))
+    with pytest.raises(
+        DeployError, match=rf"^version 1 of '{MODEL}' is no longer on the serving path "
+    ):
+        rollback(MODEL, tracking_uri, serving)
+    assert _alias(tracking_uri, "champion") == "2"
+
+
+def test_approval_flow(exports, tracking_uri, serving):
+    _deploy(exports, "a", tracking_uri, serving)
+
+    pending = _deploy(exports, "b", tracking_uri, serving, require_approval=True)
+
+    assert (pending.version, pending.alias, pending.previous_version) == ("2", "candidate", "1")
+    assert (_alias(tracking_uri, "candidate"), _alias(tracking_uri, "champion")) == ("2", "1")
+    assert read_state(serving, MODEL) == {"stable": 1, "previous": None, "canary": 2}
+    assert 'version_labels { key: "canary" value: 2 }' in _config(serving)
+    assert 'version_labels { key: "stable" value: 1 }' in _config(serving)
+
+    out = approve(MODEL, tracking_uri, serving)
+
+    assert out == {"model": MODEL, "champion": "2", "previous": "1"}
+    assert (_alias(tracking_uri, "champion"), _alias(tracking_uri, "previous")) == ("2", "1")
+    assert _alias(tracking_uri, "candidate") is None
+    assert read_state(serving, MODEL) == {"stable": 2, "previous": 1, "canary": None}
+    assert 'key: "canary"' not in _config(serving)
+    with pytest.raises(
+        DeployError, match=rf"^model '{MODEL}' has no 'candidate' version awaiting approval$"
+    ):
+        approve(MODEL, tracking_uri, serving)
+
+
+def test_deploy_refuses_a_folder_that_is_not_a_saved_model(tracking_uri, serving, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DeployError, match=r"empty is not a SavedModel \(no saved_model.pb\)$"):
+        deploy(str(tmp_path / "empty"), MODEL, tracking_uri, serving, artifacts={}, card="")
+    assert _versions(tracking_uri) == []

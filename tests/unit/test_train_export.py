@@ -1,0 +1,412 @@
+"""Train and export cores on one small real training run: save/load, divergence, SavedModel
+signatures, warm-up, TFLite parity, and training/serving skew on awkward raw rows."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from components._shared import io
+from components._shared.errors import DataError, ModelError
+from pipelines.data import generate_churn
+from tests.stage_helpers import prepare, train_small
+
+pytestmark = pytest.mark.slow
+
+THRESHOLD = 0.4
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    return prepare(generate_churn(2500, seed=21), str(tmp_path_factory.mktemp("data")))
+
+
+@pytest.fixture(scope="module")
+def trained(prepared, tmp_path_factory):
+    model_dir = str(tmp_path_factory.mktemp("model"))
+    return model_dir, train_small(prepared, model_dir, epochs=2)
+
+
+@pytest.fixture(scope="module")
+def exported(trained, prepared, tmp_path_factory):
+    from components.export.core import export
+
+    out = tmp_path_factory.mktemp("export")
+    result = export(
+        trained[0],
+        prepared.test,
+        str(out / "saved_model"),
+        str(out / "tflite"),
+        "test-model",
+        threshold=THRESHOLD,
+    )
+    return result
+
+
+@pytest.fixture(scope="module")
+def serving_fn(exported):
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(exported.saved_model_dir)
+    return loaded, loaded.signatures
+
+
+@pytest.fixture(scope="module")
+def awkward_rows(prepared):
+    """Real test rows plus rows a serving client will send sooner or later."""
+    df = io.read_parquet(prepared.test).head(60).reset_index(drop=True)
+    df = df.astype({c: object for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])})
+    df = df.astype({c: "float64" for c in ("tenure_months", "support_calls")})
+    numeric = ["tenure_months", "monthly_charges", "total_charges", "data_gb", "support_calls"]
+    categorical = ["contract", "payment_method", "internet_service", "region"]
+    df.loc[0, numeric] = np.nan  # every number missing
+    df["senior_citizen"] = df["senior_citizen"].astype(object)
+    df.loc[0, ["signup_date", "senior_citizen"]] = None
+    df.loc[1, categorical] = None  # every category missing
+    df.loc[2, categorical] = ["lifetime", "crypto", "satellite", "moon"]  # never seen in training
+    df.loc[3, ["tenure_months", "data_gb", "monthly_charges"]] = [
+        10_000.0,
+        1e7,
+        -50.0,
+    ]  # out of range
+    df.loc[4, "contract"] = "Two-Year"  # case matters: unseen
+    return df
+
+
+def _client_request(df, spec) -> dict:
+    """What a serving client sends: one float per number (NaN if missing, timestamps as days since
+    1970-01-01, booleans as 0/1) and one string per category ("" if missing). Built by hand, not
+    with the library's own helpers, so both sides of the skew check are independent."""
+    req = {}
+    for f in spec["numeric"]:
+        vals = []
+        for v in df[f["name"]]:
+            if v is None or (not isinstance(v, str) and pd.isna(v)):
+                vals.append(math.nan)
+            elif f["kind"] == "timestamp":
+                vals.append((pd.Timestamp(v) - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1))
+            else:
+                vals.append(float(v))
+        req[f["input_name"]] = np.asarray(vals, dtype=np.float32)
+    for f in spec["categorical"]:
+        req[f["input_name"]] = np.asarray(
+            [
+                "" if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v)
+                for v in df[f["name"]]
+            ],
+            dtype=object,
+        )
+    return req
+
+
+def _serve(signatures, request: dict) -> dict:
+    import tensorflow as tf
+
+    out = signatures["serving_default"](**{k: tf.constant(v) for k, v in request.items()})
+    return {k: v.numpy() for k, v in out.items()}
+
+
+# --------------------------------------------------------------------------- train
+
+
+def test_training_writes_a_model_that_loads_and_predicts(trained, prepared):
+    from components.engineer.core import encode
+    from components.train.model import MODEL_FILE, SPEC_FILE, load_core_model, predict_proba
+
+    model_dir, result = trained
+    assert os.path.exists(os.path.join(model_dir, MODEL_FILE))
+    assert io.read_json(os.path.join(model_dir, SPEC_FILE)) == prepared.spec
+    saved = io.read_json(os.path.join(model_dir, "train_metrics.json"))
+    assert saved["device"] == result.device == "CPU"
+    assert len(saved["history"]["loss"]) == result.epochs_run == 2
+    assert all(math.isfinite(v) for v in saved["history"]["loss"])
+    assert result.metrics["eval_auc"] > 0.6  # two short epochs already find the signal
+
+    test = io.read_parquet(prepared.test)
+    a = predict_proba(load_core_model(model_dir), encode(test, prepared.spec))
+    b = predict_proba(load_core_model(model_dir), encode(test, prepared.spec))
+    assert a.shape == (len(test),) and np.all((a > 0) & (a < 1))
+    np.testing.assert_array_equal(a, b)
+
+
+def test_evaluate_scores_the_saved_model(trained, prepared):
+    from components.evaluate.core import evaluate
+
+    ev = evaluate(trained[0], prepared.test, prepared.eval)
+    assert ev.metrics["rows"] == prepared.info["rows"]["test"]
+    assert 0 < ev.threshold < 1 and ev.metrics["auc"] > 0.6
+    assert set(ev.slices) == {f["name"] for f in prepared.spec["categorical"]}
+
+
+def test_diverging_training_raises_model_error_and_saves_nothing(prepared, tmp_path):
+    model_dir = str(tmp_path / "model")
+    with pytest.raises(
+        ModelError,
+        match=r"^training diverged: the loss became NaN or infinite "
+        r"\(losses per epoch: \[nan\]\)$",
+    ):
+        train_small(prepared, model_dir, epochs=2, learning_rate=1e30)
+    assert not os.path.exists(os.path.join(model_dir, "model.keras"))
+
+
+@pytest.mark.parametrize("setting", [{"epochs": 0}, {"learning_rate": 0.0}, {"dropout": 1.0}])
+def test_invalid_training_settings(setting):
+    from components.train.core import TrainConfig
+
+    with pytest.raises(ModelError, match=r"^invalid training settings: TrainConfig\("):
+        TrainConfig(**setting)
+
+
+def test_train_split_without_a_spec_column_names_it(prepared, tmp_path):
+    from components.train.core import TrainConfig, train
+
+    bad = str(tmp_path / "train.parquet")
+    io.write_parquet(io.read_parquet(prepared.train).drop(columns="region"), bad)
+    with pytest.raises(DataError, match=rf"^the data {bad} has no column 'region'"):
+        train(bad, prepared.eval, prepared.spec, str(tmp_path / "model"), TrainConfig(epochs=1))
+
+
+# --------------------------------------------------------------------------- export: SavedModel
+
+
+def test_export_writes_a_tf_serving_layout(exported):
+    sm = exported.saved_model_dir
+    assert sorted(os.listdir(sm)) == [
+        "assets",
+        "assets.extra",
+        "fingerprint.pb",
+        "saved_model.pb",
+        "variables",
+    ]
+    assert os.listdir(os.path.join(sm, "assets.extra")) == ["tf_serving_warmup_requests"]
+    # Written through a temporary sibling that was renamed: nothing else is left beside it.
+    assert sorted(os.listdir(os.path.dirname(sm))) == ["saved_model", "tflite"]
+    assert exported.metrics["threshold"] == THRESHOLD
+
+
+def test_saved_model_signatures(exported, serving_fn, prepared):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    _, signatures = serving_fn
+    assert set(signatures.keys()) == {"serving_default", "predict_examples", "classification"}
+    sm = saved_model_pb2.SavedModel()
+    with open(os.path.join(exported.saved_model_dir, "saved_model.pb"), "rb") as fh:
+        sm.ParseFromString(fh.read())
+    defs = sm.meta_graphs[0].signature_def
+    assert defs["classification"].method_name == "tensorflow/serving/classify"
+    assert set(defs["classification"].inputs) == {"inputs"}
+    assert set(defs["classification"].outputs) == {"classes", "scores"}
+    assert defs["serving_default"].method_name == "tensorflow/serving/predict"
+    spec = prepared.spec
+    assert set(defs["serving_default"].inputs) == {
+        f["input_name"] for f in spec["numeric"] + spec["categorical"]
+    }
+    assert set(defs["serving_default"].outputs) == {"probability", "class_id", "label"}
+    assert set(defs["predict_examples"].inputs) == {"examples"}
+
+
+def test_warmup_requests_are_real_predict_requests_and_replay(exported, prepared):
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from components.export.core import WARMUP_FILE, replay_warmup
+
+    path = os.path.join(exported.saved_model_dir, WARMUP_FILE)
+    logs = [
+        prediction_log_pb2.PredictionLog.FromString(r.numpy())
+        for r in tf.data.TFRecordDataset(path)
+    ]
+    assert len(logs) == 3
+    names = {f["input_name"] for f in prepared.spec["numeric"] + prepared.spec["categorical"]}
+    for log in logs:
+        req = log.predict_log.request
+        assert (req.model_spec.name, req.model_spec.signature_name) == (
+            "test-model",
+            "serving_default",
+        )
+        assert set(req.inputs) == names
+    assert replay_warmup(exported.saved_model_dir) == 3
+
+
+def test_replay_warmup_rejects_a_broken_or_missing_warmup(exported, tmp_path):
+    import shutil
+
+    import tensorflow as tf
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    from components.export.core import WARMUP_FILE, replay_warmup, write_warmup
+
+    broken = str(tmp_path / "broken")
+    shutil.copytree(exported.saved_model_dir, broken)
+    req = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="test-model"))
+    req.inputs["not_a_feature"].CopyFrom(tf.make_tensor_proto(np.array([1.0], dtype=np.float32)))
+    write_warmup(
+        broken,
+        [prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=req))],
+    )
+    with pytest.raises(ModelError, match=rf"^a warm-up request to {broken} failed: "):
+        replay_warmup(broken)
+
+    os.remove(os.path.join(broken, WARMUP_FILE))
+    with pytest.raises(
+        ModelError, match=r"has no warm-up requests \(assets.extra/tf_serving_warmup_requests\)"
+    ):
+        replay_warmup(broken)
+
+    not_a_model = tmp_path / "empty"
+    not_a_model.mkdir()
+    with pytest.raises(ModelError, match=rf"^the SavedModel at {not_a_model} does not load: "):
+        replay_warmup(str(not_a_model))
+
+
+def test_classes_and_labels_follow_the_threshold(serving_fn, awkward_rows, prepared):
+    _, signatures = serving_fn
+    out = _serve(signatures, _client_request(awkward_rows, prepared.spec))
+    p = out["probability"]
+    assert p.shape == (len(awkward_rows),) and np.all(np.isfinite(p))
+    np.testing.assert_array_equal(out["class_id"], (p >= THRESHOLD).astype(np.int64))
+    np.testing.assert_array_equal(out["label"].astype(str), np.where(p >= THRESHOLD, "yes", "no"))
+
+
+# --------------------------------------------------------------------------- training/serving skew
+
+
+def test_no_training_serving_skew_on_raw_rows(trained, serving_fn, awkward_rows, prepared):
+    """Same raw rows: exported serving_default (raw features, lookups inside the graph) vs the
+    training-time path (host-side encode + the core model)."""
+    from components.engineer.core import encode, raw_features
+    from components.train.model import load_core_model, predict_proba
+
+    spec = prepared.spec
+    training = predict_proba(load_core_model(trained[0]), encode(awkward_rows, spec))
+    request = _client_request(awkward_rows, spec)
+    serving = _serve(serving_fn[1], request)["probability"]
+
+    np.testing.assert_allclose(serving, training, rtol=0, atol=1e-6)
+    # The awkward rows are really scored as imputed / out-of-vocabulary, not dropped or NaN.
+    assert np.all(np.isfinite(serving[:5]))
+    # The library's own raw-feature helper (used for warm-up requests) agrees with a hand-built request.
+    for name, values in raw_features(awkward_rows, spec).items():
+        if values.dtype.kind == "f":
+            np.testing.assert_array_equal(values, request[name])
+        else:
+            assert values.astype(str).tolist() == request[name].astype(str).tolist()
+
+
+def test_unseen_and_missing_categories_share_the_oov_bucket(serving_fn, awkward_rows, prepared):
+    rows = pd.concat([awkward_rows.iloc[[5]]] * 3, ignore_index=True)
+    rows.loc[1, "region"] = None
+    rows.loc[2, "region"] = "atlantis"
+    p = _serve(serving_fn[1], _client_request(rows, prepared.spec))["probability"]
+    assert p[1] == pytest.approx(p[2], abs=1e-7)
+
+
+def test_tf_example_signatures_match_raw_features(serving_fn, awkward_rows, prepared):
+    import tensorflow as tf
+
+    spec = prepared.spec
+    request = _client_request(awkward_rows, spec)
+    expected = _serve(serving_fn[1], request)["probability"]
+    examples = []
+    for i in range(len(awkward_rows)):
+        feats = {}
+        for f in spec["numeric"]:
+            v = float(request[f["input_name"]][i])
+            if not math.isnan(v):  # a missing value is an absent feature
+                feats[f["input_name"]] = tf.train.Feature(float_list=tf.train.FloatList(value=[v]))
+        for f in spec["categorical"]:
+            v = request[f["input_name"]][i]
+            if v:
+                feats[f["input_name"]] = tf.train.Feature(
+                    bytes_list=tf.train.BytesList(value=[v.encode()])
+                )
+        examples.append(
+            tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
+        )
+    batch = tf.constant(examples)
+
+    by_example = serving_fn[1]["predict_examples"](examples=batch)["probability"].numpy()
+    np.testing.assert_allclose(by_example, expected, rtol=0, atol=1e-6)
+    classified = serving_fn[1]["classification"](inputs=batch)
+    np.testing.assert_allclose(classified["scores"].numpy()[:, 1], expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(classified["scores"].numpy().sum(axis=1), 1.0, atol=1e-6)
+    assert classified["classes"].numpy()[0].astype(str).tolist() == ["no", "yes"]
+
+
+# --------------------------------------------------------------------------- export: TFLite
+
+
+def test_tflite_matches_the_saved_model_within_1e_3(exported, serving_fn, awkward_rows, prepared):
+    from components.engineer.core import encode
+    from components.export.core import tflite_predict
+
+    assert exported.metrics["tflite_max_abs_diff"] <= 1e-3
+    assert exported.metrics["serving_skew_max_abs_diff"] <= 1e-4
+    assert exported.metrics["parity_rows"] == prepared.info["rows"]["test"]
+    assert os.path.basename(exported.tflite_path) == "model.tflite"
+    tflite_dir = os.path.dirname(exported.tflite_path)
+    assert io.read_json(os.path.join(tflite_dir, "transform_spec.json")) == prepared.spec
+
+    with open(exported.tflite_path, "rb") as fh:
+        lite = tflite_predict(fh.read(), encode(awkward_rows, prepared.spec))
+    served = _serve(serving_fn[1], _client_request(awkward_rows, prepared.spec))["probability"]
+    assert np.max(np.abs(lite - served)) <= 1e-3
+
+
+def test_export_fails_when_tflite_parity_exceeds_the_bound(trained, prepared, tmp_path):
+    from components.export.core import export
+
+    with pytest.raises(
+        ModelError,
+        match=r"^the TFLite model differs from the SavedModel by up to .* in probability, "
+        r"above the bound 1e-09 \(float16 quantization\)$",
+    ):
+        export(
+            trained[0],
+            prepared.test,
+            str(tmp_path / "sm"),
+            str(tmp_path / "lite"),
+            "test-model",
+            max_parity_diff=1e-9,
+        )
+
+
+def test_unknown_tflite_quantization_fails_before_writing(trained, prepared, tmp_path):
+    from components.export.core import export
+
+    with pytest.raises(
+        ModelError, match=r"^unknown TFLite quantization 'int4': use float16, dynamic or none$"
+    ):
+        export(
+            trained[0],
+            prepared.test,
+            str(tmp_path / "sm"),
+            str(tmp_path / "lite"),
+            "test-model",
+            quantization="int4",
+        )
+    assert os.listdir(tmp_path) == []
+
+
+def test_reexport_replaces_the_folder_atomically(trained, prepared, tmp_path):
+    from components.export.core import export
+
+    target = tmp_path / "saved_model"
+    target.mkdir()
+    (target / "stale.txt").write_text("from an older export")
+    result = export(
+        trained[0],
+        prepared.test,
+        str(target),
+        str(tmp_path / "tflite"),
+        "test-model",
+        threshold=0.7,
+    )
+    assert not (target / "stale.txt").exists()
+    assert (target / "saved_model.pb").exists()
+    assert sorted(os.listdir(tmp_path)) == ["saved_model", "tflite"]
+    assert result.metrics["threshold"] == 0.7
