@@ -6,7 +6,6 @@ or Vertex). Dedupe and cooldown state lives in the registered model's tags, so r
 never start duplicate or back-to-back retraining runs.
 """
 
-
 from typing import Optional
 
 from kfp import dsl
@@ -22,12 +21,16 @@ KFP_TOKEN_SECRET = "kfp-api-token"
 def build_monitoring_pipeline(opts: Optional[CompileOptions] = None):
     """Return the @dsl.pipeline function for these compile options."""
     opts = opts or CompileOptions()
-    default_trigger = "vertex" if opts.target == "vertex" else ("kfp" if opts.target == "kubeflow" else "none")
+    default_trigger = (
+        "vertex" if opts.target == "vertex" else ("kfp" if opts.target == "kubeflow" else "none")
+    )
     # Kubeflow runs the uploaded training pipeline by name; Vertex needs the template's URI.
     default_training = "kfp-tf-gate-training" if opts.target != "vertex" else ""
 
-    @dsl.pipeline(name=PIPELINE_NAME,
-                  description="Compare recent data with the champion's training data; retrain on drift or decay.")
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Compare recent data with the champion's training data; retrain on drift or decay.",
+    )
     def monitoring_pipeline(
         current_uri: str,
         model_name: str = "churn-model",
@@ -52,30 +55,56 @@ def build_monitoring_pipeline(opts: Optional[CompileOptions] = None):
         vertex_service_account: str = "",
     ):
         monitor_task = monitor_data(
-            current_uri=current_uri, model_name=model_name, mlflow_tracking_uri=mlflow_tracking_uri,
-            drift_share_threshold=drift_share_threshold, drift_share_critical=drift_share_critical,
-            auc_decay_threshold=auc_decay_threshold, auc_decay_critical=auc_decay_critical, min_rows=min_rows,
-            trigger=trigger, dry_run=dry_run, cooldown_hours=cooldown_hours, train_data_uri=train_data_uri,
-            training_parameters=training_parameters, training_pipeline=training_pipeline, kfp_host=kfp_host,
-            kfp_experiment=kfp_experiment, kfp_namespace=kfp_namespace, vertex_project=vertex_project,
-            vertex_location=vertex_location, vertex_pipeline_root=vertex_pipeline_root,
-            vertex_service_account=vertex_service_account)
+            current_uri=current_uri,
+            model_name=model_name,
+            mlflow_tracking_uri=mlflow_tracking_uri,
+            drift_share_threshold=drift_share_threshold,
+            drift_share_critical=drift_share_critical,
+            auc_decay_threshold=auc_decay_threshold,
+            auc_decay_critical=auc_decay_critical,
+            min_rows=min_rows,
+            trigger=trigger,
+            dry_run=dry_run,
+            cooldown_hours=cooldown_hours,
+            train_data_uri=train_data_uri,
+            training_parameters=training_parameters,
+            training_pipeline=training_pipeline,
+            kfp_host=kfp_host,
+            kfp_experiment=kfp_experiment,
+            kfp_namespace=kfp_namespace,
+            vertex_project=vertex_project,
+            vertex_location=vertex_location,
+            vertex_pipeline_root=vertex_pipeline_root,
+            vertex_service_account=vertex_service_account,
+        )
         # The window and the registry change between runs: never from cache. A retry is safe
         # because the trigger is deduplicated (run name / job id derived from the window).
         monitor_task.set_display_name("monitor").set_caching_options(False)
         if opts.target != "local":
-            monitor_task.set_retry(num_retries=2, backoff_duration="60s", backoff_factor=2.0,
-                                   backoff_max_duration="600s")
+            monitor_task.set_retry(
+                num_retries=2,
+                backoff_duration="60s",
+                backoff_factor=2.0,
+                backoff_max_duration="600s",
+            )
         if opts.target == "kubeflow":
             from kfp import kubernetes
 
             if opts.mlflow_secret:
                 kubernetes.use_secret_as_env(
-                    monitor_task, secret_name=opts.mlflow_secret,
-                    secret_key_to_env={"MLFLOW_TRACKING_USERNAME": "MLFLOW_TRACKING_USERNAME",
-                                       "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD"},
-                    optional=True)
-            kubernetes.use_secret_as_env(monitor_task, secret_name=KFP_TOKEN_SECRET,
-                                         secret_key_to_env={"token": "KF_PIPELINES_TOKEN"}, optional=True)
+                    monitor_task,
+                    secret_name=opts.mlflow_secret,
+                    secret_key_to_env={
+                        "MLFLOW_TRACKING_USERNAME": "MLFLOW_TRACKING_USERNAME",
+                        "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD",
+                    },
+                    optional=True,
+                )
+            kubernetes.use_secret_as_env(
+                monitor_task,
+                secret_name=KFP_TOKEN_SECRET,
+                secret_key_to_env={"token": "KF_PIPELINES_TOKEN"},
+                optional=True,
+            )
 
     return monitoring_pipeline

@@ -16,45 +16,80 @@ def add_parser(sub) -> None:
     from pipelines.monitor import add_trigger_flags
     from pipelines.triggers import TRAINING_PIPELINE
 
-    p = sub.add_parser("submit", help="upload and start the compiled training pipeline on Kubeflow or Vertex AI",
-                       description="Upload and start the compiled training pipeline on Kubeflow or Vertex AI.")
+    p = sub.add_parser(
+        "submit",
+        help="upload and start the compiled training pipeline on Kubeflow or Vertex AI",
+        description="Upload and start the compiled training pipeline on Kubeflow or Vertex AI.",
+    )
     p.add_argument("--target", choices=("kfp", "vertex"), required=True)
-    p.add_argument("--data", default=None, metavar="URI", help="data_uri of the run (gs://..., bq://...)")
+    p.add_argument(
+        "--data", default=None, metavar="URI", help="data_uri of the run (gs://..., bq://...)"
+    )
     p.add_argument("--label", default=None, help="label column of the run")
-    p.add_argument("--model-name", default=None, help="model_name of the run (pipeline default: churn-model)")
-    p.add_argument("--run-name", default=None, help="run display name (default: pipeline name and time)")
-    p.add_argument("--pipeline-name", default=TRAINING_PIPELINE, help="(kfp) name the pipeline is uploaded as")
-    p.add_argument("--no-upload", action="store_true",
-                   help="(kfp) run the package directly (create_run_from_pipeline_package) without uploading it")
-    p.add_argument("--job-id", default=None,
-                   help="(vertex) job id; a fixed id makes resubmitting the same job a no-op")
-    add_trigger_flags(p)
+    p.add_argument(
+        "--model-name", default=None, help="model_name of the run (pipeline default: churn-model)"
+    )
+    p.add_argument(
+        "--run-name", default=None, help="run display name (default: pipeline name and time)"
+    )
+    p.add_argument(
+        "--pipeline-name", default=TRAINING_PIPELINE, help="(kfp) name the pipeline is uploaded as"
+    )
+    p.add_argument(
+        "--no-upload",
+        action="store_true",
+        help="(kfp) run the package directly (create_run_from_pipeline_package) without uploading it",
+    )
+    p.add_argument(
+        "--job-id",
+        default=None,
+        help="(vertex) job id; a fixed id makes resubmitting the same job a no-op",
+    )
+    add_trigger_flags(p, experiment="kfp-tf-gate-training")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_submit)
 
 
 def cmd_submit(args) -> int:
     from pipelines.monitor import _data_uri, settings_from_args
-    from pipelines.triggers import fetch_pipeline_file, parse_params, pipeline_parameters, pipeline_spec, timestamped
+    from pipelines.triggers import (
+        fetch_pipeline_file,
+        parse_params,
+        pipeline_parameters,
+        pipeline_spec,
+        timestamped,
+    )
 
     kfp, vertex = settings_from_args(args, args.target)
     user = parse_params(args.param)
-    for name, value in (("data_uri", args.data), ("label", args.label), ("model_name", args.model_name)):
+    for name, value in (
+        ("data_uri", args.data),
+        ("label", args.label),
+        ("model_name", args.model_name),
+    ):
         if value is not None:
             user[name] = _data_uri(value) if name == "data_uri" else value
     if args.target == "kfp":
         result = submit_kfp(kfp, user, args.run_name, args.pipeline_name, upload=not args.no_upload)
     else:
         template = vertex.template
-        spec = None if template.startswith(("gs://", "https://")) else pipeline_spec(fetch_pipeline_file(template))
+        spec = (
+            None
+            if template.startswith(("gs://", "https://"))
+            else pipeline_spec(fetch_pipeline_file(template))
+        )
         arguments = pipeline_parameters(spec, {}, user)
-        result = submit_vertex(vertex, arguments, args.run_name or timestamped(args.pipeline_name), args.job_id)
+        result = submit_vertex(
+            vertex, arguments, args.run_name or timestamped(args.pipeline_name), args.job_id
+        )
     if args.json:
         print(json.dumps(result, indent=2, default=str))
     else:
         state = "already exists" if result.get("status") == "exists" else "started"
-        print(f"{result['target']} run {result.get('run_name')} ({result.get('run_id')}) {state}"
-              + (f": {result['url']}" if result.get("url") else ""))
+        print(
+            f"{result['target']} run {result.get('run_name')} ({result.get('run_id')}) {state}"
+            + (f": {result['url']}" if result.get("url") else "")
+        )
     return 0
 
 
@@ -62,8 +97,17 @@ def submit_kfp(settings, user_params: dict, name, pipeline_name: str, upload: bo
     """Upload (once per content) and run the compiled pipeline; or run an uploaded one by name."""
     import dataclasses
 
-    from pipelines.triggers import (_kfp_calls, fetch_pipeline_file, is_pipeline_file, kfp_client,
-                                    kfp_start_run, kfp_upload, pipeline_parameters, pipeline_spec, timestamped)
+    from pipelines.triggers import (
+        _kfp_calls,
+        fetch_pipeline_file,
+        is_pipeline_file,
+        kfp_client,
+        kfp_start_run,
+        kfp_upload,
+        pipeline_parameters,
+        pipeline_spec,
+        timestamped,
+    )
 
     name = name or timestamped(pipeline_name)
     spec = None
@@ -76,21 +120,39 @@ def submit_kfp(settings, user_params: dict, name, pipeline_name: str, upload: bo
     client, host = kfp_client(settings)
     with _kfp_calls(host):
         uploaded = kfp_upload(client, settings.pipeline, pipeline_name)
-        experiment = client.create_experiment(settings.experiment, namespace=settings.namespace or None)
+        experiment = client.create_experiment(
+            settings.experiment, namespace=settings.namespace or None
+        )
         run = client.run_pipeline(
-            experiment_id=experiment.experiment_id, job_name=name, params=arguments,
-            pipeline_id=uploaded["pipeline_id"], version_id=uploaded["version_id"],
-            pipeline_root=settings.pipeline_root or None, service_account=settings.service_account or None)
-    return {"target": "kfp", "status": "started", "host": host, "run_id": run.run_id, "run_name": name,
-            "experiment": settings.experiment, "experiment_id": experiment.experiment_id,
-            "pipeline": pipeline_name, **uploaded, "url": f"{host}/#/runs/details/{run.run_id}"}
+            experiment_id=experiment.experiment_id,
+            job_name=name,
+            params=arguments,
+            pipeline_id=uploaded["pipeline_id"],
+            version_id=uploaded["version_id"],
+            pipeline_root=settings.pipeline_root or None,
+            service_account=settings.service_account or None,
+        )
+    return {
+        "target": "kfp",
+        "status": "started",
+        "host": host,
+        "run_id": run.run_id,
+        "run_name": name,
+        "experiment": settings.experiment,
+        "experiment_id": experiment.experiment_id,
+        "pipeline": pipeline_name,
+        **uploaded,
+        "url": f"{host}/#/runs/details/{run.run_id}",
+    }
 
 
 def submit_vertex(settings, arguments: dict, display_name: str, job_id=None) -> dict:
     """Submit the compiled pipeline as a Vertex AI PipelineJob."""
     from pipelines.triggers import vertex_start_run
 
-    return vertex_start_run(settings, job_id, display_name, arguments, labels={"started-by": "kfp-tf-gate-submit"})
+    return vertex_start_run(
+        settings, job_id, display_name, arguments, labels={"started-by": "kfp-tf-gate-submit"}
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

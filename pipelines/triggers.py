@@ -28,7 +28,8 @@ import os
 import re
 import tempfile
 import warnings
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 from components._shared.errors import ConfigError, PipelineError, TriggerError
 
@@ -56,9 +57,11 @@ def is_pipeline_file(ref: str) -> bool:
 def fetch_pipeline_file(ref: str) -> str:
     """A local path of the compiled pipeline ``ref`` (downloads gs:// and https:// packages)."""
     if "://" not in ref or ref.startswith("file://"):
-        path = ref[len("file://"):] if ref.startswith("file://") else ref
+        path = ref[len("file://") :] if ref.startswith("file://") else ref
         if not os.path.isfile(path):
-            raise ConfigError(f"the compiled pipeline {ref} does not exist (run python -m pipelines compile)")
+            raise ConfigError(
+                f"the compiled pipeline {ref} does not exist (run python -m pipelines compile)"
+            )
         return path
     suffix = next((s for s in PIPELINE_SUFFIXES if ref.lower().endswith(s)), ".yaml")
     fd, local = tempfile.mkstemp(suffix=suffix, prefix="pipeline-")
@@ -97,7 +100,9 @@ _CASTS = {
     "STRING": str,
     "NUMBER_INTEGER": int,
     "NUMBER_DOUBLE": float,
-    "BOOLEAN": lambda v: v if isinstance(v, bool) else str(v).strip().lower() in ("1", "true", "yes"),
+    "BOOLEAN": lambda v: (
+        v if isinstance(v, bool) else str(v).strip().lower() in ("1", "true", "yes")
+    ),
 }
 
 
@@ -113,21 +118,40 @@ def pipeline_parameters(spec: Optional[dict], auto: dict, user: dict) -> dict:
     declared = spec["root"].get("inputDefinitions", {}).get("parameters", {})
     unknown = sorted(set(user) - set(declared))
     if unknown:
-        raise ConfigError(f"the training pipeline has no parameter {unknown[0]!r} "
-                          f"(it has: {', '.join(sorted(declared))})")
+        raise ConfigError(
+            f"the training pipeline has no parameter {unknown[0]!r} "
+            f"(it has: {', '.join(sorted(declared))})"
+        )
     out = {}
     for name, value in {**{k: v for k, v in auto.items() if k in declared}, **user}.items():
         cast = _CASTS.get(declared[name].get("parameterType", "STRING"), lambda v: v)
         try:
             out[name] = cast(value)
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"the pipeline parameter {name!r} must be "
-                              f"{declared[name].get('parameterType')}, got {value!r}") from exc
-    required = [n for n, d in declared.items()
-                if "defaultValue" not in d and not d.get("isOptional") and n not in out]
+            raise ConfigError(
+                f"the pipeline parameter {name!r} must be "
+                f"{declared[name].get('parameterType')}, got {value!r}"
+            ) from exc
+    required = [
+        n
+        for n, d in declared.items()
+        if "defaultValue" not in d and not d.get("isOptional") and n not in out
+    ]
     if required:
         raise ConfigError(f"the training pipeline needs the parameter {required[0]!r}")
     return out
+
+
+def _coerce(value: Any) -> Any:
+    """A --param string as the number or boolean it spells (no spec to read the type from)."""
+    if not isinstance(value, str):
+        return value
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value.lower() == "true" if value.lower() in ("true", "false") else value
 
 
 def parse_params(items: list) -> dict:
@@ -146,7 +170,11 @@ def retrain_arguments(data_uri: str, schema: dict, model_name: str, tracking_uri
     auto = {"data_uri": data_uri, "label": schema.get("label") or "", "model_name": model_name}
     if schema.get("positive_label") not in (None, ""):
         auto["positive_label"] = str(schema["positive_label"])
-    ids = [c for c, e in schema.get("columns", {}).items() if e.get("reason") == "the configured id column"]
+    ids = [
+        c
+        for c, e in schema.get("columns", {}).items()
+        if e.get("reason") == "the configured id column"
+    ]
     if ids:
         auto["id_column"] = ids[0]
     # Only a tracking server the cluster can reach; a local SQLite file means nothing there.
@@ -241,20 +269,31 @@ def kfp_error(exc: BaseException, host: str) -> PipelineError:
         if status in (401, 403):
             return TriggerError(
                 f"the Kubeflow Pipelines API at {host} refused the credentials (HTTP {status} {exc.reason}): "
-                f"pass a valid --token (or {KFP_TOKEN_ENV}) or a service-account token")
+                f"pass a valid --token (or {KFP_TOKEN_ENV}) or a service-account token"
+            )
         if status == 0:
-            return TriggerError(f"cannot talk to the Kubeflow Pipelines API at {host}: {_first_line(exc.reason)}")
+            return TriggerError(
+                f"cannot talk to the Kubeflow Pipelines API at {host}: {_first_line(exc.reason)}"
+            )
         if status == 404:
-            return TriggerError(f"{host} has no Kubeflow Pipelines v2beta1 API (HTTP 404 {detail}); "
-                                "check --host (the ml-pipeline service or the /pipeline ingress path)")
-        return TriggerError(f"the Kubeflow Pipelines API at {host} answered HTTP {status}: {detail}")
+            return TriggerError(
+                f"{host} has no Kubeflow Pipelines v2beta1 API (HTTP 404 {detail}); "
+                "check --host (the ml-pipeline service or the /pipeline ingress path)"
+            )
+        return TriggerError(
+            f"the Kubeflow Pipelines API at {host} answered HTTP {status}: {detail}"
+        )
     if isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError, OSError)):
         reason = getattr(exc, "reason", None) or exc
-        return TriggerError(f"cannot reach the Kubeflow Pipelines API at {host} ({_first_line(reason)}); "
-                            f"check --host or {KFP_HOST_ENV}")
+        return TriggerError(
+            f"cannot reach the Kubeflow Pipelines API at {host} ({_first_line(reason)}); "
+            f"check --host or {KFP_HOST_ENV}"
+        )
     if isinstance(exc, ValueError):
         return TriggerError(f"Kubeflow Pipelines at {host}: {_first_line(str(exc))}")
-    return TriggerError(f"Kubeflow Pipelines at {host} failed: {type(exc).__name__}: {_first_line(str(exc))}")
+    return TriggerError(
+        f"Kubeflow Pipelines at {host} failed: {type(exc).__name__}: {_first_line(str(exc))}"
+    )
 
 
 @contextlib.contextmanager
@@ -287,7 +326,9 @@ def kfp_preflight(host: str, auth: dict, timeout: float) -> dict:
         try:
             auth["credentials"].refresh_api_key_hook(config)
         except OSError as exc:
-            raise TriggerError(f"cannot read the Kubeflow Pipelines service-account token: {exc}") from exc
+            raise TriggerError(
+                f"cannot read the Kubeflow Pipelines service-account token: {exc}"
+            ) from exc
     api = kfp_server_api.HealthzServiceApi(kfp_server_api.ApiClient(config))
     try:
         resp = api.healthz_service_get_healthz(_request_timeout=timeout, _preload_content=False)
@@ -298,7 +339,8 @@ def kfp_preflight(host: str, auth: dict, timeout: float) -> dict:
     except ValueError:
         raise TriggerError(
             f"{host} answered the health check with a page that is not the Kubeflow Pipelines API "
-            "(a login page?): the credentials were not accepted or --host is wrong") from None
+            "(a login page?): the credentials were not accepted or --host is wrong"
+        ) from None
 
 
 def kfp_client(settings: KfpSettings):
@@ -315,11 +357,15 @@ def kfp_client(settings: KfpSettings):
 
 
 def _equals(key: str, value: str) -> str:
-    return json.dumps({"predicates": [{"operation": 1, "key": key, "stringValue": value}]})  # 1 = EQUALS
+    return json.dumps(
+        {"predicates": [{"operation": 1, "key": key, "stringValue": value}]}
+    )  # 1 = EQUALS
 
 
 def kfp_find_run(client, experiment_id: str, name: str):
-    resp = client.list_runs(experiment_id=experiment_id, filter=_equals("display_name", name), page_size=10)
+    resp = client.list_runs(
+        experiment_id=experiment_id, filter=_equals("display_name", name), page_size=10
+    )
     runs = [r for r in (resp.runs or []) if r.display_name == name]
     return runs[0] if runs else None
 
@@ -330,24 +376,45 @@ def kfp_start_run(settings: KfpSettings, name: str, arguments: dict, dedupe: boo
     ns = settings.namespace or None
     with _kfp_calls(host):
         experiment = client.create_experiment(settings.experiment, namespace=ns)
-        info = {"target": "kfp", "host": host, "experiment": settings.experiment,
-                "experiment_id": experiment.experiment_id, "run_name": name}
+        info = {
+            "target": "kfp",
+            "host": host,
+            "experiment": settings.experiment,
+            "experiment_id": experiment.experiment_id,
+            "run_name": name,
+        }
         existing = kfp_find_run(client, experiment.experiment_id, name) if dedupe else None
         if existing is not None:
-            logger.info("KFP run %s (%s) already exists: not starting a duplicate", name, existing.run_id)
-            return {**info, "run_id": existing.run_id, "status": "exists", "url": f"{host}/#/runs/details/{existing.run_id}"}
+            logger.info(
+                "KFP run %s (%s) already exists: not starting a duplicate", name, existing.run_id
+            )
+            return {
+                **info,
+                "run_id": existing.run_id,
+                "status": "exists",
+                "url": f"{host}/#/runs/details/{existing.run_id}",
+            }
         if is_pipeline_file(settings.pipeline):
             result = client.create_run_from_pipeline_package(
-                fetch_pipeline_file(settings.pipeline), arguments=arguments, run_name=name,
-                experiment_id=experiment.experiment_id, pipeline_root=settings.pipeline_root or None,
-                service_account=settings.service_account or None)
+                fetch_pipeline_file(settings.pipeline),
+                arguments=arguments,
+                run_name=name,
+                experiment_id=experiment.experiment_id,
+                pipeline_root=settings.pipeline_root or None,
+                service_account=settings.service_account or None,
+            )
             run_id = result.run_id
         else:
             pipeline_id, version_id = kfp_latest_version(client, settings.pipeline)
             run = client.run_pipeline(
-                experiment_id=experiment.experiment_id, job_name=name, params=arguments,
-                pipeline_id=pipeline_id, version_id=version_id, pipeline_root=settings.pipeline_root or None,
-                service_account=settings.service_account or None)
+                experiment_id=experiment.experiment_id,
+                job_name=name,
+                params=arguments,
+                pipeline_id=pipeline_id,
+                version_id=version_id,
+                pipeline_root=settings.pipeline_root or None,
+                service_account=settings.service_account or None,
+            )
             run_id = run.run_id
     logger.info("started KFP run %s (%s) in experiment %s", name, run_id, settings.experiment)
     return {**info, "run_id": run_id, "status": "started", "url": f"{host}/#/runs/details/{run_id}"}
@@ -356,9 +423,13 @@ def kfp_start_run(settings: KfpSettings, name: str, arguments: dict, dedupe: boo
 def kfp_latest_version(client, pipeline_name: str) -> tuple:
     pipeline_id = client.get_pipeline_id(pipeline_name)
     if pipeline_id is None:
-        raise TriggerError(f"Kubeflow Pipelines has no pipeline named {pipeline_name!r}; upload it with "
-                           "python -m pipelines submit --target kfp, or pass the compiled YAML")
-    versions = client.list_pipeline_versions(pipeline_id, page_size=1, sort_by="created_at desc").pipeline_versions
+        raise TriggerError(
+            f"Kubeflow Pipelines has no pipeline named {pipeline_name!r}; upload it with "
+            "python -m pipelines submit --target kfp, or pass the compiled YAML"
+        )
+    versions = client.list_pipeline_versions(
+        pipeline_id, page_size=1, sort_by="created_at desc"
+    ).pipeline_versions
     if not versions:
         raise TriggerError(f"the Kubeflow pipeline {pipeline_name!r} has no versions")
     return pipeline_id, versions[0].pipeline_version_id
@@ -371,24 +442,44 @@ def kfp_upload(client, pipeline_file: str, pipeline_name: str) -> dict:
     version_name = f"{pipeline_name}-{digest}"
     pipeline_id = client.get_pipeline_id(pipeline_name)
     if pipeline_id is None:
-        pipeline = client.upload_pipeline(pipeline_file, pipeline_name=pipeline_name,
-                                          description=f"kfp-tf-gate training pipeline ({version_name})")
+        pipeline = client.upload_pipeline(
+            pipeline_file,
+            pipeline_name=pipeline_name,
+            description=f"kfp-tf-gate training pipeline ({version_name})",
+        )
         pipeline_id = pipeline.pipeline_id
-        versions = client.list_pipeline_versions(pipeline_id, page_size=1, sort_by="created_at desc")
+        versions = client.list_pipeline_versions(
+            pipeline_id, page_size=1, sort_by="created_at desc"
+        )
         version = (versions.pipeline_versions or [None])[0]
         if version is None:
             raise TriggerError(f"uploading {pipeline_name!r} created no pipeline version")
-        return {"pipeline_id": pipeline_id, "version_id": version.pipeline_version_id, "uploaded": True,
-                "version_name": version.display_name}
-    found = client.list_pipeline_versions(pipeline_id, filter=_equals("display_name", version_name), page_size=5)
+        return {
+            "pipeline_id": pipeline_id,
+            "version_id": version.pipeline_version_id,
+            "uploaded": True,
+            "version_name": version.display_name,
+        }
+    found = client.list_pipeline_versions(
+        pipeline_id, filter=_equals("display_name", version_name), page_size=5
+    )
     for v in found.pipeline_versions or []:
         if v.display_name == version_name:
-            return {"pipeline_id": pipeline_id, "version_id": v.pipeline_version_id, "uploaded": False,
-                    "version_name": version_name}
-    version = client.upload_pipeline_version(pipeline_file, pipeline_version_name=version_name,
-                                             pipeline_id=pipeline_id)
-    return {"pipeline_id": pipeline_id, "version_id": version.pipeline_version_id, "uploaded": True,
-            "version_name": version_name}
+            return {
+                "pipeline_id": pipeline_id,
+                "version_id": v.pipeline_version_id,
+                "uploaded": False,
+                "version_name": version_name,
+            }
+    version = client.upload_pipeline_version(
+        pipeline_file, pipeline_version_name=version_name, pipeline_id=pipeline_id
+    )
+    return {
+        "pipeline_id": pipeline_id,
+        "version_id": version.pipeline_version_id,
+        "uploaded": True,
+        "version_name": version_name,
+    }
 
 
 # --------------------------------------------------------------------------- Vertex AI Pipelines
@@ -408,14 +499,25 @@ class VertexSettings:
     credentials: Any = dataclasses.field(default=None, repr=False)
 
     def resolved_project(self) -> str:
-        project = self.project or os.environ.get("GOOGLE_CLOUD_PROJECT", "") or os.environ.get("CLOUD_ML_PROJECT_ID", "")
+        project = (
+            self.project
+            or os.environ.get("GOOGLE_CLOUD_PROJECT", "")
+            or os.environ.get("CLOUD_ML_PROJECT_ID", "")
+        )
         if not project:
-            raise ConfigError("no Google Cloud project for Vertex AI: pass --project or set GOOGLE_CLOUD_PROJECT")
+            raise ConfigError(
+                "no Google Cloud project for Vertex AI: pass --project or set GOOGLE_CLOUD_PROJECT"
+            )
         return project
 
 
-def vertex_job(settings: VertexSettings, job_id: str, display_name: str, arguments: dict,
-               labels: Optional[dict] = None):
+def vertex_job(
+    settings: VertexSettings,
+    job_id: str,
+    display_name: str,
+    arguments: dict,
+    labels: Optional[dict] = None,
+):
     """Construct (not submit) the PipelineJob: parses and checks the template, no network call
     when credentials are given."""
     from google.auth import exceptions as auth_exceptions
@@ -429,19 +531,31 @@ def vertex_job(settings: VertexSettings, job_id: str, display_name: str, argumen
         with open(template) as fh:
             documents = sum(1 for d in yaml.safe_load_all(fh) if d)
         if documents != 1:
-            raise ConfigError(f"{settings.template} has {documents} YAML documents (a Kubeflow pipeline with "
-                              "platform settings?); Vertex AI needs a single document: use compiled/vertex/*.yaml")
+            raise ConfigError(
+                f"{settings.template} has {documents} YAML documents (a Kubeflow pipeline with "
+                "platform settings?); Vertex AI needs a single document: use compiled/vertex/*.yaml"
+            )
     try:
         return aiplatform.PipelineJob(
-            display_name=display_name[:128], template_path=template, job_id=job_id,
-            pipeline_root=settings.pipeline_root or None, parameter_values=arguments,
+            display_name=display_name[:128],
+            template_path=template,
+            job_id=job_id,
+            pipeline_root=settings.pipeline_root or None,
+            parameter_values=arguments,
             labels={k: _label_value(v) for k, v in (labels or {}).items()},
-            credentials=settings.credentials, project=settings.resolved_project(), location=settings.location)
+            credentials=settings.credentials,
+            project=settings.resolved_project(),
+            location=settings.location,
+        )
     except auth_exceptions.GoogleAuthError as exc:
-        raise TriggerError(f"no usable Google Cloud credentials for Vertex AI ({_first_line(str(exc))}); "
-                           "run on a service account or set GOOGLE_APPLICATION_CREDENTIALS") from exc
+        raise TriggerError(
+            f"no usable Google Cloud credentials for Vertex AI ({_first_line(str(exc))}); "
+            "run on a service account or set GOOGLE_APPLICATION_CREDENTIALS"
+        ) from exc
     except (ValueError, TypeError, KeyError) as exc:
-        raise ConfigError(f"{settings.template} cannot run on Vertex AI: {_first_line(str(exc))}") from exc
+        raise ConfigError(
+            f"{settings.template} cannot run on Vertex AI: {_first_line(str(exc))}"
+        ) from exc
 
 
 def _label_value(value: Any) -> str:
@@ -456,12 +570,16 @@ def vertex_error(exc: BaseException, settings: VertexSettings) -> PipelineError:
     if isinstance(exc, PipelineError):
         return exc
     if isinstance(exc, auth_exceptions.GoogleAuthError):
-        return TriggerError(f"no usable Google Cloud credentials for {where} ({_first_line(str(exc))}); "
-                            "run on a service account or set GOOGLE_APPLICATION_CREDENTIALS")
+        return TriggerError(
+            f"no usable Google Cloud credentials for {where} ({_first_line(str(exc))}); "
+            "run on a service account or set GOOGLE_APPLICATION_CREDENTIALS"
+        )
     if isinstance(exc, (api.Unauthenticated, api.PermissionDenied)):
-        return TriggerError(f"{where} refused the credentials ({exc.code.name if exc.code else ''}: "
-                            f"{_first_line(exc.message)}); the caller needs roles/aiplatform.user and "
-                            "iam.serviceAccounts.actAs on the pipeline's service account")
+        return TriggerError(
+            f"{where} refused the credentials ({exc.code.name if exc.code else ''}: "
+            f"{_first_line(exc.message)}); the caller needs roles/aiplatform.user and "
+            "iam.serviceAccounts.actAs on the pipeline's service account"
+        )
     if isinstance(exc, (api.ServiceUnavailable, api.DeadlineExceeded, api.RetryError, OSError)):
         return TriggerError(f"cannot reach {where}: {_first_line(str(exc))}")
     if isinstance(exc, api.GoogleAPICallError):
@@ -469,33 +587,56 @@ def vertex_error(exc: BaseException, settings: VertexSettings) -> PipelineError:
     return TriggerError(f"{where} failed: {type(exc).__name__}: {_first_line(str(exc))}")
 
 
-def vertex_start_run(settings: VertexSettings, job_id: str, display_name: str, arguments: dict,
-                     labels: Optional[dict] = None) -> dict:
+def vertex_start_run(
+    settings: VertexSettings,
+    job_id: str,
+    display_name: str,
+    arguments: dict,
+    labels: Optional[dict] = None,
+) -> dict:
     """Submit the job; a job with the same id (the same window) already there counts as started."""
     from google.api_core import exceptions as api
 
     job = vertex_job(settings, job_id, display_name, arguments, labels)
     job_id = job.job_id  # the SDK's generated one when none was given
-    info = {"target": "vertex", "run_id": job_id, "run_name": display_name, "project": settings.resolved_project(),
-            "location": settings.location}
+    info = {
+        "target": "vertex",
+        "run_id": job_id,
+        "run_name": display_name,
+        "project": settings.resolved_project(),
+        "location": settings.location,
+    }
     try:
-        job.submit(service_account=settings.service_account or None, network=settings.network or None,
-                   experiment=settings.experiment or None)
+        job.submit(
+            service_account=settings.service_account or None,
+            network=settings.network or None,
+            experiment=settings.experiment or None,
+        )
     except api.AlreadyExists:
         logger.info("Vertex pipeline job %s already exists: not starting a duplicate", job_id)
         return {**info, "status": "exists"}
     except Exception as exc:
         raise vertex_error(exc, settings) from exc
-    return {**info, "status": "started", "resource_name": job.resource_name,
-            "url": f"https://console.cloud.google.com/vertex-ai/locations/{settings.location}/pipelines/runs/{job_id}"
-                   f"?project={info['project']}"}
+    return {
+        **info,
+        "status": "started",
+        "resource_name": job.resource_name,
+        "url": f"https://console.cloud.google.com/vertex-ai/locations/{settings.location}/pipelines/runs/{job_id}"
+        f"?project={info['project']}",
+    }
 
 
 # --------------------------------------------------------------------------- local (kfp.local)
 
 
-def local_start_run(runs_dir: str, run_id: str, data_uri: str, label: str, model_name: str,
-                    params: Optional[dict] = None) -> dict:
+def local_start_run(
+    runs_dir: str,
+    run_id: str,
+    data_uri: str,
+    label: str,
+    model_name: str,
+    params: Optional[dict] = None,
+) -> dict:
     """Run the training pipeline here; a finished run of that id already there counts as started."""
     from pipelines.local import run_local
 
@@ -504,24 +645,49 @@ def local_start_run(runs_dir: str, run_id: str, data_uri: str, label: str, model
     if os.path.exists(summary_path):
         return {**info, "status": "exists"}
     try:
-        summary = run_local(data_uri, label, runs_dir=runs_dir, model_name=model_name, quiet=True,
-                            params=params or {}, run_id=run_id)
+        summary = run_local(
+            data_uri,
+            label,
+            runs_dir=runs_dir,
+            model_name=model_name,
+            quiet=True,
+            params=params or {},
+            run_id=run_id,
+        )
     except PipelineError as exc:
         raise TriggerError(f"the local retraining run {run_id} failed: {exc}") from exc
-    return {**info, "status": "started", "promoted": summary.get("promoted"),
-            "model_version": summary.get("model_version")}
+    return {
+        **info,
+        "status": "started",
+        "promoted": summary.get("promoted"),
+        "model_version": summary.get("model_version"),
+    }
 
 
 # --------------------------------------------------------------------------- the monitor's launcher
 
 # Run-level settings of a local run are arguments of run_local, not pipeline parameters.
-_LOCAL_FIXED = ("data_uri", "label", "model_name", "mlflow_tracking_uri", "serving_base_dir", "checkpoint_root")
+_LOCAL_FIXED = (
+    "data_uri",
+    "label",
+    "model_name",
+    "mlflow_tracking_uri",
+    "serving_base_dir",
+    "checkpoint_root",
+)
 
 
-def monitor_launcher(target: str, model_name: str, data_uri: str, schema: dict, tracking_uri: str,
-                     user_params: Optional[dict] = None, kfp: Optional[KfpSettings] = None,
-                     vertex: Optional[VertexSettings] = None,
-                     runs_dir: str = "runs") -> Optional[Callable]:
+def monitor_launcher(
+    target: str,
+    model_name: str,
+    data_uri: str,
+    schema: dict,
+    tracking_uri: str,
+    user_params: Optional[dict] = None,
+    kfp: Optional[KfpSettings] = None,
+    vertex: Optional[VertexSettings] = None,
+    runs_dir: str = "runs",
+) -> Optional[Callable]:
     """``launcher(decision) -> run info`` for :func:`components.monitor.core.run_monitor`.
 
     Settings are checked here, before any data is read: a missing host or project, an unknown
@@ -537,13 +703,20 @@ def monitor_launcher(target: str, model_name: str, data_uri: str, schema: dict, 
         raise ConfigError("the champion's schema names no label column; pass --param label=COLUMN")
 
     if target == "local":
-        local_params = {k: v for k, v in {**auto, **user_params}.items() if k not in _LOCAL_FIXED}
+        merged = {**auto, **{k: _coerce(v) for k, v in user_params.items()}}
+        local_params = {k: v for k, v in merged.items() if k not in _LOCAL_FIXED}
         label = user_params.get("label", auto["label"])
         data = user_params.get("data_uri", data_uri)
 
         def launch_local(decision) -> dict:
-            return local_start_run(runs_dir, run_name(model_name, decision.dedupe_key), data, label,
-                                   model_name, local_params)
+            return local_start_run(
+                runs_dir,
+                run_name(model_name, decision.dedupe_key),
+                data,
+                label,
+                model_name,
+                local_params,
+            )
 
         return launch_local
 
@@ -553,7 +726,9 @@ def monitor_launcher(target: str, model_name: str, data_uri: str, schema: dict, 
         settings.auth()
         spec = None
         if is_pipeline_file(settings.pipeline):  # fetched once, checked before any data is read
-            settings = dataclasses.replace(settings, pipeline=fetch_pipeline_file(settings.pipeline))
+            settings = dataclasses.replace(
+                settings, pipeline=fetch_pipeline_file(settings.pipeline)
+            )
             spec = pipeline_spec(settings.pipeline)
         arguments = pipeline_parameters(spec, auto, user_params)
 
@@ -565,8 +740,10 @@ def monitor_launcher(target: str, model_name: str, data_uri: str, schema: dict, 
     settings = vertex or VertexSettings()
     settings.resolved_project()
     if not settings.template or not is_pipeline_file(settings.template):
-        raise ConfigError("Vertex AI needs the compiled training pipeline as a gs:// or https:// URI or a path "
-                          f"(compiled/vertex/training.yaml), not {settings.template!r}")
+        raise ConfigError(
+            "Vertex AI needs the compiled training pipeline as a gs:// or https:// URI or a path "
+            f"(compiled/vertex/training.yaml), not {settings.template!r}"
+        )
     # A local template is checked here; a gs:// or Artifact Registry one is checked by Vertex.
     remote = settings.template.startswith(("gs://", "https://"))
     spec = None if remote else pipeline_spec(fetch_pipeline_file(settings.template))
@@ -574,9 +751,17 @@ def monitor_launcher(target: str, model_name: str, data_uri: str, schema: dict, 
 
     def launch_vertex(decision) -> dict:
         return vertex_start_run(
-            settings, vertex_job_id(model_name, decision.dedupe_key), run_name(model_name, decision.dedupe_key),
-            arguments, labels={"model": model_name, "dedupe-key": decision.dedupe_key,
-                               "severity": decision.severity, "started-by": "kfp-tf-gate-monitor"})
+            settings,
+            vertex_job_id(model_name, decision.dedupe_key),
+            run_name(model_name, decision.dedupe_key),
+            arguments,
+            labels={
+                "model": model_name,
+                "dedupe-key": decision.dedupe_key,
+                "severity": decision.severity,
+                "started-by": "kfp-tf-gate-monitor",
+            },
+        )
 
     return launch_vertex
 

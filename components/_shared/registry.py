@@ -38,8 +38,16 @@ def configure(tracking_uri: str, model_name: Optional[str] = None, artifact_loca
     import mlflow
 
     if tracking_uri:
+        # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI to this process's environment;
+        # restore it, so one store chosen here does not leak into later defaults (tests, CLI).
+        saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_registry_uri(tracking_uri)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     if model_name:
         name = experiment_name(model_name)
         client = mlflow.MlflowClient()

@@ -98,9 +98,8 @@ def monitor_data(
         auc_decay_critical=auc_decay_critical,
         min_rows=min_rows,
     )
-    reference = resolve_reference(
-        model_name, mlflow_tracking_uri, tempfile.mkdtemp(prefix="reference-")
-    )
+    with tempfile.TemporaryDirectory(prefix="monitor-reference-") as workdir:
+        reference = resolve_reference(model_name, mlflow_tracking_uri, workdir)
     kfp = KfpSettings(
         host=kfp_host,
         experiment=kfp_experiment,
