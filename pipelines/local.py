@@ -104,7 +104,6 @@ def run_local(
     """
     from kfp import local
 
-    from components._shared import registry
     from components.ingest.core import preflight
     from pipelines.training import CompileOptions, build_pipeline
 
@@ -118,9 +117,8 @@ def run_local(
     tracking_uri = default_tracking_uri(runs_dir)
     serving_base = os.path.join(runs_dir, "serving")
     os.makedirs(serving_base, exist_ok=True)
-    with _output_to(log_path, quiet):
-        # The experiment's artifact root lives under the runs dir, not the caller's cwd.
-        registry.configure(tracking_uri, model_name, artifact_location=os.path.join(runs_dir, "mlartifacts"))
+    # No MLflow set-up here (its import alone costs seconds): the tasks create the experiment,
+    # and a SQLite store keeps its artifacts beside it (runs/mlartifacts), see registry.configure.
     arguments = {
         "data_uri": os.path.abspath(data) if "://" not in data else data,
         "label": label,

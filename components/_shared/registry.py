@@ -51,6 +51,10 @@ def configure(tracking_uri: str, model_name: Optional[str] = None, artifact_loca
     if model_name:
         name = experiment_name(model_name)
         client = mlflow.MlflowClient()
+        if artifact_location is None and tracking_uri.startswith("sqlite:///"):
+            # A local SQLite store keeps its artifacts beside it, not in whatever cwd a task has.
+            db = tracking_uri[len("sqlite:///"):]
+            artifact_location = os.path.join(os.path.dirname(os.path.abspath(db)), "mlartifacts")
         if client.get_experiment_by_name(name) is None:
             try:
                 client.create_experiment(name, artifact_location=artifact_location)
