@@ -25,8 +25,9 @@ import re
 import subprocess
 import sys
 import tempfile
-import tomllib
 from typing import Optional
+
+import tomllib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INDEX_URL = "https://pypi.org/simple"
@@ -70,7 +71,9 @@ def role_requirements(role: str, pyproject: Optional[str] = None) -> list[str]:
 
 
 def inputs_hash(role: str, pyproject: Optional[str] = None) -> str:
-    text = "\n".join(role_requirements(role, pyproject) + [f"python=={PYTHON}", f"index={INDEX_URL}"])
+    text = "\n".join(
+        role_requirements(role, pyproject) + [f"python=={PYTHON}", f"index={INDEX_URL}"]
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -112,8 +115,20 @@ def resolve(role: str) -> list[dict]:
         env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
         for var in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_CONSTRAINT"):
             env.pop(var, None)
-        cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-               "--index-url", INDEX_URL, "--report", report, *role_requirements(role)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--quiet",
+            "--index-url",
+            INDEX_URL,
+            "--report",
+            report,
+            *role_requirements(role),
+        ]
         subprocess.run(cmd, check=True, env=env)
         with open(report) as fh:
             return json.load(fh)["install"]
@@ -123,18 +138,30 @@ def _via(items: list[dict]) -> dict[str, list[str]]:
     """Package -> the resolved packages that require it (for reviewers of the lock)."""
     from packaging.requirements import Requirement
 
-    names = {_canon(i["metadata"]["name"]) for i in items}
-    via: dict[str, set] = {n: set() for n in names}
-    for item in items:
-        parent = _canon(item["metadata"]["name"])
-        extras = [""] + list(item.get("requested_extras") or [])
-        for spec in item["metadata"].get("requires_dist") or []:
-            req = Requirement(spec)
-            child = _canon(req.name)
-            if child not in names:
-                continue
-            if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in extras):
-                via[child].add(parent)
+    meta = {_canon(i["metadata"]["name"]): i for i in items}
+    via: dict[str, set] = {n: set() for n in meta}
+    # Extras asked of a package by its dependents (e.g. google-api-core[grpc]) enable more of
+    # its own requirements: iterate until no new extra appears.
+    extras = {
+        n: {""} | {e.lower() for e in (i.get("requested_extras") or [])} for n, i in meta.items()
+    }
+    changed = True
+    while changed:
+        changed = False
+        for parent, item in meta.items():
+            for spec in item["metadata"].get("requires_dist") or []:
+                req = Requirement(spec)
+                child = _canon(req.name)
+                if child not in meta:
+                    continue
+                if req.marker is None or any(
+                    req.marker.evaluate({"extra": e}) for e in extras[parent]
+                ):
+                    via[child].add(parent)
+                    new = {e.lower() for e in req.extras} - extras[child]
+                    if new:
+                        extras[child] |= new
+                        changed = True
     return {k: sorted(v) for k, v in via.items()}
 
 
@@ -175,8 +202,12 @@ def render(role: str, items: list[dict]) -> str:
 
 def main(argv: Optional[list] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("roles", nargs="*", metavar="ROLE", help=f"roles to lock: {', '.join(ROLES)} (default: all)")
-    parser.add_argument("--check", action="store_true", help="exit 1 when a lock is stale for pyproject.toml")
+    parser.add_argument(
+        "roles", nargs="*", metavar="ROLE", help=f"roles to lock: {', '.join(ROLES)} (default: all)"
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 when a lock is stale for pyproject.toml"
+    )
     args = parser.parse_args(argv)
     roles = args.roles or list(ROLES)
     unknown = [r for r in roles if r not in ROLES]

@@ -387,3 +387,15 @@ def test_lock_script_check_mode_passes():
         text=True,
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_default_image_tag_is_the_package_version():
+    import tomllib
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as fh:
+        version = tomllib.load(fh)["project"]["version"]
+    assert Images().tag == version, (
+        "components/_shared/images.py VERSION must follow pyproject's version"
+    )
+    text = "".join(open(p).read() for p in glob.glob(os.path.join(ROOT, "compiled", "*", "*.yaml")))
+    assert set(re.findall(r"image: (\S+)", text)) <= {Images().uri(r) for r in ROLES}
