@@ -36,9 +36,8 @@ check-compiled: venv ## fail when compiled/ is stale
 bench: venv ## benchmarks at 100k and 1M rows (BENCH_ARGS="--rows 10000000" for 10M)
 	$(BIN)/python -m tests.benchmarks $(BENCH_ARGS)
 
-lint: venv ## ruff lint + format check
+lint: venv ## ruff lint (formatting is not enforced yet: see README)
 	$(BIN)/ruff check components pipelines tests
-	$(BIN)/ruff format --check components pipelines tests
 
 fmt: venv ## ruff format
 	$(BIN)/ruff format components pipelines tests
