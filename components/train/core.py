@@ -75,7 +75,7 @@ def _device_strategy():
 
 
 class _Throughput:
-    """Keras callback recording wall time per epoch."""
+    """Keras callback recording the training wall time of each epoch (validation excluded)."""
 
     def __init__(self):
         import keras
@@ -83,11 +83,16 @@ class _Throughput:
         outer = self
 
         class CB(keras.callbacks.Callback):
+            # Training time only: an epoch's clock stops where validation starts.
             def on_epoch_begin(self, epoch, logs=None):
-                outer._t = time.perf_counter()
+                outer._t, outer._stop = time.perf_counter(), None
+
+            def on_test_begin(self, logs=None):
+                if outer._stop is None:
+                    outer._stop = time.perf_counter()
 
             def on_epoch_end(self, epoch, logs=None):
-                outer.epoch_seconds.append(time.perf_counter() - outer._t)
+                outer.epoch_seconds.append((outer._stop or time.perf_counter()) - outer._t)
 
         self.epoch_seconds: list = []
         self.callback = CB()

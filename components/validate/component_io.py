@@ -25,6 +25,9 @@ def load_reference(schema_uri: str, tracking_uri: str, model_name: str) -> tuple
         return io.read_json(schema_uri), None, f"schema file {schema_uri}"
     if not tracking_uri:
         return None, None, "none (first run: schema inferred)"
+    if tracking_uri.startswith("sqlite:///") and not os.path.exists(tracking_uri[len("sqlite:///"):]):
+        # A local store that does not exist yet has no champion: skip MLflow's import (~2 s).
+        return None, None, "none (no registry yet: schema inferred)"
     from components._shared import registry
 
     client = registry.configure(tracking_uri)

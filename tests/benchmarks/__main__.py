@@ -12,6 +12,7 @@ README's Performance section between ``<!-- bench:start -->`` and ``<!-- bench:e
     python -m tests.benchmarks                                  # 100k and 1M rows
     python -m tests.benchmarks --rows 10000000 --parts stages --stages ingest validate engineer train
     python -m tests.benchmarks --smoke --out /tmp/bench         # tiny data: checks the benchmark itself
+    python -m tests.benchmarks --report-only --update-readme    # README from bench-results/results.json
 """
 
 from __future__ import annotations
@@ -85,6 +86,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--keep-runs", action="store_true", help="keep runs dirs and step work folders")
     p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: rewrite results.md (and the README with --update-readme) from results.json",
+    )
+    p.add_argument(
         "--update-readme", action="store_true", help="rewrite README.md's Performance section"
     )
     return p
@@ -94,7 +100,7 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
-    rows_list = [SMOKE_ROWS] if args.smoke else sorted(set(args.rows))
+    rows_list = [] if args.report_only else [SMOKE_ROWS] if args.smoke else sorted(set(args.rows))
     epochs = args.epochs or (SMOKE_EPOCHS if args.smoke else None)
     quiet_wait = args.quiet_wait if args.quiet_wait is not None else (0.0 if args.smoke else 90.0)
     results_path = os.path.join(out, "results.json")
@@ -104,11 +110,12 @@ def main(argv=None) -> int:
             old = json.load(fh)
         if bool(old.get("smoke")) == args.smoke:
             results = old
-    results.update(
-        machine=machine(),
-        smoke=args.smoke,
-        generated=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-    )
+    if not args.report_only:
+        results.update(
+            machine=machine(),
+            smoke=args.smoke,
+            generated=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        )
     failed = False
     for rows in rows_list:
         print(f"== {rows:,} rows", flush=True)
@@ -121,6 +128,9 @@ def main(argv=None) -> int:
             "csv": csv,
             "timestamp": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "epochs": epochs,
+            "command": " ".join(
+                ["python -m tests.benchmarks", *(argv if argv is not None else sys.argv[1:])]
+            ),
         }
         prev = results["sizes"].get(str(rows)) or {}
         say = lambda m: print(m, flush=True)  # noqa: E731

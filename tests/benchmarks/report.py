@@ -9,7 +9,7 @@ from tests.benchmarks.stage import ORDER
 
 README_START = "<!-- bench:start -->"
 README_END = "<!-- bench:end -->"
-GB = 1e9
+GB = 2**30  # binary units throughout (GiB, MiB), like the machine's 24 GiB
 MB = 2**20
 ONE_M = 1_000_000
 TEN_M = 10_000_000
@@ -297,12 +297,16 @@ def targets(results: dict) -> list:
     out.append(t)
     eps = (e2e.get("train") or {}).get("examples_per_second")
     stall = (stages.get("train") or {}).get("stall") or {}
-    note = ""
+    notes = []
+    stage_eps = ((stages.get("train") or {}).get("metrics") or {}).get("examples_per_second")
+    if stage_eps:
+        notes.append(f"fresh-process run: {stage_eps:,.0f} ex/s")
     if stall.get("stall_seconds_per_epoch") is not None:
-        note = (
+        notes.append(
             f"input stall estimate {stall['stall_seconds_per_epoch']:.2f} s/epoch ({stall['stall_share']:.0%}); "
             f"compute only {_f(stall.get('compute_only_examples_per_second'), 0)} ex/s"
         )
+    note = "; ".join(notes)
     out.append(
         _target(
             "4",
@@ -544,9 +548,12 @@ def _stages_md(results: dict, rows: int) -> list:
     st = _size(results, rows).get("stages") or {}
     if not st:
         return []
+    cmd = _size(results, rows).get("command")
     out = [
         f"Steps in fresh processes at {_rows(rows)} rows (`tests/benchmarks/stage.py`: each wrapper's function "
-        "called as the executor calls it, on the outputs of the previous step):",
+        "called as the executor calls it, on the outputs of the previous step)"
+        + (f", from `{cmd}`" if cmd else "")
+        + ":",
         "",
         "| step | wall (s) | CPU (s) | start-up (s) | imports in step (s) | work (s) | rows/s | peak RSS (MB) | TensorFlow | biggest imports in step (s) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
@@ -569,6 +576,14 @@ def _stages_md(results: dict, rows: int) -> list:
             f"{_f(r.get('work_s'))} | {_f(r.get('rows_per_s'), 0)} | {_mb(r.get('peak_rss_bytes'))} | "
             f"{'yes' if r.get('tensorflow_imported') else 'no'} | {tops} |"
         )
+    tm = (st.get("train") or {}).get("metrics") or {}
+    if tm.get("examples_per_second"):
+        out += [
+            "",
+            f"Training: {_f(tm.get('epochs_run'), 0)} epochs (early stopping) in {_f(tm.get('train_seconds'))} s of fit, "
+            f"{tm['examples_per_second']:,.0f} examples/s after the first epoch (validation included), "
+            f"eval AUC {_f(tm.get('eval_auc'), 4)}.",
+        ]
     tr = (st.get("train") or {}).get("stall") or {}
     if tr and "error" not in tr:
         out += [
@@ -609,8 +624,9 @@ def _startup_md(results: dict) -> list:
 def markdown(results: dict, for_readme: bool = False) -> str:
     sizes = _sizes(results)
     lines = [
-        'Benchmarks: `make bench` (100k and 1M rows), `make bench BENCH_ARGS="--rows 10000000 --parts stages"` '
-        "for 10M; results in `bench-results/`. Generated "
+        "Benchmarks: `make bench` (100k and 1M rows), "
+        '`make bench BENCH_ARGS="--rows 10000000 --parts stages --stages ingest validate engineer train --no-stall"` '
+        "for the data steps and training at 10M; results in `bench-results/`. Generated "
         f"{results.get('generated', '?')}{' (smoke mode: tiny data, numbers meaningless)' if results.get('smoke') else ''}.",
         "",
     ]
