@@ -193,11 +193,8 @@ def read_bigquery(uri: str, columns: Optional[list[str]] = None):
 def write_parquet(df, path: str) -> None:
     """Write a DataFrame as a single Parquet file (zstd), creating parent folders."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    pq.write_table(table, path, compression="zstd", row_group_size=256_000)
+    write_arrow_parquet(pa.Table.from_pandas(df, preserve_index=False), path)
 
 
 def read_parquet(path: str, columns: Optional[list[str]] = None):
