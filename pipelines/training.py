@@ -1,5 +1,6 @@
-"""The training pipeline: ingest -> validate -> engineer -> train -> evaluate -> compare
--> dsl.If(promote) -> deploy, with export (SavedModel + TFLite) after evaluate.
+"""The training pipeline: ingest (beside champion-reference) -> validate -> engineer -> train -> evaluate -> compare
+-> dsl.If(promote) -> deploy, with export (SavedModel + TFLite) after evaluate and evidently's drift
+report (report only) beside engineer and train.
 
 Where it runs (target, GPU, images, secrets) is fixed when the pipeline is built, by
 :class:`CompileOptions`; what changes per run is a pipeline parameter.
@@ -19,7 +20,7 @@ from components.evaluate.component import evaluate_model
 from components.export.component import export_model
 from components.ingest.component import ingest_data
 from components.train.component import train_model
-from components.validate.component import validate_data
+from components.validate.component import champion_reference, drift_report, validate_data
 
 PIPELINE_NAME = "kfp-tf-gate-training"
 TARGETS = ("local", "kubeflow", "vertex")
@@ -132,14 +133,25 @@ def build_pipeline(opts: Optional[CompileOptions] = None):
                                   positive_label=positive_label, seed=seed)
         ingest_task.set_display_name("ingest").set_caching_options(False)
 
+        # The registry lookup does not depend on ingest: on a cluster both run at once.
+        reference_task = champion_reference(model_name=model_name, mlflow_tracking_uri=mlflow_tracking_uri,
+                                            schema_uri=schema_uri)
+        reference_task.set_display_name("champion-reference").set_caching_options(False).set_retry(**retry)
+        _secrets(reference_task, opts)
+
         validate_task = validate_data(
             train_data=ingest_task.outputs["train_data"], eval_data=ingest_task.outputs["eval_data"],
             test_data=ingest_task.outputs["test_data"], ingest_info=ingest_task.outputs["ingest_info"],
-            model_name=model_name, mlflow_tracking_uri=mlflow_tracking_uri, schema_uri=schema_uri,
+            reference=reference_task.outputs["reference"],
             id_column=id_column, exclude_columns=exclude_columns, anomaly_severity=anomaly_severity,
             drift_share_threshold=drift_share_threshold)
         validate_task.set_display_name("validate").set_caching_options(False)
         _secrets(validate_task, opts)
+
+        # Report only (validate's PSI gates): beside engineer and train, off the path to training.
+        drift_task = drift_report(train_data=ingest_task.outputs["train_data"], test_data=ingest_task.outputs["test_data"],
+                                  reference=reference_task.outputs["reference"], schema=validate_task.outputs["schema"])
+        drift_task.set_display_name("drift-report")
 
         engineer_task = engineer_features(train_data=ingest_task.outputs["train_data"],
                                           schema=validate_task.outputs["schema"])

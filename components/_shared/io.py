@@ -206,11 +206,18 @@ def read_parquet(path: str, columns: Optional[list[str]] = None):
     import pyarrow.parquet as pq
 
     if columns is not None:
-        names = pq.read_schema(path).names
+        names = read_parquet_schema_names(path)
         missing = [c for c in columns if c not in names]
         if missing:
             raise DataError(f"the data {path} has no column {missing[0]!r}")
     return to_pandas(pq.read_table(path, columns=columns))
+
+
+def read_parquet_schema_names(path: str) -> list:
+    """Column names of a Parquet file (no data read)."""
+    import pyarrow.parquet as pq
+
+    return pq.read_schema(path).names
 
 
 def write_arrow_parquet(table, path: str) -> None:

@@ -1,4 +1,4 @@
-"""KFP wrapper of validate."""
+"""KFP wrappers of validate: the reference lookup, the validation itself, evidently's drift report."""
 
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Output
@@ -7,32 +7,55 @@ from components._shared.images import IMAGES
 
 
 @dsl.component(base_image=IMAGES.data, install_kfp_package=False)
+def champion_reference(
+    reference: Output[Artifact],
+    model_name: str,
+    mlflow_tracking_uri: str = "",
+    schema_uri: str = "",
+):
+    """Fetch what validation enforces: a user schema file, else the champion's schema and reference sample.
+
+    Its own step, so validate never imports MLflow and, on a cluster, the registry lookup runs
+    while ingest reads the data. With neither a schema file nor a champion the folder says so and
+    validate infers the schema from this run's training split.
+
+    Args:
+        model_name: Registered model whose champion's schema and reference sample are enforced.
+        mlflow_tracking_uri: MLflow tracking/registry URI; empty to skip the champion lookup.
+        schema_uri: A schema JSON (local path or gs://...) to enforce instead of the champion's.
+    """
+    import logging
+
+    from components.validate.component_io import fetch_reference
+
+    logging.basicConfig(level=logging.INFO)
+    info = fetch_reference(schema_uri, mlflow_tracking_uri, model_name, reference.path)
+    reference.metadata.update({"source": info["source"], "version": info["version"] or ""})
+
+
+@dsl.component(base_image=IMAGES.data, install_kfp_package=False)
 def validate_data(
     train_data: Input[Dataset],
     eval_data: Input[Dataset],
     test_data: Input[Dataset],
     ingest_info: Input[Artifact],
+    reference: Input[Artifact],
     schema: Output[Artifact],
     anomalies: Output[Artifact],
     report: Output[HTML],
     metrics: Output[Metrics],
-    model_name: str,
-    mlflow_tracking_uri: str = "",
-    schema_uri: str = "",
     id_column: str = "",
     exclude_columns: str = "",
     anomaly_severity: str = "{}",
     drift_share_threshold: float = 0.5,
     max_missing_jump: float = 0.1,
 ):
-    """Infer the schema, enforce the champion's (or a given) schema, measure drift.
+    """Infer the schema, enforce the reference's (champion's or a given) schema, measure drift.
 
     Fails the task, listing each anomaly, when any blocking anomaly is found.
 
     Args:
-        model_name: Registered model whose champion's schema and reference sample are enforced.
-        mlflow_tracking_uri: MLflow tracking/registry URI; empty to skip the champion lookup.
-        schema_uri: A user-supplied schema JSON to enforce instead of the champion's.
+        reference: Output of champion_reference: the schema to enforce and a reference sample, if any.
         id_column: Identifier column (excluded from features).
         exclude_columns: Comma-separated columns that must not become features.
         anomaly_severity: JSON object overriding severities, e.g. {"unseen_categories": "blocking"}.
@@ -43,17 +66,17 @@ def validate_data(
     import logging
 
     from components._shared import io
-    from components.validate.component_io import load_reference
+    from components.validate.component_io import read_reference
     from components.validate.core import raise_if_blocking, result_to_json, validate
 
     logging.basicConfig(level=logging.INFO)
     info = io.read_json(ingest_info.path)
-    reference_schema, reference_data, source = load_reference(schema_uri, mlflow_tracking_uri, model_name)
+    reference_schema, _, source = read_reference(reference.path)
     train = io.read_parquet(train_data.path)
     others = {"eval": io.read_parquet(eval_data.path), "test": io.read_parquet(test_data.path)}
     result = validate(
         train, others, info["label"], info["positive_label"],
-        reference_schema=reference_schema, reference_data=reference_data,
+        reference_schema=reference_schema,
         id_column=id_column or None,
         exclude=[c.strip() for c in exclude_columns.split(",") if c.strip()],
         severity=json.loads(anomaly_severity or "{}"),
@@ -68,7 +91,49 @@ def validate_data(
     metrics.log_metric("anomalies", len(result.anomalies))
     metrics.log_metric("blocking_anomalies", len(result.blocking))
     metrics.log_metric("drift_share_psi", result.drift["psi_drift"]["share"])
-    share = (result.drift.get("evidently") or {}).get("share")
-    if share is not None:
-        metrics.log_metric("drift_share_evidently", share)
     raise_if_blocking(result)
+
+
+@dsl.component(base_image=IMAGES.data, install_kfp_package=False)
+def drift_report(
+    train_data: Input[Dataset],
+    test_data: Input[Dataset],
+    reference: Input[Artifact],
+    schema: Input[Artifact],
+    report: Output[HTML],
+    drift: Output[Artifact],
+    metrics: Output[Metrics],
+    sample_rows: int = 20000,
+    seed: int = 0,
+):
+    """evidently's data drift report: per-feature tests and drift share on a sample of each side.
+
+    Report only (validate's PSI over every row gates the run), so a failure inside evidently is
+    written into the report instead of failing the run. Compares the champion's reference sample
+    with this run's train split, or on a first run this run's train split with its test split.
+
+    Args:
+        reference: Output of champion_reference (its reference sample, if any).
+        schema: Output of validate_data (which columns are features).
+        sample_rows: Rows sampled per side; evidently's cost grows with rows.
+        seed: Seed of the samples.
+    """
+    import logging
+
+    from components._shared import io
+    from components.validate.component_io import read_reference
+    from components.validate.drift_report import drift_report as run_report
+
+    logging.basicConfig(level=logging.INFO)
+    _, sample_path, source = read_reference(reference.path)
+    summary = run_report(io.read_json(schema.path), train_data.path, test_data.path, sample_path,
+                         report.path, sample_rows=sample_rows, seed=seed)
+    summary["reference_source"] = source
+    io.write_json(summary, drift.path)
+    drift.metadata.update({"reference": summary["reference"], "current": summary["current"]})
+    if "error" in summary:
+        drift.metadata["error"] = summary["error"]
+        return
+    if summary.get("share") is not None:
+        metrics.log_metric("drift_share_evidently", summary["share"])
+    metrics.log_metric("drifted_features", sum(1 for f in summary["features"].values() if f["drifted"]))

@@ -6,8 +6,10 @@ domains. Feature selection happens here: identifiers, free text and constant col
 are excluded with a warning, timestamps become numeric features.
 
 What gates the run is computed with vectorised statistics over the whole split
-(population stability index per feature); evidently's drift tests run on a sample of at
-most ``DRIFT_SAMPLE_ROWS`` rows per side for the report, since their cost grows with rows.
+(population stability index per feature). evidently's drift tests (:func:`evidently_drift`) run
+on a sample of at most ``DRIFT_SAMPLE_ROWS`` rows per side, for the report only, in their own
+pipeline step (``components/validate/drift_report.py``): importing evidently alone takes over
+3 s, which would otherwise sit on the path to training.
 """
 
 from __future__ import annotations
@@ -15,8 +17,6 @@ from __future__ import annotations
 import dataclasses
 import html
 import logging
-import os
-import tempfile
 from typing import Optional
 
 from components._shared import io
@@ -379,8 +379,9 @@ def check_corrupted_types(df, schema: dict, split: str) -> list:
 # --------------------------------------------------------------------------- drift
 
 
-def evidently_drift(reference, current, columns: list, html_path: Optional[str], seed: int = 0) -> dict:
-    """Per-feature drift tests and drift share with evidently, on a sample of each side."""
+def evidently_drift(reference, current, columns: list, html_path: Optional[str], seed: int = 0,
+                    max_rows: int = DRIFT_SAMPLE_ROWS) -> dict:
+    """Per-feature drift tests and drift share with evidently, on at most ``max_rows`` rows per side."""
     import warnings
 
     from evidently import Report
@@ -388,10 +389,10 @@ def evidently_drift(reference, current, columns: list, html_path: Optional[str],
 
     ref = reference[columns]
     cur = current[columns]
-    if len(ref) > DRIFT_SAMPLE_ROWS:
-        ref = ref.sample(DRIFT_SAMPLE_ROWS, random_state=seed)
-    if len(cur) > DRIFT_SAMPLE_ROWS:
-        cur = cur.sample(DRIFT_SAMPLE_ROWS, random_state=seed)
+    if len(ref) > max_rows:
+        ref = ref.sample(max_rows, random_state=seed)
+    if len(cur) > max_rows:
+        cur = cur.sample(max_rows, random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         snapshot = Report([DataDriftPreset()]).run(current_data=cur, reference_data=ref)
@@ -412,42 +413,6 @@ def evidently_drift(reference, current, columns: list, html_path: Optional[str],
     return {"share": share, "features": per_feature, "sample_rows": [len(ref), len(cur)]}
 
 
-class EvidentlyJob:
-    """evidently's report in a child process, so its import (3 s or more) and run overlap with
-    the vectorised checks in this one. ``result()`` waits; a failure is reported, never raised."""
-
-    def __init__(self, reference, current, columns: list, workdir: str, seed: int = 0):
-        import subprocess
-        import sys
-
-        self.workdir = workdir
-        self.html = os.path.join(workdir, "evidently.html")
-        self.json = os.path.join(workdir, "evidently.json")
-        ref, cur = reference[columns], current[columns]
-        if len(ref) > DRIFT_SAMPLE_ROWS:
-            ref = ref.sample(DRIFT_SAMPLE_ROWS, random_state=seed)
-        if len(cur) > DRIFT_SAMPLE_ROWS:
-            cur = cur.sample(DRIFT_SAMPLE_ROWS, random_state=seed)
-        io.write_parquet(ref, os.path.join(workdir, "reference.parquet"))
-        io.write_parquet(cur, os.path.join(workdir, "current.parquet"))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "components.validate.drift_report", workdir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    def result(self, timeout: float = 600) -> dict:
-        import subprocess
-
-        try:
-            _, err = self.proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return {"error": f"evidently did not finish within {timeout:.0f} s"}
-        if self.proc.returncode != 0 or not os.path.exists(self.json):
-            tail = (err or b"").decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-            return {"error": f"evidently failed: {tail[0]}"}
-        return io.read_json(self.json)
-
-
 def psi_drift(psi: dict, threshold: float = PSI_DRIFT) -> dict:
     """Drift share and per-feature verdicts from population stability indices."""
     drifted = sorted(c for c, v in psi.items() if v > threshold)
@@ -463,7 +428,6 @@ def validate(
     label: str,
     positive_label: Optional[str] = None,
     reference_schema: Optional[dict] = None,
-    reference_data=None,
     id_column: Optional[str] = None,
     exclude: Optional[list] = None,
     severity: Optional[dict] = None,
@@ -474,7 +438,6 @@ def validate(
     drift_share_threshold: float = 0.5,
     psi_threshold: float = PSI_DRIFT,
     report_html: Optional[str] = None,
-    evidently_report: bool = True,
 ) -> ValidationResult:
     """Infer this run's schema, check every split, measure drift.
 
@@ -482,12 +445,9 @@ def validate(
         train: Training split (DataFrame, label encoded 0/1).
         others: Other splits by name (``{"eval": df, "test": df}``).
         reference_schema: The champion's (or a user's) schema to enforce; None on a first run.
-        reference_data: A sample of the reference training data for the drift report.
         severity: Overrides of :data:`DEFAULT_SEVERITY` by anomaly kind.
         drift_share_threshold: A drift anomaly is raised when more than this share of features
             has a PSI above ``psi_threshold`` (computed on every row, vectorised).
-        evidently_report: Also run evidently's drift tests on a sample (report only), in a
-            child process that overlaps with the checks here.
 
     Returns:
         The result; raise on blocking anomalies is the caller's choice (see :func:`raise_if_blocking`).
@@ -499,18 +459,6 @@ def validate(
         sev[kind] = level
 
     schema = infer_schema(train, label, positive_label, id_column=id_column, exclude=exclude)
-    job, job_error = None, None
-    if evidently_report:
-        features = [f for f in feature_names(schema) if f in train.columns]
-        ref_df = reference_data if reference_data is not None else train
-        cur_df = train if reference_data is not None else others.get("test", train)
-        common = [f for f in features if f in ref_df.columns and f in cur_df.columns]
-        if common:
-            try:
-                job = EvidentlyJob(ref_df, cur_df, common, tempfile.mkdtemp(prefix="evidently-"))
-            except Exception as exc:  # the report is optional; the checks below still run
-                logger.warning("evidently report not started: %s", exc)
-                job_error = f"evidently report not started: {exc}"
     anomalies = check_new_schema(schema) + check_corrupted_types(train, schema, "train")
     if not feature_names(schema):
         anomalies.append(Anomaly("too_few_rows", None, "no usable feature columns remain after feature selection", "blocking"))
@@ -552,10 +500,6 @@ def validate(
     gate = psi_drift(psi, psi_threshold)
     drift: dict = {"psi": psi, "psi_drift": gate,
                    "reference": "champion schema" if reference_schema else "train split"}
-    if job is not None:
-        drift["evidently"] = job.result()
-    elif job_error:
-        drift["evidently"] = {"error": job_error}
     if gate["share"] > drift_share_threshold:
         anomalies.append(Anomaly(
             "drift", None,
@@ -567,11 +511,6 @@ def validate(
                               status="warnings" if anomalies else "ok")
     if report_html:
         write_report_html(result, report_html)
-    if job is not None:
-        import shutil
-
-        shutil.rmtree(job.workdir, ignore_errors=True)
-        drift["evidently"].pop("html", None)
     return result
 
 
@@ -602,36 +541,26 @@ def write_report_html(result: ValidationResult, path: str) -> None:
         elif e.get("domain"):
             rng = ", ".join(e["domain"][:8]) + (" ..." if len(e["domain"]) > 8 else "")
         psi = result.drift.get("psi", {}).get(name)
-        ev = (result.drift.get("evidently") or {}).get("features", {}).get(name, {})
         rows.append(
             "<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in (
                 name, e.get("kind"), e.get("role"), e.get("reason") or "", f"{e['missing_rate']:.2%}", rng,
                 "" if psi is None else f"{psi:.3f}",
-                "" if not ev else ("drifted" if ev["drifted"] else "ok") + f" ({ev['method']}={ev['score']:.3g})",
             )) + "</tr>")
     anomalies = "".join(
         f"<li class='{a.severity}'><b>{a.severity}</b> {html.escape(a.kind)}: {html.escape(a.message)}</li>"
         for a in result.anomalies) or "<li>none</li>"
-    share = (result.drift.get("evidently") or {}).get("share")
     psi_share = (result.drift.get("psi_drift") or {}).get("share")
-    ev_error = (result.drift.get("evidently") or {}).get("error")
-    ev_html = (result.drift.get("evidently") or {}).get("html")
-    embedded = ""
-    if ev_html and os.path.exists(ev_html):
-        with open(ev_html, errors="replace") as fh:
-            embedded = ("<h2>evidently data drift (sample)</h2><iframe style='width:100%;height:1200px;border:0' srcdoc=\""
-                        + html.escape(fh.read(), quote=True) + "\"></iframe>")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Data validation</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px}}
 .blocking{{color:#b00}}.warning{{color:#a60}}</style></head><body>
 <h1>Data validation: {'FAILED' if result.blocking else result.status.upper()}</h1>
 <p>Rows in train: {result.schema['row_count']}. Drift reference: {html.escape(result.drift.get('reference', ''))}.
 Drift share by PSI (all rows, gates the run): {'n/a' if psi_share is None else f'{psi_share:.0%}'}.
-Drift share by evidently (sample of {DRIFT_SAMPLE_ROWS} rows per side, report only): {'n/a' if share is None else f'{share:.0%}'}{html.escape(' (' + ev_error + ')') if ev_error else ''}.</p>
+evidently's per-feature drift tests (a sample of at most {DRIFT_SAMPLE_ROWS} rows per side, report only) are the
+drift-report step's HTML.</p>
 <h2>Anomalies</h2><ul>{anomalies}</ul>
-<h2>Columns</h2><table><tr><th>column</th><th>kind</th><th>role</th><th>why</th><th>missing</th><th>range / domain</th><th>PSI</th><th>evidently</th></tr>
+<h2>Columns</h2><table><tr><th>column</th><th>kind</th><th>role</th><th>why</th><th>missing</th><th>range / domain</th><th>PSI</th></tr>
 {''.join(rows)}</table>
-{embedded}
 </body></html>"""
     with open(path, "w") as fh:
         fh.write(page)

@@ -1,24 +1,84 @@
-"""Child process of validate: ``python -m components.validate.drift_report WORKDIR``.
+"""The drift-report step: evidently's data drift tests on a sample of each side (report only).
 
-Reads WORKDIR/reference.parquet and WORKDIR/current.parquet, runs evidently's
-DataDriftPreset, writes WORKDIR/evidently.html and WORKDIR/evidently.json.
+What gates a run is validate's population stability index over every row; this step adds
+evidently's per-feature statistical tests and its drift share, as an HTML report the KFP UI
+renders and a JSON summary. It is its own step because importing evidently alone takes over
+3 s: beside engineer and train on a cluster, it costs the path to training nothing.
+
+Reference and current side: the champion's reference sample against this run's train split
+when there is a champion (the data the challenger learns from, against the data the champion
+learnt from); on a first run, this run's train split against its test split.
 """
 
-import os
-import sys
+from __future__ import annotations
+
+import html
+import logging
+from typing import Optional
+
+from components._shared import io
+from components.validate.core import (
+    DRIFT_SAMPLE_ROWS,
+    column_values,
+    evidently_drift,
+    feature_names,
+)
+
+logger = logging.getLogger(__name__)
 
 
-def main(workdir: str) -> int:
-    from components._shared import io
-    from components.validate.core import evidently_drift
+def sample_parquet(path: str, columns: list, rows: int, seed: int):
+    """At most ``rows`` random rows of ``columns`` of a Parquet file, as pandas (strings as categoricals)."""
+    import numpy as np
+    import pyarrow.parquet as pq
 
-    ref = io.read_parquet(os.path.join(workdir, "reference.parquet"))
-    cur = io.read_parquet(os.path.join(workdir, "current.parquet"))
-    result = evidently_drift(ref, cur, list(ref.columns), os.path.join(workdir, "evidently.html"))
-    result["html"] = os.path.join(workdir, "evidently.html")
-    io.write_json(result, os.path.join(workdir, "evidently.json"))
-    return 0
+    table = pq.read_table(path, columns=columns)
+    if table.num_rows > rows:
+        idx = np.sort(np.random.default_rng(seed).choice(table.num_rows, rows, replace=False))
+        table = table.take(idx)
+    return io.to_pandas(table)
 
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+def drift_report(
+    schema: dict,
+    train_path: str,
+    test_path: str,
+    reference_sample_path: Optional[str],
+    html_path: str,
+    sample_rows: int = DRIFT_SAMPLE_ROWS,
+    seed: int = 0,
+) -> dict:
+    """Run evidently on the features of ``schema``; write ``html_path``; return the summary.
+
+    A failure inside evidently is returned as ``{"error": ...}`` (and shown in the HTML), not
+    raised: the report is optional and gates nothing.
+    """
+    if reference_sample_path:
+        names = set(io.read_parquet_schema_names(reference_sample_path))
+        columns = [f for f in feature_names(schema) if f in names]
+        ref = sample_parquet(reference_sample_path, columns, sample_rows, seed)
+        cur = sample_parquet(train_path, columns, sample_rows, seed)
+        sides = ("champion's reference sample", "this run's train split")
+    else:
+        columns = feature_names(schema)
+        ref = sample_parquet(train_path, columns, sample_rows, seed)
+        cur = sample_parquet(test_path, columns, sample_rows, seed)
+        sides = ("this run's train split", "this run's test split")
+    for name in columns:  # evidently does not test datetimes: compare them as days since epoch
+        if schema["columns"][name]["kind"] == "timestamp":
+            ref[name] = column_values(ref[name], "timestamp")
+            cur[name] = column_values(cur[name], "timestamp")
+    summary: dict = {"reference": sides[0], "current": sides[1], "columns": columns}
+    if not columns:
+        summary["error"] = "no feature columns in common with the reference"
+    else:
+        try:
+            summary.update(evidently_drift(ref, cur, columns, html_path, seed=seed, max_rows=sample_rows))
+        except Exception as exc:  # report only: say so, do not fail the run
+            logger.warning("evidently failed: %s", exc)
+            summary["error"] = f"evidently failed: {type(exc).__name__}: {exc}"
+    if "error" in summary:
+        with open(html_path, "w") as fh:
+            fh.write("<!doctype html><html><body><h1>Data drift report not available</h1><p>"
+                     + html.escape(summary["error"]) + "</p></body></html>")
+    return summary

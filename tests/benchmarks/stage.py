@@ -21,8 +21,10 @@ import time
 import traceback
 
 COMPONENTS = {
+    "reference": ("components.validate.component", "champion_reference"),
     "ingest": ("components.ingest.component", "ingest_data"),
     "validate": ("components.validate.component", "validate_data"),
+    "drift": ("components.validate.component", "drift_report"),
     "engineer": ("components.engineer.component", "engineer_features"),
     "train": ("components.train.component", "train_model"),
     "evaluate": ("components.evaluate.component", "evaluate_model"),

@@ -14,7 +14,7 @@ from pipelines.compile import compile_all, compile_text
 from pipelines.training import CompileOptions, build_pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-STAGES = ["ingest-data", "validate-data", "engineer-features", "train-model", "evaluate-model",
+STAGES = ["ingest-data", "champion-reference", "validate-data", "drift-report", "engineer-features", "train-model", "evaluate-model",
           "export-model", "compare-models"]
 
 

@@ -12,7 +12,7 @@ from components._shared import io
 from components._shared.errors import DataError, ValidationError
 from components.engineer.component import engineer_features
 from components.ingest.component import ingest_data
-from components.validate.component import validate_data
+from components.validate.component import champion_reference, drift_report, validate_data
 from pipelines.data import generate_churn
 
 MODEL = "test-model"
@@ -41,7 +41,16 @@ def _ingest(root, data_uri, **kwargs):
     return {**outs, "ingest_metrics": metrics}
 
 
-def _validate(root, ing, **kwargs):
+def _reference(root, schema_uri="", mlflow_tracking_uri=""):
+    ref = _out(Artifact, root, "reference")
+    champion_reference.python_func(
+        reference=ref, model_name=MODEL, mlflow_tracking_uri=mlflow_tracking_uri, schema_uri=schema_uri
+    )
+    return ref
+
+
+def _validate(root, ing, schema_uri="", mlflow_tracking_uri="", **kwargs):
+    ref = _reference(root, schema_uri, mlflow_tracking_uri)
     outs = {
         "schema": _out(Artifact, root, "schema"),
         "anomalies": _out(Artifact, root, "anomalies"),
@@ -53,13 +62,13 @@ def _validate(root, ing, **kwargs):
         eval_data=ing["eval_data"],
         test_data=ing["test_data"],
         ingest_info=ing["ingest_info"],
-        model_name=MODEL,
+        reference=ref,
         id_column="customer_id",
         metrics=metrics,
         **outs,
         **kwargs,
     )
-    return {**outs, "validate_metrics": metrics}
+    return {**outs, "validate_metrics": metrics, "reference": ref}
 
 
 @pytest.fixture(scope="module")
@@ -131,12 +140,12 @@ def test_validate_data_writes_schema_anomalies_report_and_metrics(data_stage):
     assert schema["columns"]["customer_id"]["role"] == "excluded"
     features = [c for c, e in schema["columns"].items() if e["role"] == "feature"]
     assert data_stage["schema"].metadata["features"] == len(features) == 11
-    assert data_stage["schema"].metadata["reference"] == "none (first run: schema inferred)"
+    assert data_stage["schema"].metadata["reference"] == "none (no registry configured: schema inferred)"
 
     anomalies = io.read_json(data_stage["anomalies"].path)
     assert anomalies["status"] == "warnings"
     assert [a["kind"] for a in anomalies["anomalies"]] == ["excluded_column"]
-    assert anomalies["reference_source"] == "none (first run: schema inferred)"
+    assert anomalies["reference_source"] == "none (no registry configured: schema inferred)"
     assert set(anomalies["features"]) == set(features)
 
     with open(data_stage["report"].path) as fh:
@@ -171,9 +180,51 @@ def test_validate_data_blocks_on_corrupted_data_against_a_schema_file(data_stage
     assert os.path.exists(tmp_path / "report.html")
 
 
+def test_champion_reference_without_registry_or_schema_says_so(data_stage):
+    ref = data_stage["reference"]
+    assert ref.metadata == {"source": "none (no registry configured: schema inferred)", "version": ""}
+    assert sorted(os.listdir(ref.path)) == ["reference.json"]
+
+
+def test_champion_reference_copies_a_schema_file_and_names_a_missing_one(data_stage, tmp_path):
+    ref = _reference(tmp_path / "a", schema_uri=data_stage["schema"].path)
+    assert io.read_json(os.path.join(ref.path, "schema.json")) == io.read_json(data_stage["schema"].path)
+    assert ref.metadata["source"] == f"schema file {data_stage['schema'].path}"
+    with pytest.raises(DataError, match=r"^the schema file .*nope\.json does not exist$"):
+        _reference(tmp_path / "b", schema_uri=str(tmp_path / "nope.json"))
+
+
 def test_validate_data_rejects_an_unknown_severity_override(data_stage, tmp_path):
     with pytest.raises(ValidationError, match=r"^invalid severity override 'nope': 'warning'"):
         _validate(tmp_path, data_stage, anomaly_severity='{"nope": "warning"}')
+
+
+# --------------------------------------------------------------------------- drift_report
+
+
+def test_drift_report_writes_html_json_and_metrics(data_stage, tmp_path):
+    report, drift, metrics = (
+        _out(HTML, tmp_path, "drift.html"),
+        _out(Artifact, tmp_path, "drift"),
+        _out(Metrics, tmp_path, "drift_metrics"),
+    )
+    drift_report.python_func(
+        train_data=data_stage["train_data"],
+        test_data=data_stage["test_data"],
+        reference=data_stage["reference"],
+        schema=data_stage["schema"],
+        report=report,
+        drift=drift,
+        metrics=metrics,
+        sample_rows=5000,
+    )
+    summary = io.read_json(drift.path)
+    assert summary["reference_source"] == "none (no registry configured: schema inferred)"
+    assert drift.metadata == {"reference": "this run's train split", "current": "this run's test split"}
+    assert len(summary["features"]) == data_stage["schema"].metadata["features"]
+    assert metrics.metadata["drift_share_evidently"] == summary["share"]
+    assert metrics.metadata["drifted_features"] == sum(f["drifted"] for f in summary["features"].values())
+    assert os.path.getsize(report.path) > 10_000
 
 
 # --------------------------------------------------------------------------- engineer_features

@@ -467,7 +467,7 @@ def _upstream(root: str) -> dict:
     from components.export.component import export_model
     from components.ingest.component import ingest_data
     from components.train.component import train_model
-    from components.validate.component import validate_data
+    from components.validate.component import champion_reference, validate_data
     from pipelines.data import ID_COLUMN, LABEL, generate_churn
 
     csv = os.path.join(root, "churn.csv")
@@ -480,6 +480,7 @@ def _upstream(root: str) -> dict:
             "test_data": Dataset,
             "ingest_info": Artifact,
             "ingest_metrics": Metrics,
+            "reference": Artifact,
             "schema": Artifact,
             "anomalies": Artifact,
             "validation_report": HTML,
@@ -510,16 +511,17 @@ def _upstream(root: str) -> dict:
         metrics=a["ingest_metrics"],
         id_column=ID_COLUMN,
     )
+    champion_reference.python_func(reference=a["reference"], model_name=MODEL)
     validate_data.python_func(
         train_data=a["train_data"],
         eval_data=a["eval_data"],
         test_data=a["test_data"],
         ingest_info=a["ingest_info"],
+        reference=a["reference"],
         schema=a["schema"],
         anomalies=a["anomalies"],
         report=a["validation_report"],
         metrics=a["validation_metrics"],
-        model_name=MODEL,
         id_column=ID_COLUMN,
     )
     engineer_features.python_func(
@@ -620,15 +622,18 @@ def case_inputs(fn: str, up: dict, tmp: str) -> tuple[dict, dict]:
     }  # noqa: E731
     if fn == "ingest_data":
         return {"data_uri": up["csv"], "label": LABEL, "id_column": ID_COLUMN}, {}
+    if fn == "champion_reference":
+        return (
+            {"model_name": MODEL, "mlflow_tracking_uri": _fresh_registry(tmp, up["registry"])},
+            {},
+        )
     if fn == "validate_data":
         return (
-            {
-                "model_name": MODEL,
-                "mlflow_tracking_uri": _fresh_registry(tmp),
-                "id_column": ID_COLUMN,
-            },
-            pick("train_data", "eval_data", "test_data", "ingest_info"),
+            {"id_column": ID_COLUMN},
+            pick("train_data", "eval_data", "test_data", "ingest_info", "reference"),
         )
+    if fn == "drift_report":
+        return {"sample_rows": 2000}, pick("train_data", "test_data", "reference", "schema")
     if fn == "engineer_features":
         return {}, pick("train_data", "schema")
     if fn == "train_model":
@@ -691,7 +696,9 @@ def case_inputs(fn: str, up: dict, tmp: str) -> tuple[dict, dict]:
 # against compiled/ so a new component cannot skip the contract.
 CASES = [
     "ingest_data",
+    "champion_reference",
     "validate_data",
+    "drift_report",
     "engineer_features",
     "train_model",
     "evaluate_model",
@@ -702,7 +709,9 @@ CASES = [
 ]
 ROLE_OF = {
     "ingest_data": "data",
+    "champion_reference": "data",
     "validate_data": "data",
+    "drift_report": "data",
     "engineer_features": "data",
     "train_model": "trainer",
     "evaluate_model": "trainer",

@@ -18,7 +18,7 @@ from components.evaluate.component import evaluate_model
 from components.export.component import export_model
 from components.ingest.component import ingest_data
 from components.train.component import train_model
-from components.validate.component import validate_data
+from components.validate.component import champion_reference, drift_report, validate_data
 from pipelines.data import generate_churn
 
 MODEL = "test-model"
@@ -30,13 +30,20 @@ pytestmark = pytest.mark.filterwarnings("ignore:You may be attemping to run a ta
 @dsl.pipeline(name="data-stage-test")
 def data_stage_pipeline(data_uri: str):
     ingest_task = ingest_data(data_uri=data_uri, label="churned", id_column="customer_id")
+    reference_task = champion_reference(model_name=MODEL)
     validate_task = validate_data(
         train_data=ingest_task.outputs["train_data"],
         eval_data=ingest_task.outputs["eval_data"],
         test_data=ingest_task.outputs["test_data"],
         ingest_info=ingest_task.outputs["ingest_info"],
-        model_name=MODEL,
+        reference=reference_task.outputs["reference"],
         id_column="customer_id",
+    )
+    drift_report(
+        train_data=ingest_task.outputs["train_data"],
+        test_data=ingest_task.outputs["test_data"],
+        reference=reference_task.outputs["reference"],
+        schema=validate_task.outputs["schema"],
     )
     engineer_features(
         train_data=ingest_task.outputs["train_data"], schema=validate_task.outputs["schema"]
@@ -51,7 +58,7 @@ def model_stage_pipeline(data_uri: str) -> bool:
         eval_data=ingest_task.outputs["eval_data"],
         test_data=ingest_task.outputs["test_data"],
         ingest_info=ingest_task.outputs["ingest_info"],
-        model_name=MODEL,
+        reference=champion_reference(model_name=MODEL).outputs["reference"],
         id_column="customer_id",
     )
     engineer_task = engineer_features(
@@ -132,7 +139,7 @@ def test_data_stage_components_run_locally(tmp_path):
     root = _init(tmp_path)
     data_stage_pipeline(data_uri=_csv(tmp_path, generate_churn(1500, seed=3)))
 
-    assert {"ingest-data", "validate-data", "engineer-features"} <= _tasks_run(root)
+    assert {"ingest-data", "champion-reference", "validate-data", "drift-report", "engineer-features"} <= _tasks_run(root)
     rows = {
         s: len(io.read_parquet(_output(root, "ingest-data", f"{s}_data")))
         for s in ("train", "eval", "test")
@@ -147,6 +154,8 @@ def test_data_stage_components_run_locally(tmp_path):
     with open(_output(root, "validate-data", "report")) as fh:
         assert "<h1>Data validation: WARNINGS</h1>" in fh.read()
     assert _metrics(root, "validate-data")["blocking_anomalies"] == 0
+    assert 0.0 <= _metrics(root, "drift-report")["drift_share_evidently"] <= 1.0
+    assert io.read_json(_output(root, "drift-report", "drift"))["current"] == "this run's test split"
     spec = io.read_json(_output(root, "engineer-features", "transform_spec"))
     assert spec["train_rows"] == rows["train"]
     assert len(spec["numeric"]) == 7 and len(spec["categorical"]) == 4

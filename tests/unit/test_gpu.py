@@ -34,7 +34,7 @@ def test_training_uses_gpu_with_mixed_precision(gpus, tmp_path, churn_df):
     paths = [str(tmp_path / f"{s}.parquet") for s in ("train", "eval", "test")]
     info = ingest(str(tmp_path / "d.csv"), "churned", *paths)
     tr = io.read_parquet(paths[0])
-    spec = fit_transform_spec(tr, validate(tr, {}, "churned", info.positive_label, evidently_report=False).schema)
+    spec = fit_transform_spec(tr, validate(tr, {}, "churned", info.positive_label).schema)
     result = train(paths[0], paths[1], spec, str(tmp_path / "model"), TrainConfig(epochs=1))
     assert "GPU" in result.device
     assert keras.mixed_precision.global_policy().name == "mixed_float16"

@@ -66,11 +66,7 @@ def reference(splits):
     )
 
 
-def validate(*args, **kwargs):
-    """The core with evidently's report off (it runs in a child process, seconds per call);
-    the gating checks, PSI drift included, do not depend on it."""
-    kwargs.setdefault("evidently_report", False)
-    return validate_core(*args, **kwargs)
+validate = validate_core
 
 
 def _set_rows(df, column, n, value):
@@ -123,9 +119,7 @@ def test_clean_first_run_infers_kinds_and_has_no_blocking_anomaly(reference, tmp
     assert cols["payment_method"]["nullable"] and not cols["contract"]["nullable"]
     assert reference.schema["positive_label"] == "yes"
     assert reference.drift["reference"] == "train split"
-    assert (
-        0.0 <= reference.drift["evidently"]["share"] <= 1.0
-    )  # evidently's report ran (test vs train)
+    assert "evidently" not in reference.drift  # evidently's report is its own step (drift_report)
     assert set(reference.drift["psi"]) == set(feature_names(reference.schema))
     raise_if_blocking(reference)  # does not raise
 
@@ -259,7 +253,6 @@ def test_same_data_against_its_own_schema_is_clean(splits, reference):
         LABEL,
         "yes",
         reference_schema=reference.schema,
-        reference_data=splits["train"],
     )
     assert result.blocking == []
     # eval/test may stray a little outside the train split's ranges; nothing else is reported.
@@ -381,7 +374,6 @@ def test_strong_drift_is_reported(splits, reference):
         LABEL,
         "yes",
         reference_schema=reference.schema,
-        reference_data=splits["train"],
         drift_share_threshold=0.3,
     )
     [msg] = _messages(result, "drift")
@@ -464,3 +456,52 @@ def test_a_mixed_object_column_is_reported_not_raised(splits):
     train.loc[train.index[:20], "monthly_charges"] = "unknown"  # floats and strings in one column
     result = validate_core(train, {}, LABEL, "yes", id_column="customer_id")
     assert "corrupted_type" in _kinds(result)
+
+
+# --------------------------------------------------------------------------- drift report (evidently)
+
+
+def test_drift_report_first_run_compares_train_with_test(splits, reference, tmp_path):
+    from components.validate.drift_report import drift_report
+
+    paths = {}
+    for split in ("train", "test"):
+        paths[split] = str(tmp_path / f"{split}.parquet")
+        io.write_parquet(splits[split], paths[split])
+    summary = drift_report(reference.schema, paths["train"], paths["test"], None, str(tmp_path / "d.html"))
+    assert (summary["reference"], summary["current"]) == ("this run's train split", "this run's test split")
+    assert "error" not in summary and 0.0 <= summary["share"] <= 1.0
+    assert set(summary["features"]) == set(feature_names(reference.schema)) == set(summary["columns"])
+    assert summary["sample_rows"] == [len(splits["train"]), len(splits["test"])]
+    assert (tmp_path / "d.html").stat().st_size > 10_000
+
+
+def test_drift_report_against_a_champion_sample_finds_the_shifted_feature(splits, reference, tmp_path):
+    from components.validate.drift_report import drift_report
+
+    champion_sample = str(tmp_path / "reference.parquet")
+    io.write_parquet(splits["train"].drop(columns=["region"]), champion_sample)  # an older feature set
+    shifted = splits["train"].assign(monthly_charges=splits["train"]["monthly_charges"] * 3 + 50)
+    train = str(tmp_path / "train.parquet")
+    io.write_parquet(shifted, train)
+    summary = drift_report(reference.schema, train, "unused", champion_sample, str(tmp_path / "d.html"),
+                           sample_rows=500)
+    assert summary["reference"] == "champion's reference sample"
+    assert "region" not in summary["columns"]  # only the features both sides have
+    assert summary["features"]["monthly_charges"]["drifted"] is True
+    assert summary["features"]["contract"]["drifted"] is False
+    assert summary["sample_rows"] == [500, 500]
+
+
+def test_drift_report_failure_is_written_not_raised(splits, reference, tmp_path, monkeypatch):
+    from components.validate import drift_report as mod
+
+    def boom(*args, **kwargs):
+        raise ValueError("unsupported column type")
+
+    monkeypatch.setattr(mod, "evidently_drift", boom)
+    path = str(tmp_path / "train.parquet")
+    io.write_parquet(splits["train"], path)
+    summary = mod.drift_report(reference.schema, path, path, None, str(tmp_path / "d.html"))
+    assert summary["error"] == "evidently failed: ValueError: unsupported column type"
+    assert "unsupported column type" in (tmp_path / "d.html").read_text()
