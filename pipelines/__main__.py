@@ -25,6 +25,11 @@ def _add_run(sub) -> None:
     p.add_argument("--id-column", default=None, help="id column: hash-based split, excluded from features")
     p.add_argument("--exclude", default="", help="comma-separated columns that must not be features")
     p.add_argument("--positive-label", default="")
+    p.add_argument("--bucketize", default="", metavar="COLS",
+                   help="numeric columns that also get quantile-bucket embeddings (comma-separated, or '*')")
+    p.add_argument("--num-buckets", type=int, default=None, help="buckets per bucketized column (default 10)")
+    p.add_argument("--crosses", default="", metavar="A*B,...",
+                   help="feature crosses of categorical or bucketized columns, e.g. contract*payment_method")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--min-auc", type=float, default=None)
@@ -62,6 +67,8 @@ def cmd_run(args) -> int:
     if args.id_column:
         params["id_column"] = args.id_column
     for key, val in (("exclude_columns", args.exclude), ("positive_label", args.positive_label),
+                     ("bucketize_columns", args.bucketize), ("num_buckets", args.num_buckets),
+                     ("crosses", args.crosses),
                      ("epochs", args.epochs), ("batch_size", args.batch_size), ("min_auc", args.min_auc),
                      ("min_improvement", args.min_improvement)):
         if val not in (None, ""):

@@ -108,6 +108,9 @@ def build_pipeline(opts: Optional[CompileOptions] = None):
         schema_uri: str = "",
         anomaly_severity: str = "{}",
         drift_share_threshold: float = 0.5,
+        bucketize_columns: str = "",
+        num_buckets: int = 10,
+        crosses: str = "",
         epochs: int = 10,
         batch_size: int = 0,
         learning_rate: float = 0.002,
@@ -154,7 +157,9 @@ def build_pipeline(opts: Optional[CompileOptions] = None):
         drift_task.set_display_name("drift-report")
 
         engineer_task = engineer_features(train_data=ingest_task.outputs["train_data"],
-                                          schema=validate_task.outputs["schema"])
+                                          schema=validate_task.outputs["schema"],
+                                          bucketize_columns=bucketize_columns, num_buckets=num_buckets,
+                                          crosses=crosses)
         engineer_task.set_display_name("engineer")
 
         train_task = train_model(

@@ -13,22 +13,39 @@ def engineer_features(
     transform_spec: Output[Artifact],
     max_vocab: int = 1000,
     log_skew_threshold: float = 2.0,
+    bucketize_columns: str = "",
+    num_buckets: int = 10,
+    crosses: str = "",
 ):
     """Fit imputation, normalisation and vocabularies on the train split into a transform spec.
 
     Args:
         max_vocab: Largest vocabulary per categorical feature; rarer values share an OOV bucket.
         log_skew_threshold: Non-negative numeric features more skewed than this get log1p.
+        bucketize_columns: Comma-separated numeric features to bucketize by train-split quantiles
+            (each bucket gets an embedding, in addition to the normalised value), or "*" for all
+            numeric features; empty for none.
+        num_buckets: Buckets per bucketized feature (fewer when quantiles coincide).
+        crosses: Comma-separated feature crosses, each two or more categorical or bucketized
+            features joined by "*", e.g. "contract*payment_method,region*internet_service";
+            crosses with more than 10000 combinations are hashed into 10000 buckets. Empty for none.
     """
     import logging
 
     from components._shared import io
-    from components.engineer.core import fit_transform_spec
+    from components.engineer.core import fit_transform_spec, parse_column_list, parse_crosses
 
     logging.basicConfig(level=logging.INFO)
     sch = io.read_json(schema.path)
     spec = fit_transform_spec(io.read_parquet(train_data.path), sch, max_vocab=max_vocab,
-                              log_skew_threshold=log_skew_threshold)
+                              log_skew_threshold=log_skew_threshold,
+                              bucketize=parse_column_list(bucketize_columns), num_buckets=num_buckets,
+                              crosses=parse_crosses(crosses))
     spec["negative_label"] = sch.get("negative_label")
     io.write_json(spec, transform_spec.path)
     transform_spec.metadata.update({"numeric": len(spec["numeric"]), "categorical": len(spec["categorical"])})
+    # Only when used, so specs and metadata without them stay as they were.
+    if spec.get("buckets"):
+        transform_spec.metadata["bucketized"] = len(spec["buckets"])
+    if spec.get("crosses"):
+        transform_spec.metadata["crosses"] = len(spec["crosses"])

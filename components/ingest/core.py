@@ -185,6 +185,11 @@ def ingest(
         mask = split == code
         part = table.filter(pa.array(mask))
         if part.num_rows == 0:
+            if id_column:
+                distinct = len(pc.unique(table.column(id_column)))
+                raise DataError(
+                    f"the {name} split of {data_uri} is empty: rows are split by the id column {id_column!r}, "
+                    f"which has {distinct} distinct value{'s' if distinct != 1 else ''} in {table.num_rows} rows")
             raise DataError(f"the {name} split of {data_uri} is empty ({table.num_rows} rows in all); use more data")
         if name != "eval" and len(np.unique(y[mask])) < 2:
             raise DataError(f"the {name} split of {data_uri} has only one label value; use more data")

@@ -2,7 +2,9 @@
 
 The *core* model takes two tensors, ``numeric`` (float32, NaN for missing) and
 ``categorical`` (int32 vocabulary indices, 0 for out-of-vocabulary); imputation, log
-transforms, normalisation and embeddings happen inside it. The serving model (see
+transforms, normalisation and embeddings happen inside it, and so do the optional bucket
+and cross indices of the spec's ``"buckets"`` and ``"crosses"`` (int32 arithmetic only, so
+float16 TFLite and mixed precision compute the same indices as float32 Keras). The serving model (see
 ``components/export``) adds the string-to-index lookup tables in front, so clients send
 raw features. Training feeds the core directly with indices computed by
 ``engineer.core.encode`` — the same mapping as the lookup tables, done once per row
@@ -19,12 +21,37 @@ import tempfile
 from collections.abc import Sequence
 from typing import Optional
 
+from components._shared.errors import DataError
+
 logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.keras"
 SPEC_FILE = "transform_spec.json"
 SCORER_FILE = "scorer.tflite"
 SCORER_MAX_DIFF = 1e-5
+_INT32_MIN = -(2**31)
+
+
+def cross_hash_multiplier(size: int) -> int:
+    """The multiplier of the hashed cross index, a prime not dividing ``size``.
+
+    A hashed cross over columns with indices ``i_1 .. i_n`` gets ``h = 0``, then for each
+    column ``h = (h * m + i_k mod size) mod size``. With ``size <= 2**20`` and ``m < 2**11``
+    every intermediate value stays below ``2**31``, so int32 is exact everywhere.
+    """
+    return 2039 if size % 2039 else 2029
+
+
+def float32_order_key(values):
+    """int32 keys ordered like the float32 values (numpy; the model computes the same in-graph).
+
+    float16 TFLite quantization rounds float constants (a boundary of 19877.3 would become
+    19872), so bucket boundaries are compared as integer keys of their bit patterns instead.
+    """
+    import numpy as np
+
+    bits = np.asarray(values, dtype=np.float32).view(np.int32).astype(np.int64)
+    return np.where(bits >= 0, bits, _INT32_MIN - bits).astype(np.int32)
 
 
 def _layers():
@@ -55,7 +82,8 @@ def _layers():
             fill_hi, fill_lo = self._split(self.fill)
             x = ops.where(ops.isnan(x), fill_hi + fill_lo, x)
             logm = ops.convert_to_tensor([1.0 if v else 0.0 for v in self.log], dtype="float32")
-            x = logm * ops.log1p(ops.maximum(x, 0.0)) + (1.0 - logm) * x
+            # where, not a 0/1 blend: 0 * inf would turn an infinite input into NaN.
+            x = ops.where(logm > 0.0, ops.log1p(ops.maximum(x, 0.0)), x)
             mean_hi, mean_lo = self._split(self.mean)
             z = (x - mean_hi - mean_lo) / ops.convert_to_tensor(self.std, "float32")
             return ops.clip(z, -10.0, 10.0)
@@ -64,8 +92,84 @@ def _layers():
             return {**super().get_config(), "fill": self.fill, "mean": self.mean, "std": self.std, "log": self.log}
 
     @keras.saving.register_keras_serializable(package="kfp_tf_gate")
+    class BucketIndex(keras.layers.Layer):
+        """int32 bucket indices of some ``numeric`` columns: how many boundaries are <= the value.
+
+        Compares int32 keys of the float32 bit patterns (see :func:`float32_order_key`), never
+        float constants, so float16 TFLite keeps every boundary exact. A missing value gets its
+        fill value's bucket. Build it with ``dtype="float32"``: under a mixed_float16 policy
+        Keras would otherwise round the input to float16 before it reaches ``call``.
+        """
+
+        def __init__(self, columns, boundaries, fill, **kwargs):
+            super().__init__(**kwargs)
+            self.columns, self.fill = [int(c) for c in columns], [float(v) for v in fill]
+            self.boundaries = [[float(b) for b in bs] for bs in boundaries]
+
+        def call(self, x):
+            import numpy as np
+
+            x = ops.take(ops.cast(x, "float32"), ops.convert_to_tensor(self.columns, "int32"), axis=1)
+            bits = ops.view(x, "int32")
+            key = ops.where(bits >= 0, bits, ops.convert_to_tensor(_INT32_MIN, "int32") - bits)
+            # Ragged boundaries padded with INT32_MAX, which no non-NaN key reaches.
+            width = max([1] + [len(bs) for bs in self.boundaries])
+            table = np.full((len(self.columns), width), np.iinfo(np.int32).max, dtype=np.int32)
+            for j, bs in enumerate(self.boundaries):
+                table[j, :len(bs)] = float32_order_key(bs)
+            idx = ops.sum(ops.cast(ops.expand_dims(key, -1) >= ops.convert_to_tensor(table), "int32"), axis=-1)
+            fill_idx = [int(np.sum(np.float32(f) >= np.asarray(bs, dtype=np.float32)))
+                        for f, bs in zip(self.fill, self.boundaries, strict=True)]
+            return ops.where(ops.isnan(x), ops.convert_to_tensor(fill_idx, "int32"), idx)
+
+        def get_config(self):
+            return {**super().get_config(), "columns": self.columns, "boundaries": self.boundaries, "fill": self.fill}
+
+    @keras.saving.register_keras_serializable(package="kfp_tf_gate")
+    class CrossIndex(keras.layers.Layer):
+        """int32 cross indices from int32 component indices (categorical and bucket columns).
+
+        ``sources[c]`` lists cross ``c``'s columns (positions in the concatenated inputs) and
+        ``sizes[k]`` how many values column ``k`` takes. Exact crosses are row-major indices
+        over their columns; hashed ones follow :func:`cross_hash_multiplier`.
+        """
+
+        def __init__(self, sources, sizes, cross_sizes, hashed, **kwargs):
+            super().__init__(**kwargs)
+            self.sources = [[int(k) for k in src] for src in sources]
+            self.sizes, self.cross_sizes = [int(v) for v in sizes], [int(v) for v in cross_sizes]
+            self.hashed = [bool(h) for h in hashed]
+
+        def call(self, inputs):
+            parts = [ops.cast(t, "int32") for t in (inputs if isinstance(inputs, (list, tuple)) else [inputs])]
+            comp = parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=1)
+            # Out-of-range indices fall back to the nearest valid one, as in CategoricalEmbedding.
+            comp = ops.clip(comp, 0, ops.convert_to_tensor([v - 1 for v in self.sizes], "int32"))
+            out = []
+            for src, size, hashed in zip(self.sources, self.cross_sizes, self.hashed, strict=True):
+                cols = [comp[:, k] for k in src]
+                if hashed:
+                    mult = cross_hash_multiplier(size)
+                    h = ops.mod(cols[0], size)
+                    for col in cols[1:]:
+                        h = ops.mod(h * mult + ops.mod(col, size), size)
+                else:
+                    h, stride = None, 1
+                    for k, col in zip(reversed(src), reversed(cols), strict=True):
+                        term = col * stride if stride > 1 else col
+                        h = term if h is None else h + term
+                        stride *= self.sizes[k]
+                out.append(h)
+            return ops.stack(out, axis=1)
+
+        def get_config(self):
+            return {**super().get_config(), "sources": self.sources, "sizes": self.sizes,
+                    "cross_sizes": self.cross_sizes, "hashed": self.hashed}
+
+    @keras.saving.register_keras_serializable(package="kfp_tf_gate")
     class CategoricalEmbedding(keras.layers.Layer):
-        """One embedding table for all categorical features (index 0 of each = OOV)."""
+        """One embedding table for a group of index features: feature ``j`` takes indices
+        0..vocab_sizes[j] (for categoricals index 0 = OOV; buckets and crosses use the same layer)."""
 
         def __init__(self, vocab_sizes, dim, **kwargs):
             super().__init__(**kwargs)
@@ -90,7 +194,7 @@ def _layers():
         def get_config(self):
             return {**super().get_config(), "vocab_sizes": self.vocab_sizes, "dim": self.dim}
 
-    return NumericPreprocess, CategoricalEmbedding
+    return NumericPreprocess, CategoricalEmbedding, BucketIndex, CrossIndex
 
 
 def build_core_model(
@@ -103,7 +207,7 @@ def build_core_model(
     """Build (not compile) the core Keras model for a transform spec."""
     import keras
 
-    NumericPreprocess, CategoricalEmbedding = _layers()
+    NumericPreprocess, CategoricalEmbedding, BucketIndex, CrossIndex = _layers()
     keras.utils.set_random_seed(seed)
     inputs, parts = {}, []
     if spec["numeric"]:
@@ -111,12 +215,44 @@ def build_core_model(
         parts.append(NumericPreprocess(
             fill=[f["fill"] for f in spec["numeric"]], mean=[f["mean"] for f in spec["numeric"]],
             std=[f["std"] for f in spec["numeric"]], log=[f["log"] for f in spec["numeric"]],
-            name="numeric_preprocess")(inputs["numeric"]))
+            # float32 even under mixed_float16: autocasting the raw input to float16 would round
+            # values (a 19877-day timestamp to 19872) before imputation and normalisation.
+            dtype="float32", name="numeric_preprocess")(inputs["numeric"]))
     if spec["categorical"]:
         inputs["categorical"] = keras.Input((len(spec["categorical"]),), name="categorical", dtype="int32")
         parts.append(CategoricalEmbedding(
             [len(f["vocab"]) for f in spec["categorical"]], embedding_dim, name="categorical_embedding",
         )(inputs["categorical"]))
+    buckets, crosses = spec.get("buckets") or [], spec.get("crosses") or []
+    bucket_idx = None
+    if buckets:
+        numeric = {f["name"]: (j, f) for j, f in enumerate(spec["numeric"])}
+        bucket_idx = BucketIndex(
+            columns=[numeric[b["name"]][0] for b in buckets], boundaries=[b["boundaries"] for b in buckets],
+            fill=[numeric[b["name"]][1]["fill"] for b in buckets], dtype="float32", name="bucket_index",
+        )(inputs["numeric"])
+        parts.append(CategoricalEmbedding(
+            [len(b["boundaries"]) for b in buckets], embedding_dim, name="bucket_embedding")(bucket_idx))
+    if crosses:
+        position, sizes, sources = {}, [], []
+        for f in spec["categorical"]:
+            position[f["name"]] = len(sizes)
+            sizes.append(len(f["vocab"]) + 1)
+        for b in buckets:
+            position[b["name"]] = len(sizes)
+            sizes.append(len(b["boundaries"]) + 1)
+        for c in crosses:
+            unknown = [name for name in c["columns"] if name not in position]
+            if unknown:
+                raise DataError(f"the transform spec's cross {'*'.join(c['columns'])!r} names {unknown[0]!r}, "
+                                f"which is neither a categorical nor a bucketized feature")
+            sources.append([position[name] for name in c["columns"]])
+        cross_inputs = [t for t in (inputs.get("categorical"), bucket_idx) if t is not None]
+        cross_idx = CrossIndex(
+            sources, sizes, [c["size"] for c in crosses], [c["hashed"] for c in crosses], name="cross_index",
+        )(cross_inputs if len(cross_inputs) > 1 else cross_inputs[0])
+        parts.append(CategoricalEmbedding(
+            [c["size"] - 1 for c in crosses], embedding_dim, name="cross_embedding")(cross_idx))
     x = parts[0] if len(parts) == 1 else keras.layers.Concatenate()(parts)
     for i, units in enumerate(hidden_units):
         x = keras.layers.Dense(int(units), activation="relu", name=f"dense_{i}")(x)

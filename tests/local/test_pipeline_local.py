@@ -133,13 +133,29 @@ def test_failed_step_exits_nonzero_with_one_sentence_and_keeps_champion(runs):
     assert sorted(os.listdir(os.path.join(runs_dir, "serving", "churn-model"))) == ["1", "2", "serving.json"]
 
 
+def test_a_file_whose_header_differs_from_the_champions_is_blocked(runs):
+    base, runs_dir, _, _, _ = runs
+    from pipelines.data import generate_churn
+
+    generate_churn(1500, seed=6).rename(columns={"monthly_charges": "monthly_fee"}).to_csv(
+        base / "renamed.csv", index=False)
+    r = _cli("run", "--data", str(base / "renamed.csv"), "--label", "churned", "--runs-dir", runs_dir)
+    assert r.returncode == 2
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: validation found")
+    assert "column 'monthly_charges' of the schema is missing" in lines[0]
+    assert sorted(os.listdir(os.path.join(runs_dir, "serving", "churn-model"))) == ["1", "2", "serving.json"]
+
+
 @pytest.mark.parametrize("case,expect", [
     ("missing", "does not exist"),
     ("empty", "is empty"),
     ("nolabel", "label column 'churned' is not in the data"),
     ("header", "has a header but no rows"),
+    ("three", "the label column 'churned' must have exactly two values for binary classification but has 3"),
+    ("bigquery", "cannot read bq://no-project.ds.table: no Google Cloud credentials found"),
 ])
-def test_bad_input_is_one_sentence_and_nonzero(tmp_path, case, expect):
+def test_bad_input_is_one_sentence_and_nonzero(tmp_path, case, expect, monkeypatch):
     path = tmp_path / "data.csv"
     if case == "empty":
         path.write_text("")
@@ -147,6 +163,16 @@ def test_bad_input_is_one_sentence_and_nonzero(tmp_path, case, expect):
         path.write_text("a,b\n1,2\n3,4\n")
     elif case == "header":
         path.write_text("a,churned\n")
+    elif case == "three":
+        from pipelines.data import generate_churn
+
+        df = generate_churn(300, seed=1)
+        df.loc[df.index[:5], "churned"] = "maybe"
+        df.to_csv(path, index=False)
+    elif case == "bigquery":
+        path = "bq://no-project.ds.table"
+        monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+        monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")  # no metadata server to fall back to
     r = _cli("run", "--data", str(path), "--label", "churned", "--runs-dir", str(tmp_path / "runs"))
     assert r.returncode == 2
     lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]

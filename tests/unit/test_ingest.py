@@ -275,6 +275,16 @@ def test_empty_split(tmp_path, small_df):
         _run(tmp_path, _csv(tmp_path, small_df), eval_fraction=0.0001, test_fraction=0.2)
 
 
+def test_empty_split_by_an_id_column_with_one_value_names_the_column(tmp_path, small_df):
+    df = small_df.assign(customer_id="C1")
+    with pytest.raises(
+        DataError,
+        match=r"split of .* is empty: rows are split by the id column 'customer_id', "
+        r"which has 1 distinct value in 600 rows$",
+    ):
+        _run(tmp_path, _csv(tmp_path, df), id_column="customer_id")
+
+
 def test_invalid_split_fractions(tmp_path, small_df):
     with pytest.raises(
         DataError, match=r"eval_fraction \(0\.5\) and test_fraction \(0\.6\) must be in \(0, 1\)"

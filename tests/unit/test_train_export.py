@@ -57,8 +57,12 @@ def serving_fn(exported):
 
 @pytest.fixture(scope="module")
 def awkward_rows(prepared):
+    return awkward_frame(prepared.test)
+
+
+def awkward_frame(test_path: str):
     """Real test rows plus rows a serving client will send sooner or later."""
-    df = io.read_parquet(prepared.test).head(60).reset_index(drop=True)
+    df = io.read_parquet(test_path).head(60).reset_index(drop=True)
     df = df.astype({c: object for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])})
     df = df.astype({c: "float64" for c in ("tenure_months", "support_calls")})
     numeric = ["tenure_months", "monthly_charges", "total_charges", "data_gb", "support_calls"]
@@ -410,3 +414,18 @@ def test_reexport_replaces_the_folder_atomically(trained, prepared, tmp_path):
     assert (target / "saved_model.pb").exists()
     assert sorted(os.listdir(tmp_path)) == ["saved_model", "tflite"]
     assert result.metrics["threshold"] == 0.7
+
+
+def test_infinite_numeric_inputs_give_finite_probabilities():
+    """0 * inf is NaN: the log/no-log choice must select, not blend, or +-inf inputs score NaN."""
+    import numpy as np
+
+    from components.train.model import build_core_model
+
+    spec = {"numeric": [{"name": "a", "input_name": "a", "kind": "numeric", "fill": 1.0, "log": True, "mean": 0.5, "std": 1.0},
+                        {"name": "b", "input_name": "b", "kind": "numeric", "fill": 0.0, "log": False, "mean": 0.0, "std": 2.0}],
+            "categorical": []}
+    core = build_core_model(spec, hidden_units=(4,))
+    x = np.array([[np.inf, np.inf], [-np.inf, -np.inf], [np.nan, np.nan], [1.0, 2.0]], dtype=np.float32)
+    p = np.asarray(core({"numeric": x})).ravel()
+    assert np.isfinite(p).all() and ((p > 0) & (p < 1)).all()
