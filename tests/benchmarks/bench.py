@@ -24,7 +24,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 LABEL = "churned"
 ID_COLUMN = "customer_id"
 MODEL_NAME = "churn-model"
-FUNC_TO_STAGE = {func: stage for stage, (_, func) in COMPONENTS.items()}
+FUNC_TO_STAGE: dict = {}
+for _stage, (_, _func) in COMPONENTS.items():
+    FUNC_TO_STAGE.setdefault(_func, _stage)  # a pipeline task is its first stage (not reference_champion)
 TASK_TO_STAGE = {func.replace("_", "-"): stage for func, stage in FUNC_TO_STAGE.items()}
 DATA_STAGES = ("ingest", "validate", "engineer")
 CHUNK_ROWS = 1_000_000

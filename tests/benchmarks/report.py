@@ -192,6 +192,17 @@ def targets(results: dict) -> list:
         if all(s in stages and "error" not in stages[s] for s in DATA_STAGES)
         else None
     )
+    side = [
+        f"{name} {_f(steps[s]['wall_s'])} s"
+        for s, name in (("reference", "champion-reference"), ("drift", "drift-report"))
+        if (steps.get(s) or {}).get("wall_s")
+    ]
+    notes = [f"same steps in fresh processes outside KFP: {_f(micro)} s"] if micro else []
+    if side:
+        notes.append(
+            "side steps not on the path to training on a cluster (serial under kfp.local, so in the "
+            "end-to-end time): " + ", ".join(side)
+        )
     out.append(
         _target(
             "3",
@@ -199,7 +210,7 @@ def targets(results: dict) -> list:
             15,
             data_wall,
             " s",
-            note=f"same steps in fresh processes outside KFP: {_f(micro)} s" if micro else "",
+            note="; ".join(notes),
         )
     )
     dpeak = (
@@ -213,7 +224,11 @@ def targets(results: dict) -> list:
             dpeak / GB if dpeak else None,
             " GB",
             fmt="{:.2f}",
-            note="validate includes its evidently child process",
+            note=(
+                f"drift-report (evidently): {_mb(steps['drift']['peak_rss_bytes'])} MB"
+                if (steps.get("drift") or {}).get("peak_rss_bytes")
+                else ""
+            ),
         )
     )
     ten_st = ten.get("stages") or {}
@@ -261,6 +276,15 @@ def targets(results: dict) -> list:
             note=(
                 f"slowest: {worst[0]} (start-up alone {best[worst[0]]['startup_s']:.2f} s wall, "
                 f"{_f(best[worst[0]].get('startup_cpu_s'), 2)} s CPU)"
+                + "".join(
+                    f"; {label}: {best[s]['startup_and_imports_s']:.2f} s"
+                    for s, label in (
+                        ("reference", "champion-reference, no champion"),
+                        ("reference_champion", "champion-reference with a champion (MLflow)"),
+                        ("drift", "drift-report (evidently), a side step"),
+                    )
+                    if s in best
+                )
             )
             if worst[0]
             else "",

@@ -31,8 +31,12 @@ COMPONENTS = {
     "export": ("components.export.component", "export_model"),
     "compare": ("components.compare.component", "compare_models"),
     "deploy": ("components.deploy.component", "deploy_model"),
+    # The registry lookup again, now that deploy has made a champion: what it costs on every
+    # run after the first (MLflow's import and a download of the reference sample).
+    "reference_champion": ("components.validate.component", "champion_reference"),
 }
 ORDER = list(COMPONENTS)
+PIPELINE_STAGES = [s for s in ORDER if s != "reference_champion"]  # one per pipeline task
 CALL_MARKER = "@@call"
 META_FILE = "_outputs.json"
 

@@ -29,7 +29,7 @@ def test_readme_section_is_replaced_between_the_markers(tmp_path):
 @pytest.mark.slow
 def test_smoke_mode_reports_every_step(tmp_path):
     from tests.benchmarks.__main__ import SMOKE_ROWS
-    from tests.benchmarks.stage import ORDER
+    from tests.benchmarks.stage import ORDER, PIPELINE_STAGES
 
     proc = subprocess.run(
         [sys.executable, "-m", "tests.benchmarks", "--smoke", "--out", str(tmp_path)],
@@ -45,7 +45,7 @@ def test_smoke_mode_reports_every_step(tmp_path):
 
     e2e = size["end_to_end"]
     assert e2e["returncode"] == 0 and e2e["summary"]["promoted"] is True
-    for stage in ORDER:
+    for stage in PIPELINE_STAGES:
         step = e2e["steps"][stage]
         assert step["status"] == "SUCCESS" and step["wall_s"] > 0, stage
         assert step["peak_rss_bytes"] > 0, f"no process of {stage} was seen by the RSS monitor"
@@ -59,6 +59,10 @@ def test_smoke_mode_reports_every_step(tmp_path):
         r = stages[stage]
         assert "error" not in r, r.get("stderr_tail")
         assert r["startup_s"] > 0 and r["work_s"] >= 0 and r["peak_rss_bytes"] > 0, stage
+    # After deploy the registry lookup finds the champion and imports MLflow for it.
+    assert "mlflow" in stages["reference_champion"]["heavy_modules"]
+    assert "mlflow" not in stages["validate"]["heavy_modules"]
+    assert "evidently" not in stages["validate"]["heavy_modules"]
     for stage in ("ingest", "validate", "engineer"):
         assert stages[stage]["tensorflow_imported"] is False, f"{stage} imported TensorFlow"
     assert stages["train"]["tensorflow_imported"] is True  # the check can see an import
