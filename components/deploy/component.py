@@ -83,7 +83,8 @@ def deploy_model(
 
     result = deploy(saved_model.path, model_name, mlflow_tracking_uri, serving_base_dir,
                     artifacts={"model": model.path, "saved_model": saved_model.path, "data": data_dir, "reports": reports},
-                    card=card, tags=tags, require_approval=require_approval, before_promote=before_promote)
+                    card=card, tags=tags, require_approval=require_approval, before_promote=before_promote,
+                    expected_champion=dec.get("champion_version") or "")
     out = result.to_dict()
     io.write_json(out, deployment.path)
     deployment.metadata.update({"version": result.version, "alias": result.alias, "serving_dir": result.serving_dir})

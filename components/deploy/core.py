@@ -183,6 +183,26 @@ def register_version(client, model_name: str, fp: str, artifacts: dict, descript
     return registry.ModelRef(model_name, str(mv.version), run_id, mv.source, dict(mv.tags or {})), False
 
 
+ANY_CHAMPION = "*"
+
+
+def _check_champion(client, model_name: str, expected: str, version: str) -> None:
+    """Raise unless the champion is still the one compare measured the challenger against.
+
+    ``expected`` is compare's champion version ("" when there was none). Finding ``version``
+    itself as champion is fine: an earlier attempt of this same deploy got that far.
+    """
+    if expected == ANY_CHAMPION:
+        return
+    current = registry.get_alias(client, model_name, registry.CHAMPION)
+    now = current.version if current else ""
+    if now not in (str(expected or ""), str(version)):
+        was = f"version {expected}" if expected else "no champion"
+        raise DeployError(
+            f"the champion of {model_name} changed after compare ran (compared with {was}, now version {now}), "
+            f"so version {version} was not compared with it and is not promoted; run the pipeline again")
+
+
 def deploy(
     saved_model_dir: str,
     model_name: str,
@@ -194,6 +214,7 @@ def deploy(
     require_approval: bool = False,
     verify=None,
     before_promote=None,
+    expected_champion: str = ANY_CHAMPION,
 ) -> DeployResult:
     """Register, push, verify and promote one SavedModel (see the module docstring for the order).
 
@@ -205,6 +226,9 @@ def deploy(
         before_promote: ``before_promote(version) -> dict`` runs after verification and before
             any alias or serving label moves (e.g. the Vertex AI upload); if it raises, nothing is
             promoted. Not called when approval is required. Its result is in ``DeployResult.extra``.
+        expected_champion: The champion version compare measured the challenger against ("" for
+            none). If another run or a rollback moved the champion since, nothing is promoted (the
+            challenger only beat the old one). ``ANY_CHAMPION`` skips the check.
     """
     if not os.path.exists(os.path.join(saved_model_dir, "saved_model.pb")):
         raise DeployError(f"{saved_model_dir} is not a SavedModel (no saved_model.pb)")
@@ -231,6 +255,13 @@ def deploy(
         _mark_failed(client, model_name, version, f"warm-up failed: {exc}")
         raise DeployError(f"version {version} of {model_name} failed its warm-up requests and was not promoted: {exc}") from exc
 
+    try:
+        _check_champion(client, model_name, expected_champion, version)
+    except DeployError as exc:
+        if created:
+            shutil.rmtree(target, ignore_errors=True)
+        _mark_failed(client, model_name, version, str(exc))
+        raise
     extra = {}
     if before_promote is not None and not require_approval:
         try:
@@ -248,6 +279,7 @@ def deploy(
         state = read_state(serving_base, model_name)
         state["canary"] = int(version)
         config = write_state(serving_base, model_name, state)
+        client.set_model_version_tag(model_name, version, "deploy_status", "candidate")
         return DeployResult(model_name, version, target, registry.CANDIDATE,
                             champion.version if champion else None, reused, config, extra)
     previous = champion.version if champion and champion.version != version else (
@@ -260,6 +292,8 @@ def deploy(
     if champion and champion.version != version:
         client.set_registered_model_alias(model_name, registry.PREVIOUS, champion.version)
     client.set_registered_model_alias(model_name, registry.CHAMPION, version)
+    # Overwrites a "failed: ..." left by an earlier attempt of the same SavedModel.
+    client.set_model_version_tag(model_name, version, "deploy_status", "promoted")
     logger.info("model %s version %s is champion (previous %s); served from %s", model_name, version, previous, target)
     return DeployResult(model_name, version, target, registry.CHAMPION, previous, reused, config, extra)
 
@@ -309,5 +343,6 @@ def approve(model_name: str, tracking_uri: str, serving_base: str) -> dict:
     if champion and champion.version != cand.version:
         client.set_registered_model_alias(model_name, registry.PREVIOUS, champion.version)
     client.set_registered_model_alias(model_name, registry.CHAMPION, cand.version)
+    client.set_model_version_tag(model_name, cand.version, "deploy_status", "promoted")
     client.delete_registered_model_alias(model_name, registry.CANDIDATE)
     return {"model": model_name, "champion": cand.version, "previous": champion.version if champion else None}

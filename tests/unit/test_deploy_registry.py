@@ -233,6 +233,32 @@ def test_a_version_failing_its_warmup_is_not_promoted(exports, tracking_uri, ser
     assert _alias(tracking_uri, "champion") == "1" and _served(serving) == ["1", "serving.json"]
 
 
+def test_a_champion_that_moved_after_compare_is_not_replaced(exports, tracking_uri, serving):
+    """Run A compared its challenger with 'no champion'; meanwhile run B promoted version 1.
+    A's deploy must not replace B's champion: A never beat it."""
+    _deploy(exports, "a", tracking_uri, serving, expected_champion="")
+    config_before = _config(serving)
+
+    with pytest.raises(
+        DeployError,
+        match=rf"^the champion of {MODEL} changed after compare ran \(compared with no champion, now version 1\), "
+        r"so version 2 was not compared with it and is not promoted; run the pipeline again$",
+    ):
+        _deploy(exports, "b", tracking_uri, serving, expected_champion="")
+
+    assert _alias(tracking_uri, "champion") == "1" and _alias(tracking_uri, "previous") is None
+    assert _config(serving) == config_before and _served(serving) == ["1", "serving.json"]
+    tags = _client(tracking_uri).get_model_version(MODEL, "2").tags
+    assert tags["deploy_status"].startswith("failed: the champion of")
+
+    # Compared with the current champion: promoted. A retry of that same deploy (the alias
+    # already moved to its own version) is still fine.
+    assert _deploy(exports, "b", tracking_uri, serving, expected_champion="1").version == "2"
+    assert _deploy(exports, "b", tracking_uri, serving, expected_champion="1").reused is True
+    assert (_alias(tracking_uri, "champion"), _alias(tracking_uri, "previous")) == ("2", "1")
+    assert _client(tracking_uri).get_model_version(MODEL, "2").tags["deploy_status"] == "promoted"
+
+
 def test_rollback_swaps_champion_and_previous(exports, tracking_uri, serving):
     _deploy(exports, "a", tracking_uri, serving)
     _deploy(exports, "b", tracking_uri, serving)

@@ -14,18 +14,6 @@ LABEL = "churned"
 
 
 @pytest.fixture(scope="module")
-def train(churn_df):
-    df = churn_df.copy()
-    df[LABEL] = (df[LABEL] == "yes").astype("int8")
-    return df.iloc[:2000].reset_index(drop=True)
-
-
-@pytest.fixture(scope="module")
-def schema(train):
-    return infer_schema(train, LABEL, "yes", id_column="customer_id")
-
-
-@pytest.fixture(scope="module")
 def spec(train, schema):
     return fit_transform_spec(train, schema)
 

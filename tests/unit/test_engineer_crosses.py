@@ -24,18 +24,6 @@ from components.validate.core import infer_schema
 LABEL = "churned"
 
 
-@pytest.fixture(scope="module")
-def train(churn_df):
-    df = churn_df.copy()
-    df[LABEL] = (df[LABEL] == "yes").astype("int8")
-    return df.iloc[:2000].reset_index(drop=True)
-
-
-@pytest.fixture(scope="module")
-def schema(train):
-    return infer_schema(train, LABEL, "yes", id_column="customer_id")
-
-
 def _buckets(spec) -> dict:
     return {b["name"]: b["boundaries"] for b in spec["buckets"]}
 
