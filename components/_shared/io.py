@@ -213,6 +213,19 @@ def read_parquet(path: str, columns: Optional[list[str]] = None):
     return to_pandas(pq.read_table(path, columns=columns))
 
 
+def sample_parquet(path: str, rows: int, seed: int = 0, columns: Optional[list[str]] = None):
+    """At most ``rows`` random rows (of ``columns``) of a Parquet file, as pandas (strings as
+    categoricals): only the sampled rows are converted, never the whole file."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path, columns=columns)
+    if table.num_rows > rows:
+        idx = np.sort(np.random.default_rng(seed).choice(table.num_rows, rows, replace=False))
+        table = table.take(idx)
+    return to_pandas(table)
+
+
 def read_parquet_schema_names(path: str) -> list:
     """Column names of a Parquet file (no data read)."""
     import pyarrow.parquet as pq

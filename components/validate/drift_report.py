@@ -27,18 +27,6 @@ from components.validate.core import (
 logger = logging.getLogger(__name__)
 
 
-def sample_parquet(path: str, columns: list, rows: int, seed: int):
-    """At most ``rows`` random rows of ``columns`` of a Parquet file, as pandas (strings as categoricals)."""
-    import numpy as np
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path, columns=columns)
-    if table.num_rows > rows:
-        idx = np.sort(np.random.default_rng(seed).choice(table.num_rows, rows, replace=False))
-        table = table.take(idx)
-    return io.to_pandas(table)
-
-
 def drift_report(
     schema: dict,
     train_path: str,
@@ -56,13 +44,13 @@ def drift_report(
     if reference_sample_path:
         names = set(io.read_parquet_schema_names(reference_sample_path))
         columns = [f for f in feature_names(schema) if f in names]
-        ref = sample_parquet(reference_sample_path, columns, sample_rows, seed)
-        cur = sample_parquet(train_path, columns, sample_rows, seed)
+        ref = io.sample_parquet(reference_sample_path, sample_rows, seed, columns)
+        cur = io.sample_parquet(train_path, sample_rows, seed, columns)
         sides = ("champion's reference sample", "this run's train split")
     else:
         columns = feature_names(schema)
-        ref = sample_parquet(train_path, columns, sample_rows, seed)
-        cur = sample_parquet(test_path, columns, sample_rows, seed)
+        ref = io.sample_parquet(train_path, sample_rows, seed, columns)
+        cur = io.sample_parquet(test_path, sample_rows, seed, columns)
         sides = ("this run's train split", "this run's test split")
     for name in columns:  # evidently does not test datetimes: compare them as days since epoch
         if schema["columns"][name]["kind"] == "timestamp":

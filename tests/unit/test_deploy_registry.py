@@ -324,3 +324,28 @@ def test_deploy_refuses_a_folder_that_is_not_a_saved_model(tracking_uri, serving
     with pytest.raises(DeployError, match=r"empty is not a SavedModel \(no saved_model.pb\)$"):
         deploy(str(tmp_path / "empty"), MODEL, tracking_uri, serving, artifacts={}, card="")
     assert _versions(tracking_uri) == []
+
+
+def test_warmup_child_verifies_a_pushed_copy_and_reports_failures(exports, tmp_path):
+    """deploy's verify in a child process (TensorFlow imported while deploy registers)."""
+    import shutil
+
+    from components._shared.errors import ModelError
+    from components.deploy.warmup import WarmupJob
+
+    job = WarmupJob()
+    assert job.verify(exports["a"]) > 0
+    with pytest.raises(ModelError, match=r"already used"):
+        job.verify(exports["a"])
+
+    broken = tmp_path / "broken"
+    shutil.copytree(exports["a"], broken)
+    os.remove(broken / "saved_model.pb")
+    with pytest.raises(ModelError, match=rf"^the SavedModel at {broken} does not load"):
+        WarmupJob().verify(str(broken))
+
+    idle = WarmupJob()
+    idle.cancel()
+    idle.cancel()  # twice is fine
+    with pytest.raises(ModelError, match=r"already used or stopped"):
+        idle.verify(exports["a"])
