@@ -201,3 +201,17 @@ def finite_or_none(x) -> Optional[float]:
     import math
 
     return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(x)
+
+
+def loggable(values: dict) -> dict:
+    """The finite numbers of ``values`` as floats: what a KFP Metrics artifact accepts (its
+    metadata is a protobuf Struct, which cannot hold NaN or infinity and fails the task)."""
+    import math
+
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if math.isfinite(float(value)):
+            out[key] = float(value)
+    return out

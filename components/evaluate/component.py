@@ -36,15 +36,15 @@ def evaluate_model(
     import logging
 
     from components._shared import io
+    from components._shared.metrics import loggable
     from components.evaluate.core import evaluate, report_markdown
 
     logging.basicConfig(level=logging.INFO)
     cols = [c.strip() for c in slice_columns.split(",") if c.strip()]
     ev = evaluate(model.path, test_data.path, eval_data.path, slice_columns=cols or None, min_slice_rows=min_slice_rows)
     io.write_json(ev.to_dict(), evaluation.path)
-    for k, v in ev.metrics.items():
-        if isinstance(v, (int, float)) and v == v:
-            metrics.log_metric(k, float(v))
+    for k, v in loggable(ev.metrics).items():
+        metrics.log_metric(k, v)
     fpr, tpr, thr = ev.roc
     classification_metrics.log_roc_curve(fpr, tpr, thr)
     classification_metrics.log_confusion_matrix(["negative", "positive"], ev.confusion)

@@ -30,6 +30,7 @@ def export_model(
     import logging
 
     from components._shared import io
+    from components._shared.metrics import loggable
     from components.export.core import export
 
     logging.basicConfig(level=logging.INFO)
@@ -39,5 +40,5 @@ def export_model(
     saved_model.metadata.update({"format": "tf_saved_model", "signatures": "serving_default,predict_examples,classification"})
     tflite_model.metadata.update({"format": "tflite", "quantization": tflite_quantization,
                                   "max_abs_diff": result.metrics["tflite_max_abs_diff"]})
-    for k, v in result.metrics.items():
-        metrics.log_metric(k, float(v))
+    for k, v in loggable(result.metrics).items():
+        metrics.log_metric(k, v)

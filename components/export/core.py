@@ -295,15 +295,17 @@ def export(
         "threshold": float(threshold),
     }
     logger.info("exported %s: %s", saved_model_dir, metrics)
-    failed = metrics["tflite_max_abs_diff"] > max_parity_diff or skew > 1e-4
-    if failed:  # leave nothing behind that could be mistaken for a good export
+    # "not <=" so that a NaN difference (a model that outputs NaN) fails as well.
+    bad_lite = not metrics["tflite_max_abs_diff"] <= max_parity_diff
+    bad_skew = not skew <= 1e-4
+    if bad_lite or bad_skew:  # leave nothing behind that could be mistaken for a good export
         shutil.rmtree(saved_model_dir, ignore_errors=True)
         if os.path.exists(tflite_path):
             os.remove(tflite_path)
-    if metrics["tflite_max_abs_diff"] > max_parity_diff:
+    if bad_lite:
         raise ModelError(
             f"the TFLite model differs from the SavedModel by up to {metrics['tflite_max_abs_diff']:.2e} "
             f"in probability, above the bound {max_parity_diff:.0e} ({quantization} quantization)")
-    if skew > 1e-4:
+    if bad_skew:
         raise ModelError(f"the SavedModel's raw-feature path differs from the training path by {skew:.2e}: training/serving skew")
     return ExportResult(saved_model_dir, tflite_path, metrics)

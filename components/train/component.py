@@ -51,6 +51,7 @@ def train_model(
     import os
 
     from components._shared import io
+    from components._shared.metrics import loggable
     from components.train.core import TrainConfig, train
 
     logging.basicConfig(level=logging.INFO)
@@ -66,5 +67,5 @@ def train_model(
                             "data_uri": info["source_uri"]})
     model.metadata.update({"framework": "keras", "device": result.device, "epochs_run": result.epochs_run,
                            "mlflow_run_id": result.mlflow_run_id or ""})
-    for k, v in result.metrics.items():
-        metrics.log_metric(k, float(v))
+    for k, v in loggable(result.metrics).items():  # NaN (e.g. no scorer) would fail the task
+        metrics.log_metric(k, v)

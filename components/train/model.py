@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 MODEL_FILE = "model.keras"
 SPEC_FILE = "transform_spec.json"
 SCORER_FILE = "scorer.tflite"
-SCORER_MAX_DIFF = 1e-5
+SCORER_MAX_DIFF = 1e-4  # in probability; the SavedModel's skew bound is the same
 _INT32_MIN = -(2**31)
 
 
@@ -341,7 +341,7 @@ def write_scorer(core, model_dir: str, arrays: dict) -> Optional[float]:
     except Exception as exc:  # the Keras model remains the reference; scoring falls back to it
         logger.warning("no TFLite scorer: %s", exc)
         return None
-    if diff > SCORER_MAX_DIFF:
+    if not diff <= SCORER_MAX_DIFF:  # NaN included
         logger.warning("no TFLite scorer: it differs from the Keras model by %.2e", diff)
         return None
     path = os.path.join(model_dir, SCORER_FILE)

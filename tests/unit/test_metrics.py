@@ -149,3 +149,11 @@ def test_finite_or_none():
     assert finite_or_none(float("inf")) is None
     assert finite_or_none(None) is None
     assert finite_or_none(np.int64(3)) == 3.0
+
+
+def test_loggable_keeps_only_finite_numbers():
+    """KFP's Metrics metadata is a protobuf Struct: a NaN fails the whole task."""
+    from components._shared.metrics import loggable
+
+    values = {"auc": 0.9, "rows": 3, "nan": float("nan"), "inf": float("inf"), "flag": True, "name": "x"}
+    assert loggable(values) == {"auc": 0.9, "rows": 3.0}
