@@ -128,6 +128,13 @@ def fit_transform_spec(
         "excluded": [c for c, e in schema["columns"].items() if e.get("role") == "excluded"],
         "train_rows": int(len(train)),
     }
+    # A boolean in a cross needs no configuration: it is bucketized at 0.5 (two buckets).
+    crossed = {str(c).strip() for cross in (crosses or [])
+               for c in (cross.split("*") if isinstance(cross, str) else cross)}
+    bucketize = list(bucketize or [])
+    if "*" not in bucketize:
+        bucketize += [f["name"] for f in numeric
+                      if f["kind"] == "boolean" and f["name"] in crossed and f["name"] not in bucketize]
     buckets = _fit_buckets(bucketize, num_buckets, numeric, categorical, filled_values)
     if buckets:
         spec["buckets"] = buckets
@@ -160,6 +167,7 @@ def _fit_buckets(bucketize, num_buckets: int, numeric: list, categorical: list, 
                 raise DataError(f"cannot bucketize {name!r}: it is not a numeric feature of the transform spec")
         wanted = set(names)
     levels = np.arange(1, int(num_buckets)) / int(num_buckets)
+    kind_of = {f["name"]: f["kind"] for f in numeric}
     out = []
     for name in numeric_names:
         if name not in wanted:
@@ -169,7 +177,9 @@ def _fit_buckets(bucketize, num_buckets: int, numeric: list, categorical: list, 
         filled = filled_values[name].astype(np.float32)
         filled = filled[np.isfinite(filled)]
         bounds = np.zeros(0, dtype=np.float32)
-        if len(filled):
+        if kind_of[name] == "boolean":
+            bounds = np.array([0.5], dtype=np.float32)
+        elif len(filled):
             bounds = np.unique(np.quantile(filled.astype(np.float64), levels).astype(np.float32))
             # A boundary at or below the minimum would open a bucket no train row falls in.
             bounds = bounds[np.isfinite(bounds) & (bounds > filled.min())]

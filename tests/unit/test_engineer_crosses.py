@@ -105,7 +105,7 @@ def test_star_bucketizes_every_numeric_feature_and_ties_collapse(train, schema):
     spec = fit_transform_spec(train, schema, bucketize=["*"], num_buckets=10)
     assert [b["name"] for b in spec["buckets"]] == [f["name"] for f in spec["numeric"]]
     buckets = _buckets(spec)
-    assert buckets["senior_citizen"] == [1.0]  # a boolean has two buckets, not ten
+    assert buckets["senior_citizen"] == [0.5]  # a boolean has two buckets, not ten
     assert len(buckets["support_calls"]) < 9  # a few small counts: tied quantiles merge
     for bounds in buckets.values():
         assert len(bounds) == len(set(bounds)) and bounds == sorted(bounds)
@@ -571,3 +571,12 @@ def test_tflite_and_scorer_match_with_buckets_and_crosses(trained, exported, row
     assert trained[1].metrics["scorer_max_abs_diff"] <= 1e-5
     keras_probs = predict_proba(load_core_model(trained[0]), arrays)
     np.testing.assert_allclose(load_scorer(trained[0])(arrays), keras_probs, rtol=0, atol=1e-5)
+
+
+def test_a_boolean_in_a_cross_is_bucketized_at_one_half_without_configuration(train, schema):
+    spec = fit_transform_spec(train, schema, crosses=[("contract", "senior_citizen")])
+    assert spec["buckets"] == [{"name": "senior_citizen", "boundaries": [0.5]}]
+    contract = next(f for f in spec["categorical"] if f["name"] == "contract")
+    assert spec["crosses"] == [
+        {"columns": ["contract", "senior_citizen"], "size": (len(contract["vocab"]) + 1) * 2, "hashed": False}
+    ]
