@@ -13,7 +13,7 @@ def champion_reference(
     mlflow_tracking_uri: str = "",
     schema_uri: str = "",
 ):
-    """Fetch what validation enforces: a user schema file, else the champion's schema and reference sample.
+    """Fetch what validation enforces: the champion's schema and reference sample, and a user schema file.
 
     Its own step, so validate never imports MLflow and, on a cluster, the registry lookup runs
     while ingest reads the data. With neither a schema file nor a champion the folder says so and
@@ -22,7 +22,8 @@ def champion_reference(
     Args:
         model_name: Registered model whose champion's schema and reference sample are enforced.
         mlflow_tracking_uri: MLflow tracking/registry URI; empty to skip the champion lookup.
-        schema_uri: A schema JSON (local path or gs://...) to enforce instead of the champion's.
+        schema_uri: A schema JSON (local path or gs://...; validate's schema artifact, possibly edited)
+            enforced as well as the champion's, or alone before there is a champion.
     """
     import logging
 
@@ -71,12 +72,12 @@ def validate_data(
 
     logging.basicConfig(level=logging.INFO)
     info = io.read_json(ingest_info.path)
-    reference_schema, _, source = read_reference(reference.path)
+    ref = read_reference(reference.path)
     train = io.read_parquet(train_data.path)
     others = {"eval": io.read_parquet(eval_data.path), "test": io.read_parquet(test_data.path)}
     result = validate(
         train, others, info["label"], info["positive_label"],
-        reference_schema=reference_schema,
+        reference_schema=ref.schema, user_schema=ref.user_schema,
         id_column=id_column or None,
         exclude=[c.strip() for c in exclude_columns.split(",") if c.strip()],
         severity=json.loads(anomaly_severity or "{}"),
@@ -85,9 +86,9 @@ def validate_data(
     )
     result.schema["negative_label"] = info.get("negative_label")
     io.write_json(result.schema, schema.path)
-    io.write_json({**result_to_json(result), "reference_source": source}, anomalies.path)
+    io.write_json({**result_to_json(result), "reference_source": ref.source}, anomalies.path)
     schema.metadata.update({"features": len([c for c in result.schema["columns"].values() if c.get("role") == "feature"]),
-                            "reference": source})
+                            "reference": ref.source})
     metrics.log_metric("anomalies", len(result.anomalies))
     metrics.log_metric("blocking_anomalies", len(result.blocking))
     metrics.log_metric("drift_share_psi", result.drift["psi_drift"]["share"])
@@ -125,10 +126,10 @@ def drift_report(
     from components.validate.drift_report import drift_report as run_report
 
     logging.basicConfig(level=logging.INFO)
-    _, sample_path, source = read_reference(reference.path)
-    summary = run_report(io.read_json(schema.path), train_data.path, test_data.path, sample_path,
+    ref = read_reference(reference.path)
+    summary = run_report(io.read_json(schema.path), train_data.path, test_data.path, ref.sample_path,
                          report.path, sample_rows=sample_rows, seed=seed)
-    summary["reference_source"] = source
+    summary["reference_source"] = ref.source
     io.write_json(summary, drift.path)
     drift.metadata.update({"reference": summary["reference"], "current": summary["current"]})
     if "error" in summary:

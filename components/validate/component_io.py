@@ -1,14 +1,16 @@
-"""What validate enforces: a user schema file, else the champion's schema and reference sample.
+"""What validate enforces: the champion's schema and reference sample, and a user schema file.
 
 :func:`fetch_reference` runs in its own step (``champion_reference``), so the validate step
 itself never imports MLflow (about 2 s) and, on Kubeflow, the registry lookup runs while
 ingest reads the data. It writes a folder: ``reference.json`` (where it came from),
-``schema.json`` when there is a schema to enforce, ``reference.parquet`` when there is a
-reference sample for the drift report. :func:`read_reference` reads that folder back.
+``schema.json`` (the champion's) when there is a champion, ``user_schema.json`` when a schema
+file was given, ``reference.parquet`` (the champion's reference sample) for the drift report.
+:func:`read_reference` reads it back.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -16,74 +18,111 @@ import tempfile
 from typing import Optional
 
 from components._shared import io
+from components._shared.errors import DataError
 
 logger = logging.getLogger(__name__)
 
 INFO_FILE = "reference.json"
 SCHEMA_FILE = "schema.json"
+USER_SCHEMA_FILE = "user_schema.json"
 SAMPLE_FILE = "reference.parquet"
 
 
+@dataclasses.dataclass
+class Reference:
+    """What validate enforces (see :func:`read_reference`)."""
+
+    schema: Optional[dict]  # the champion's schema, if there is a champion
+    sample_path: Optional[str]  # the champion's reference sample (Parquet), if any
+    source: str
+    user_schema: Optional[dict] = None  # the schema file, if one was given
+
+
 def _write(dest: str, source: str, schema: Optional[dict] = None, sample_path: Optional[str] = None,
-           version: Optional[str] = None) -> dict:
+           version: Optional[str] = None, user_schema: Optional[dict] = None) -> dict:
     os.makedirs(dest, exist_ok=True)
     if schema is not None:
         io.write_json(schema, os.path.join(dest, SCHEMA_FILE))
+    if user_schema is not None:
+        io.write_json(user_schema, os.path.join(dest, USER_SCHEMA_FILE))
     if sample_path is not None:
         shutil.copyfile(sample_path, os.path.join(dest, SAMPLE_FILE))
-    info = {"source": source, "version": version, "schema": schema is not None, "sample": sample_path is not None}
+    info = {"source": source, "version": version, "schema": schema is not None,
+            "user_schema": user_schema is not None, "sample": sample_path is not None}
     io.write_json(info, os.path.join(dest, INFO_FILE))
     return info
+
+
+def _read_schema_file(schema_uri: str) -> dict:
+    import json
+
+    try:
+        if "://" in schema_uri:
+            import fsspec
+
+            with fsspec.open(schema_uri) as fh:
+                schema = json.load(fh)
+        else:
+            schema = io.read_json(schema_uri)
+    except FileNotFoundError as exc:
+        raise DataError(f"the schema file {schema_uri} does not exist") from exc
+    except ValueError as exc:
+        raise DataError(f"the schema file {schema_uri} is not valid JSON: {exc}") from exc
+    if not isinstance(schema, dict) or not isinstance(schema.get("columns"), dict):
+        raise DataError(f"the schema file {schema_uri} has no \"columns\" object (write it like validate's schema artifact)")
+    bad = [name for name, e in schema["columns"].items() if not isinstance(e, dict) or "kind" not in e]
+    if bad:
+        raise DataError(f"the schema file {schema_uri} gives column {bad[0]!r} no \"kind\"")
+    for name, entry in schema["columns"].items():  # a hand-written entry is a feature unless it says otherwise
+        entry.setdefault("role", "label" if name == schema.get("label") or entry["kind"] == "label" else "feature")
+    return schema
 
 
 def fetch_reference(schema_uri: str, tracking_uri: str, model_name: str, dest: str) -> dict:
     """Write the reference folder ``dest``; return its ``reference.json`` content.
 
-    A user-supplied ``schema_uri`` (local path or any fsspec URI such as gs://) wins over the
-    registry. With neither, or no champion yet, the folder holds only ``reference.json``
-    and validate infers the schema from this run's training split.
+    The champion's schema (and reference sample) come from the registry; a user-supplied
+    ``schema_uri`` (validate's schema artifact, possibly edited, or a hand-written one whose
+    columns need only a ``kind``; local path or any fsspec URI such as gs://) is enforced as
+    well, and is how a column the champion did not have becomes a feature. With neither, the
+    folder holds only ``reference.json`` and validate infers the schema from the training split.
     """
-    if schema_uri:
-        try:
-            if "://" in schema_uri:
-                import json
-
-                import fsspec
-
-                with fsspec.open(schema_uri) as fh:
-                    schema = json.load(fh)
-            else:
-                schema = io.read_json(schema_uri)
-        except FileNotFoundError as exc:
-            from components._shared.errors import DataError
-
-            raise DataError(f"the schema file {schema_uri} does not exist") from exc
-        return _write(dest, f"schema file {schema_uri}", schema=schema)
+    user = _read_schema_file(schema_uri) if schema_uri else None
+    file_source = f"schema file {schema_uri}"
+    champion = None
     if not tracking_uri:
-        return _write(dest, "none (no registry configured: schema inferred)")
-    if tracking_uri.startswith("sqlite:///") and not os.path.exists(tracking_uri[len("sqlite:///"):]):
-        # A local store that does not exist yet has no champion: skip MLflow's import (~2 s).
-        return _write(dest, "none (no registry yet: schema inferred)")
-    from components._shared import registry
+        why = "no registry configured"
+    elif tracking_uri.startswith("sqlite:///") and not os.path.exists(tracking_uri[len("sqlite:///"):]):
+        why = "no registry yet"  # a local store that does not exist yet: skip MLflow's import (~2 s)
+    else:
+        from components._shared import registry
 
-    client = registry.configure(tracking_uri)
-    ref = registry.get_alias(client, model_name, registry.CHAMPION)
-    if ref is None:
-        return _write(dest, "none (no champion yet: schema inferred)")
+        client = registry.configure(tracking_uri)
+        champion = registry.get_alias(client, model_name, registry.CHAMPION)
+        why = "no champion yet"
+    if champion is None:
+        if user is not None:
+            return _write(dest, f"{file_source} (schema inferred; {why})", user_schema=user)
+        return _write(dest, f"none ({why}: schema inferred)")
     tmp = tempfile.mkdtemp(prefix="reference-")
     try:
-        local = registry.download(client, ref, tmp, "data")
+        local = registry.download(client, champion, tmp, "data")
         sample = os.path.join(local, SAMPLE_FILE)
-        logger.info("validating against the schema of %s version %s", model_name, ref.version)
-        return _write(dest, f"champion {model_name} v{ref.version}", schema=io.read_json(os.path.join(local, SCHEMA_FILE)),
-                      sample_path=sample if os.path.exists(sample) else None, version=ref.version)
+        logger.info("validating against the schema of %s version %s", model_name, champion.version)
+        source = f"champion {model_name} v{champion.version}" + (f" + {file_source}" if user is not None else "")
+        return _write(dest, source, schema=io.read_json(os.path.join(local, SCHEMA_FILE)),
+                      sample_path=sample if os.path.exists(sample) else None, version=champion.version,
+                      user_schema=user)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def read_reference(path: str) -> tuple[Optional[dict], Optional[str], str]:
-    """(schema or None, path of the reference sample or None, description of the source)."""
+def read_reference(path: str) -> Reference:
+    """The reference folder written by :func:`fetch_reference`."""
     info = io.read_json(os.path.join(path, INFO_FILE))
-    schema = io.read_json(os.path.join(path, SCHEMA_FILE)) if info.get("schema") else None
-    sample = os.path.join(path, SAMPLE_FILE) if info.get("sample") else None
-    return schema, sample, info["source"]
+    return Reference(
+        schema=io.read_json(os.path.join(path, SCHEMA_FILE)) if info.get("schema") else None,
+        sample_path=os.path.join(path, SAMPLE_FILE) if info.get("sample") else None,
+        source=info["source"],
+        user_schema=io.read_json(os.path.join(path, USER_SCHEMA_FILE)) if info.get("user_schema") else None,
+    )

@@ -273,6 +273,8 @@ def population_stability(df, schema: dict) -> dict:
             counts = np.bincount(np.searchsorted(entry["bins"], finite, side="right"), minlength=len(entry["bin_freq"]))
             out[name] = _psi(entry["bin_freq"], counts / counts.sum())
         else:
+            if not entry.get("frequencies"):
+                continue
             freq = values.value_counts(normalize=True, dropna=True)
             keys = list(entry["frequencies"])
             ref = [entry["frequencies"][k] for k in keys] + [max(0.0, 1 - sum(entry["frequencies"].values()))]
@@ -280,6 +282,26 @@ def population_stability(df, schema: dict) -> dict:
             cur.append(max(0.0, 1.0 - sum(cur)))
             out[name] = _psi(ref, cur)
     return out
+
+
+def _keep_roles(schema: dict, reference: dict, train) -> None:
+    """Apply a reference schema's roles to a freshly inferred one: its exclusions stay excluded,
+    and its features stay features even when they look constant (or id-like) in this data,
+    unless excluded by configuration."""
+    for name, entry in reference["columns"].items():
+        new = schema["columns"].get(name)
+        if new is None or new.get("role") == "label":
+            continue
+        if entry.get("role") == "excluded":
+            new["role"] = "excluded"
+            new["reason"] = entry.get("reason") or "excluded in the reference schema"
+        elif (entry.get("role") == "feature" and new.get("role") == "excluded"
+              and new.get("reason") != "excluded by configuration" and new.get("kind") != entry["kind"]
+              and new.get("kind") in ("constant", "id", "text") and entry["kind"] in FEATURE_KINDS):
+            kind = entry["kind"]
+            values = column_values(train[name], kind)
+            new.update(kind=kind, role="feature", reason=None,
+                       **(_numeric_stats(values) if kind in NUMERIC_KINDS else _categorical_stats(values)))
 
 
 def check_against_schema(df, schema: dict, split: str, min_rows: int, max_missing_jump: float,
@@ -293,9 +315,6 @@ def check_against_schema(df, schema: dict, split: str, min_rows: int, max_missin
     for name, entry in ref_cols.items():
         if entry.get("role") in ("feature", "label") and name not in df.columns:
             anomalies.append(Anomaly("missing_column", name, f"{split}: column {name!r} of the schema is missing"))
-    for name in df.columns:
-        if name not in ref_cols:
-            anomalies.append(Anomaly("extra_column", name, f"{split}: column {name!r} is not in the schema (ignored)"))
     if len(df) < min_rows:
         anomalies.append(Anomaly("too_few_rows", None, f"{split}: {len(df)} rows, fewer than the minimum {min_rows}"))
     for name in feature_names(schema):
@@ -316,20 +335,22 @@ def check_against_schema(df, schema: dict, split: str, min_rows: int, max_missin
                 f"{split}: column {name!r} should be {kind} but holds text such as {example} ({len(bad)} values)"))
             continue
         missing = float(series.isna().mean())
-        if missing - entry["missing_rate"] > max_missing_jump:
+        if "missing_rate" in entry and missing - entry["missing_rate"] > max_missing_jump:
             anomalies.append(Anomaly(
                 "missing_rate_jump", name,
                 f"{split}: column {name!r} is missing in {missing:.1%} of rows (schema: {entry['missing_rate']:.1%})"))
         values = column_values(series, kind)
-        if kind in NUMERIC_KINDS and entry.get("min") is not None:
+        if kind in NUMERIC_KINDS and (entry.get("min") is not None or entry.get("max") is not None):
+            lo = entry["min"] if entry.get("min") is not None else -np.inf
+            hi = entry["max"] if entry.get("max") is not None else np.inf
             finite = values[np.isfinite(values)]
             if len(finite):
-                out = float(((finite < entry["min"]) | (finite > entry["max"])).mean())
+                out = float(((finite < lo) | (finite > hi)).mean())
                 if out > max_out_of_range_share:
                     anomalies.append(Anomaly(
                         "out_of_range", name,
-                        f"{split}: {out:.1%} of {name!r} is outside the schema range [{entry['min']:.4g}, {entry['max']:.4g}]"))
-        elif kind == "categorical" and entry.get("cardinality", 0) <= MAX_DOMAIN:
+                        f"{split}: {out:.1%} of {name!r} is outside the schema range [{lo:.4g}, {hi:.4g}]"))
+        elif kind == "categorical" and entry.get("domain") is not None and entry.get("cardinality", 0) <= MAX_DOMAIN:
             nonnull = values.dropna()
             if len(nonnull):
                 unseen_mask = ~nonnull.isin(entry["domain"])
@@ -428,6 +449,7 @@ def validate(
     label: str,
     positive_label: Optional[str] = None,
     reference_schema: Optional[dict] = None,
+    user_schema: Optional[dict] = None,
     id_column: Optional[str] = None,
     exclude: Optional[list] = None,
     severity: Optional[dict] = None,
@@ -445,6 +467,8 @@ def validate(
         train: Training split (DataFrame, label encoded 0/1).
         others: Other splits by name (``{"eval": df, "test": df}``).
         reference_schema: The champion's (or a user's) schema to enforce; None on a first run.
+            It also fixes the feature set and the bins of the drift gate.
+        user_schema: A user's schema enforced as well (its anomalies name "schema file").
         severity: Overrides of :data:`DEFAULT_SEVERITY` by anomaly kind.
         drift_share_threshold: A drift anomaly is raised when more than this share of features
             has a PSI above ``psi_threshold`` (computed on every row, vectorised).
@@ -469,22 +493,23 @@ def validate(
                 "label_domain", label,
                 f"the positive label is {positive_label!r} but the reference schema's is {ref_pos!r}"))
         # Keep the reference's feature set, so the challenger's serving signature takes the same
-        # inputs as the champion's: its exclusions stay excluded, and its features stay features
-        # even when they look constant (or id-like) in this data, unless excluded by configuration.
-        for name, entry in reference_schema["columns"].items():
-            new = schema["columns"].get(name)
-            if new is None or new.get("role") == "label":
+        # inputs as the champion's.
+        _keep_roles(schema, reference_schema, train)
+        # A column the champion did not have becomes a feature only when a schema file lists it:
+        # a new model input would break every client that sends the champion's inputs.
+        listed = (user_schema or {}).get("columns", {})
+        for name, new in schema["columns"].items():
+            if name in reference_schema["columns"] or new.get("role") == "label":
                 continue
-            if entry.get("role") == "excluded":
+            if new.get("role") == "feature" and listed.get(name, {}).get("role") == "feature":
+                anomalies.append(Anomaly("extra_column", name, f"train: column {name!r} is not in the champion's "
+                                         "schema; a new feature, as the schema file lists it"))
+                continue
+            if new.get("role") == "feature":
                 new["role"] = "excluded"
-                new["reason"] = entry.get("reason") or "excluded in the reference schema"
-            elif (entry.get("role") == "feature" and new.get("role") == "excluded"
-                  and new.get("reason") != "excluded by configuration" and new.get("kind") != entry["kind"]
-                  and new.get("kind") in ("constant", "id", "text")):
-                kind = entry["kind"]
-                values = column_values(train[name], kind)
-                new.update(kind=kind, role="feature", reason=None,
-                           **(_numeric_stats(values) if kind in NUMERIC_KINDS else _categorical_stats(values)))
+                new["reason"] = "not in the champion's schema (list it in a schema file to add it as a feature)"
+            anomalies.append(Anomaly("extra_column", name, f"train: column {name!r} is not in the champion's schema; "
+                                     "excluded from features, so the model takes the champion's inputs"))
         anomalies += check_against_schema(train, reference_schema, "train", min_rows, max_missing_jump,
                                           max_unseen_share, max_out_of_range_share)
     else:
@@ -494,6 +519,11 @@ def validate(
         anomalies += check_against_schema(df, reference_schema or schema, split, 1, max_missing_jump,
                                           max_unseen_share if reference_schema else 1.0,
                                           max_out_of_range_share if reference_schema else 1.0)
+    if user_schema is not None:
+        _keep_roles(schema, user_schema, train)
+        for split, df in {"train": train, **others}.items():
+            anomalies += check_against_schema(df, user_schema, f"{split} (schema file)", 1, max_missing_jump,
+                                              max_unseen_share, max_out_of_range_share)
     base = reference_schema or schema
     current = train if reference_schema else others.get("test", train)
     psi = population_stability(current, base)

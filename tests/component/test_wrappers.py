@@ -172,7 +172,9 @@ def test_validate_data_blocks_on_corrupted_data_against_a_schema_file(data_stage
     # The evidence is written before the task fails, for the KFP UI.
     anomalies = io.read_json(str(tmp_path / "anomalies"))
     assert anomalies["status"] == "failed"
-    assert anomalies["reference_source"] == f"schema file {data_stage['schema'].path}"
+    assert anomalies["reference_source"] == (
+        f"schema file {data_stage['schema'].path} (schema inferred; no registry configured)"
+    )
     blocking = {
         (a["kind"], a["column"]) for a in anomalies["anomalies"] if a["severity"] == "blocking"
     }
@@ -188,8 +190,9 @@ def test_champion_reference_without_registry_or_schema_says_so(data_stage):
 
 def test_champion_reference_copies_a_schema_file_and_names_a_missing_one(data_stage, tmp_path):
     ref = _reference(tmp_path / "a", schema_uri=data_stage["schema"].path)
-    assert io.read_json(os.path.join(ref.path, "schema.json")) == io.read_json(data_stage["schema"].path)
-    assert ref.metadata["source"] == f"schema file {data_stage['schema'].path}"
+    assert io.read_json(os.path.join(ref.path, "user_schema.json")) == io.read_json(data_stage["schema"].path)
+    assert not os.path.exists(os.path.join(ref.path, "schema.json"))  # no champion
+    assert ref.metadata["source"].startswith(f"schema file {data_stage['schema'].path} (schema inferred")
     with pytest.raises(DataError, match=r"^the schema file .*nope\.json does not exist$"):
         _reference(tmp_path / "b", schema_uri=str(tmp_path / "nope.json"))
 

@@ -326,8 +326,38 @@ def test_missing_and_extra_columns(splits, reference):
         result, "missing_column"
     )
     assert _messages(result, "extra_column") == [
-        "[warning] train: column 'promo_code' is not in the schema (ignored)"
+        "[warning] train: column 'promo_code' is not in the champion's schema; excluded from features, "
+        "so the model takes the champion's inputs"
     ]
+    # Really excluded: a new model input would break every client sending the champion's inputs.
+    assert result.schema["columns"]["promo_code"]["role"] == "excluded"
+
+
+def test_a_schema_file_adds_a_new_feature_and_its_own_constraints(splits, reference):
+    train = splits["train"].assign(promo_code=lambda d: np.where(d.index % 2, "A", "B"))
+    user = {"columns": {"promo_code": {"kind": "categorical", "role": "feature", "domain": ["A"]},
+                        "support_calls": {"kind": "numeric", "role": "feature", "max": 2}}}
+    result = validate(train, {"test": splits["test"]}, LABEL, "yes", reference_schema=reference.schema,
+                      user_schema=user)
+    assert result.schema["columns"]["promo_code"]["role"] == "feature"
+    assert _messages(result, "extra_column") == [
+        "[warning] train: column 'promo_code' is not in the champion's schema; a new feature, as the schema file lists it"
+    ]
+    out_of_range = _messages(result, "out_of_range")
+    assert any(m.startswith("[warning] train (schema file): ") and "'support_calls' is outside the schema "
+               "range [-inf, 2]" in m for m in out_of_range), out_of_range
+    assert any(m.startswith("[warning] train (schema file): ") and "of 'promo_code' are values the schema "
+               "has not seen ('B')" in m for m in _messages(result, "unseen_categories"))
+    # The champion's own checks pass: its range for support_calls is the data's.
+    assert not any(m.startswith("[warning] train: ") for m in out_of_range)
+
+
+def test_a_schema_file_alone_constrains_without_fixing_the_feature_set(splits):
+    user = {"columns": {"tenure_months": {"kind": "numeric", "role": "feature", "min": 1000}}}
+    result = validate(splits["train"], {}, LABEL, "yes", user_schema=user)
+    assert set(feature_names(result.schema)) >= {"tenure_months", "contract", "monthly_charges"}
+    assert any("train (schema file): " in m and "'tenure_months' is outside the schema range [1000, inf]" in m
+               for m in _messages(result, "out_of_range"))
 
 
 def test_out_of_range_values_warn(splits, reference):
@@ -505,3 +535,30 @@ def test_drift_report_failure_is_written_not_raised(splits, reference, tmp_path,
     summary = mod.drift_report(reference.schema, path, path, None, str(tmp_path / "d.html"))
     assert summary["error"] == "evidently failed: ValueError: unsupported column type"
     assert "unsupported column type" in (tmp_path / "d.html").read_text()
+
+
+def test_schema_file_checks_and_defaults(tmp_path):
+    import json
+
+    from components._shared.errors import DataError
+    from components.validate.component_io import fetch_reference, read_reference
+
+    def write(obj):
+        path = tmp_path / "s.json"
+        path.write_text(json.dumps(obj) if not isinstance(obj, str) else obj)
+        return str(path)
+
+    with pytest.raises(DataError, match=r"is not valid JSON"):
+        fetch_reference(write("{nope"), "", "m", str(tmp_path / "r1"))
+    with pytest.raises(DataError, match=r'has no "columns" object'):
+        fetch_reference(write({"label": "y"}), "", "m", str(tmp_path / "r2"))
+    with pytest.raises(DataError, match=r"""gives column 'x' no "kind"$"""):
+        fetch_reference(write({"columns": {"x": {"max": 3}}}), "", "m", str(tmp_path / "r3"))
+
+    path = write({"label": "y", "columns": {"x": {"kind": "numeric", "max": 3}, "y": {"kind": "label"}}})
+    fetch_reference(path, "", "m", str(tmp_path / "ok"))
+    ref = read_reference(str(tmp_path / "ok"))
+    assert ref.schema is None and ref.sample_path is None
+    assert ref.user_schema["columns"] == {"x": {"kind": "numeric", "max": 3, "role": "feature"},
+                                          "y": {"kind": "label", "role": "label"}}
+    assert ref.source == f"schema file {path} (schema inferred; no registry configured)"
