@@ -149,7 +149,6 @@ def build_pipeline(opts: Optional[CompileOptions] = None):
             id_column=id_column, exclude_columns=exclude_columns, anomaly_severity=anomaly_severity,
             drift_share_threshold=drift_share_threshold)
         validate_task.set_display_name("validate").set_caching_options(False)
-        _secrets(validate_task, opts)
 
         # Report only (validate's PSI gates): beside engineer and train, off the path to training.
         drift_task = drift_report(train_data=ingest_task.outputs["train_data"], test_data=ingest_task.outputs["test_data"],

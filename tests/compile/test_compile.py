@@ -76,6 +76,10 @@ def test_kubeflow_node_placement_and_secrets():
             assert "nodeSelector" not in ex and "tolerations" not in ex
     # Secrets are referenced by name only; no credential value is in the YAML.
     assert train["secretAsEnv"][0]["secretName"] == "mlflow-credentials"
+    # Every task that talks to MLflow gets the credentials; the data-only ones do not.
+    with_secret = {name for name, ex in k8s.items() if ex.get("secretAsEnv")}
+    assert with_secret == {"exec-champion-reference", "exec-train-model",
+                           "exec-compare-models", "exec-deploy-model"}
     text = open(os.path.join(ROOT, "compiled", "kubeflow", "training.yaml")).read()
     assert "PASSWORD:" not in text.replace("MLFLOW_TRACKING_PASSWORD", "")
 
