@@ -182,8 +182,11 @@ def run_end_to_end(
     gates_off: bool = False,
     quiet_wait: float = 0.0,
     log=print,
+    fresh: bool = True,
 ) -> dict:
-    """``python -m pipelines run --data CSV`` in a fresh runs dir (so the run promotes and deploys)."""
+    """``python -m pipelines run --data CSV`` in a fresh runs dir (so the run promotes and deploys),
+    or with ``fresh=False`` in the runs dir as an earlier run left it (a champion to validate
+    against, re-score and, usually, keep)."""
     cmd = [
         sys.executable,
         "-m",
@@ -206,8 +209,9 @@ def run_end_to_end(
     if gates_off:
         for k, v in GATES_OFF.items():
             cmd += ["--param", f"{k}={v}"]
-    shutil.rmtree(runs_dir, ignore_errors=True)
-    os.makedirs(runs_dir)
+    if fresh:
+        shutil.rmtree(runs_dir, ignore_errors=True)
+    os.makedirs(runs_dir, exist_ok=True)
     busy_before = wait_for_quiet(quiet_wait, log=log) if quiet_wait else None
     load_before = loadavg()
     out_path, err_path = os.path.join(runs_dir, "cli.out"), os.path.join(runs_dir, "cli.err")

@@ -560,6 +560,19 @@ def _e2e_md(results: dict, rows: int) -> list:
             f"with the runner's own {_f(r.get('total_s'))} s that is about {fixed:.1f} s "
             f"({100 * fixed / wall:.0f} % of the end-to-end time) that does not depend on the data size."
         )
+    again = _size(results, rows).get("end_to_end_with_champion") or {}
+    if again.get("wall_s"):
+        steps = again.get("steps") or {}
+        promoted = (again.get("summary") or {}).get("promoted")
+        out += [
+            "",
+            f"Second run on the same runs dir (a champion to validate against and re-score; "
+            f"{'promoted' if promoted else 'not promoted, so no deploy'}): **{again['wall_s']:.1f} s**"
+            + (f" ({again['error']})" if again.get("error") else "")
+            + "; steps (s): "
+            + ", ".join(f"{st} {_f(v.get('wall_s'))}" for st, v in steps.items() if v.get("wall_s") is not None)
+            + ".",
+        ]
     return out
 
 

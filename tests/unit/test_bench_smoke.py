@@ -50,6 +50,9 @@ def test_smoke_mode_reports_every_step(tmp_path):
         assert step["status"] == "SUCCESS" and step["wall_s"] > 0, stage
         assert step["peak_rss_bytes"] > 0, f"no process of {stage} was seen by the RSS monitor"
     assert e2e["runner"]["total_s"] >= 0 and 0 < e2e["outside_training_share"] < 1
+    again = size["end_to_end_with_champion"]  # the steady state: a champion to check against
+    assert again["returncode"] == 0 and again["steps"]["compare"]["status"] == "SUCCESS"
+    assert "Second run on the same runs dir" in (tmp_path / "results.md").read_text()
     assert e2e["train"]["examples_per_second"] > 0
     for key in ("tflite_latency_ms", "saved_model_latency_ms", "tflite_bytes", "saved_model_bytes"):
         assert e2e["export"][key] > 0, key
