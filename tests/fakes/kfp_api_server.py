@@ -22,11 +22,13 @@ import json
 import re
 import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Optional
 from urllib.parse import parse_qs, urlparse
 
 import yaml
+
+from tests.fakes.http_server import FakeHttpServer
 
 API = "/apis/v2beta1"
 
@@ -60,8 +62,10 @@ def _matches(obj: dict, filter_json: Optional[str]) -> bool:
     return True
 
 
-class KfpApiServer:
+class KfpApiServer(FakeHttpServer):
     """In-memory KFP v2beta1 API on 127.0.0.1:<free port>, served from a thread."""
+
+    thread_name = "fake-kfp-api"
 
     def __init__(self, token: Optional[str] = None, multi_user: bool = False):
         self.token = token
@@ -73,54 +77,6 @@ class KfpApiServer:
         self.runs: dict = {}
         self.fail: dict = {}  # (method, route name) -> (status, message)
         self._lock = threading.Lock()
-        self._httpd: Optional[ThreadingHTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
-
-    # ------------------------------------------------------------------ lifecycle
-
-    def start(self) -> KfpApiServer:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):  # keep test output clean
-                pass
-
-            def do_GET(self):
-                server._handle(self, "GET")
-
-            def do_POST(self):
-                server._handle(self, "POST")
-
-            def do_DELETE(self):
-                server._handle(self, "DELETE")
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="fake-kfp-api", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._thread.join(timeout=5)
-            self._httpd = None
-
-    def __enter__(self) -> KfpApiServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
 
     # ------------------------------------------------------------------ assertions
 
@@ -187,15 +143,6 @@ class KfpApiServer:
                 "content": part.get_payload(decode=True).decode(),
             }
         return files
-
-    @staticmethod
-    def _send(h: BaseHTTPRequestHandler, status: int, payload: object) -> None:
-        data = json.dumps(payload).encode()
-        h.send_response(status)
-        h.send_header("Content-Type", "application/json")
-        h.send_header("Content-Length", str(len(data)))
-        h.end_headers()
-        h.wfile.write(data)
 
     def _route(self, req: Request) -> tuple:
         m, p, q = req.method, req.path, req.query

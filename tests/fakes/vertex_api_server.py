@@ -42,9 +42,11 @@ import json
 import re
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Optional
 from urllib.parse import parse_qs, unquote, urlparse
+
+from tests.fakes.http_server import FakeHttpServer
 
 TYPE = "type.googleapis.com/google.cloud.aiplatform.v1."
 # https://cloud.google.com/vertex-ai/docs/model-registry/model-alias: [a-z][a-zA-Z0-9-]{0,126}[a-z0-9]
@@ -149,8 +151,12 @@ def _validate_labels(labels: dict) -> None:
             )
 
 
-class VertexApiServer:
+class VertexApiServer(FakeHttpServer):
     """In-memory Vertex AI v1 API (one project) on 127.0.0.1:<free port>, served from a thread."""
+
+    thread_name = "fake-vertex-api"
+    poll_interval = 0.05
+    content_type = "application/json; charset=UTF-8"
 
     def __init__(
         self,
@@ -173,60 +179,6 @@ class VertexApiServer:
         self.fail_operation: dict = {}  # rpc name -> (google.rpc status name, message)
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
-        self._httpd: Optional[ThreadingHTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
-
-    # ------------------------------------------------------------------ lifecycle
-
-    def start(self) -> VertexApiServer:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):  # keep test output clean
-                pass
-
-            def do_GET(self):
-                server._handle(self, "GET")
-
-            def do_POST(self):
-                server._handle(self, "POST")
-
-            def do_PATCH(self):
-                server._handle(self, "PATCH")
-
-            def do_DELETE(self):
-                server._handle(self, "DELETE")
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-vertex-api",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._thread.join(timeout=5)
-            self._httpd = None
-
-    def __enter__(self) -> VertexApiServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
 
     # ------------------------------------------------------------------ assertions
 
@@ -284,12 +236,7 @@ class VertexApiServer:
                     "status": STATUS.get(exc.status, "UNKNOWN"),
                 }
             }
-        data = json.dumps(payload).encode()
-        h.send_response(status)
-        h.send_header("Content-Type", "application/json; charset=UTF-8")
-        h.send_header("Content-Length", str(len(data)))
-        h.end_headers()
-        h.wfile.write(data)
+        self._send(h, status, payload)
 
     def _route(self, req: Request) -> dict:
         loc = r"/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
