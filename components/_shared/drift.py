@@ -1,0 +1,183 @@
+"""Drift, measured two ways, each written once.
+
+* Population stability index (:func:`population_stability`, :func:`psi_drift`): vectorised over
+  every row against the schema's quantile bins and category frequencies. Cheap; validate's
+  drift gate uses it, the monitor reports it.
+* evidently (:func:`run_evidently`, :func:`parse_evidently`): per-feature statistical tests and a
+  drift share on a sample of at most ``DRIFT_SAMPLE_ROWS`` rows per side, optionally with
+  dataset-quality counts, and an HTML report. Importing evidently alone takes over 3 s, so it
+  is imported only inside :func:`run_evidently`; validate's drift-report step and the monitor
+  call it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Optional
+
+from components._shared.schema import NUMERIC_KINDS, column_values, feature_names
+
+DRIFT_SAMPLE_ROWS = 20_000  # rows per side evidently tests (its cost grows with rows)
+PSI_DRIFT = 0.2  # population stability index above which a feature counts as drifted
+
+# evidently's dataset-level quality metrics that parse to one number each (see parse_evidently).
+_QUALITY_COUNTS = (
+    "RowCount",
+    "DuplicatedRowCount",
+    "EmptyRowsCount",
+    "ConstantColumnsCount",
+    "AlmostConstantColumnsCount",
+    "EmptyColumnsCount",
+)
+
+
+# --------------------------------------------------------------------------- PSI
+
+
+def _psi(ref_freq, cur_freq) -> float:
+    import numpy as np
+
+    ref = np.clip(np.asarray(ref_freq, dtype=float), 1e-4, None)
+    cur = np.clip(np.asarray(cur_freq, dtype=float), 1e-4, None)
+    return float(np.sum((cur - ref) * np.log(cur / ref)))
+
+
+def population_stability(df, schema: dict) -> dict:
+    """PSI of each feature of ``df`` against the schema's bins/frequencies (whole data, vectorised)."""
+    import numpy as np
+
+    out = {}
+    for name in feature_names(schema):
+        entry = schema["columns"][name]
+        if name not in df.columns:
+            continue
+        values = column_values(df[name], entry["kind"])
+        if entry["kind"] in NUMERIC_KINDS:
+            if not entry.get("bin_freq"):
+                continue
+            finite = values[np.isfinite(values)]
+            if len(finite) == 0:
+                continue
+            counts = np.bincount(np.searchsorted(entry["bins"], finite, side="right"), minlength=len(entry["bin_freq"]))
+            out[name] = _psi(entry["bin_freq"], counts / counts.sum())
+        else:
+            if not entry.get("frequencies"):
+                continue
+            freq = values.value_counts(normalize=True, dropna=True)
+            keys = list(entry["frequencies"])
+            ref = [entry["frequencies"][k] for k in keys] + [max(0.0, 1 - sum(entry["frequencies"].values()))]
+            cur = [float(freq.get(k, 0.0)) for k in keys]
+            cur.append(max(0.0, 1.0 - sum(cur)))
+            out[name] = _psi(ref, cur)
+    return out
+
+
+def psi_drift(psi: dict, psi_threshold: float = PSI_DRIFT) -> dict:
+    """Drift share and per-feature verdicts from population stability indices.
+
+    Args:
+        psi: PSI per feature (see :func:`population_stability`).
+        psi_threshold: A feature whose PSI is above this counts as drifted.
+
+    Returns:
+        ``{"share": share of features drifted, "drifted": their names, "threshold": psi_threshold}``.
+    """
+    drifted = sorted(c for c, v in psi.items() if v > psi_threshold)
+    return {"share": len(drifted) / len(psi) if psi else 0.0, "drifted": drifted, "threshold": psi_threshold}
+
+
+# --------------------------------------------------------------------------- evidently
+
+
+def _sample(df, rows: int, seed: int):
+    return df.sample(rows, random_state=seed).reset_index(drop=True) if len(df) > rows else df
+
+
+def run_evidently(
+    reference,
+    current,
+    columns: Optional[list] = None,
+    html_path: Optional[str] = None,
+    seed: int = 0,
+    max_rows: int = DRIFT_SAMPLE_ROWS,
+    drift_share: Optional[float] = None,
+    quality: bool = False,
+) -> dict:
+    """evidently's data drift tests (per feature, drift share) on a sample of each side.
+
+    Args:
+        reference: Reference DataFrame.
+        current: Current DataFrame with the same columns.
+        columns: Columns to test; None: every column of ``current``.
+        html_path: Where to save evidently's HTML report (parent folders are created); None: none.
+        seed: Seed of the samples.
+        max_rows: Rows sampled per side at most.
+        drift_share: evidently's dataset drift-share threshold (shown in its report); None keeps
+            evidently's default.
+        quality: Add the dataset-quality counts (rows, duplicated and empty rows, constant and
+            empty columns, missing values per column). Not the whole ``DataSummaryPreset``: that
+            draws a distribution per column again, which the drift preset already shows, and
+            doubles the run time.
+
+    Returns:
+        :func:`parse_evidently` of the snapshot, plus ``sample_rows`` ([reference, current]).
+    """
+    import warnings
+
+    from evidently import Report
+    from evidently import metrics as m
+    from evidently.presets import DataDriftPreset
+
+    if columns is None:
+        columns = list(current.columns)
+    ref = _sample(reference[columns], max_rows, seed)
+    cur = _sample(current[columns], max_rows, seed)
+    preset = DataDriftPreset() if drift_share is None else DataDriftPreset(drift_share=drift_share)
+    metrics = [preset]
+    if quality:
+        metrics += [getattr(m, name)() for name in _QUALITY_COUNTS]
+        metrics.append(m.DatasetMissingValueCount())
+        metrics += [m.MissingValueCount(column=c) for c in columns]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        snapshot = Report(metrics).run(current_data=cur, reference_data=ref)
+    out = parse_evidently(snapshot.dict())
+    out["sample_rows"] = [len(ref), len(cur)]
+    if html_path:
+        os.makedirs(os.path.dirname(os.path.abspath(html_path)), exist_ok=True)
+        snapshot.save_html(html_path)
+    return out
+
+
+def parse_evidently(snapshot: dict) -> dict:
+    """Drift share, per-feature drift and summary counts from an evidently 0.7 snapshot dict.
+
+    Returns:
+        ``{"share", "features": {column: {"method", "score", "threshold", "drifted"}},
+        "missing_share": {column: share}, "summary": {"row_count", ..., "missing_value_share"}}``;
+        the last two are empty unless the report had the quality metrics.
+    """
+    features, missing, summary = {}, {}, {}
+    share = None
+    for metric in snapshot.get("metrics", []):
+        cfg = metric.get("config", {})
+        kind = cfg.get("type", "").rsplit(":", 1)[-1]
+        value = metric.get("value")
+        if kind == "DriftedColumnsCount":
+            share = float(value["share"])
+        elif kind == "ValueDrift":
+            method = cfg.get("method", "")
+            score = float(value)
+            threshold = float(cfg.get("threshold", 0.05))
+            drifted = score < threshold if "p_value" in method else score >= threshold
+            features[cfg["column"]] = {"method": method, "score": score, "threshold": threshold, "drifted": drifted}
+        elif kind == "MissingValueCount" and isinstance(value, dict):
+            missing[cfg["column"]] = float(value["share"])
+        elif kind in _QUALITY_COUNTS and not isinstance(value, dict):
+            summary[re.sub(r"(?<!^)(?=[A-Z])", "_", kind).lower()] = float(value)
+        elif kind == "DatasetMissingValueCount" and isinstance(value, dict):
+            summary["missing_value_share"] = float(value["share"])
+    if share is None and features:
+        share = sum(f["drifted"] for f in features.values()) / len(features)
+    return {"share": share, "features": features, "missing_share": missing, "summary": summary}

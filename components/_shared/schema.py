@@ -1,0 +1,198 @@
+"""The schema validate infers and every later stage reads, and its column helpers.
+
+A schema is plain JSON: ``{"version", "label", "positive_label", "row_count", "columns"}``,
+where each column entry records its kind (numeric, categorical, boolean, timestamp, or an
+excluded kind: id, text, constant), its role (feature, label, excluded) and why, its
+nullability and missing rate, and the statistics later steps compare against: range,
+mean/std, quantile bins with their frequencies (numeric kinds), domain, frequencies and
+cardinality (categorical). Identifiers, free text and constant columns are excluded from the
+features; timestamps become numeric features (days since the epoch).
+
+:func:`column_values` is the one view of a column by its kind, shared by validation, the
+transform spec (engineer), drift and the monitor, so they all see the same numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from components._shared import io
+
+SCHEMA_VERSION = 1
+MAX_DOMAIN = 1000  # categorical values kept in a schema's domain (most frequent first)
+QUANTILE_SAMPLE = 200_000  # values the quantile bins are fitted on
+NUMERIC_KINDS = ("numeric", "boolean", "timestamp")
+FEATURE_KINDS = NUMERIC_KINDS + ("categorical",)
+
+
+def _numeric_view(series):
+    """A float64 view of a numeric, boolean or timestamp column (timestamps as days since epoch)."""
+    import numpy as np
+    import pandas as pd
+
+    if pd.api.types.is_datetime64_any_dtype(series):
+        s = series
+        if getattr(s.dt, "tz", None) is not None:
+            s = s.dt.tz_convert("UTC").dt.tz_localize(None)
+        vals = s.to_numpy(dtype="datetime64[ns]").astype("int64").astype(np.float64) / 86_400e9
+        vals[s.isna().to_numpy()] = np.nan
+        return vals
+    if pd.api.types.is_bool_dtype(series):
+        return series.astype("float64").to_numpy()
+    return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _looks_like_dates(sample) -> bool:
+    import pandas as pd
+
+    if len(sample) == 0:
+        return False
+    text = sample.astype(str)
+    if not text.str.match(r"^\d{4}-\d{2}-\d{2}").mean() > 0.98:
+        return False
+    parsed = pd.to_datetime(text, errors="coerce", format="ISO8601")
+    return parsed.notna().mean() > 0.98
+
+
+def infer_kind(series, n_rows: int) -> tuple[str, Optional[str]]:
+    """Return (kind, reason) of a column from its dtype and statistics."""
+    import pandas as pd
+
+    nonnull_count = int(series.notna().sum())
+    if nonnull_count == 0:
+        return "constant", "every value is missing"
+    nunique = int(series.nunique(dropna=True))
+    if nunique == 1:
+        value = series.dropna().iloc[0]
+        return "constant", f"a single value ({getattr(value, 'item', lambda: value)()!r})"
+    if pd.api.types.is_bool_dtype(series):
+        return "boolean", None
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return "timestamp", None
+    if pd.api.types.is_numeric_dtype(series):
+        if pd.api.types.is_integer_dtype(series) and n_rows >= 100 and nunique == nonnull_count == n_rows:
+            return "id", "an integer that is unique per row (an identifier)"
+        return "numeric", None
+    nonnull = series.dropna()
+    sample = nonnull.sample(min(len(nonnull), 2000), random_state=0) if len(nonnull) > 2000 else nonnull
+    sample = sample.astype(object)
+    if not isinstance(sample.iloc[0], str) and hasattr(sample.iloc[0], "isoformat"):
+        return "timestamp", None  # datetime.date objects
+    if _looks_like_dates(sample):
+        return "timestamp", None
+    unique_ratio = nunique / nonnull_count
+    if nonnull_count >= 20 and unique_ratio > 0.95:
+        text = sample.astype(str)
+        if text.str.len().mean() > 30 and text.str.contains(" ").mean() > 0.5:
+            return "text", "free text (long, mostly unique values)"
+        return "id", "a string that is unique per row (an identifier)"
+    return "categorical", None
+
+
+def _as_timestamp(series):
+    import pandas as pd
+
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return series
+    return pd.to_datetime(series.astype("string"), errors="coerce", format="ISO8601", utc=True).dt.tz_localize(None)
+
+
+def column_values(series, kind: str):
+    """Numeric view (float64 array) for numeric kinds, a categorical Series of strings otherwise."""
+    import pandas as pd
+
+    if kind == "timestamp":
+        return _numeric_view(_as_timestamp(series))
+    if kind in NUMERIC_KINDS:
+        return _numeric_view(series)
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        if len(series.cat.categories) and not isinstance(series.cat.categories[0], str):
+            return series.astype(str).where(series.notna()).astype("category")
+        return series
+    return series.astype("string").astype("category")
+
+
+def numeric_stats(values) -> dict:
+    import numpy as np
+
+    finite = values[np.isfinite(values)]
+    if len(finite) == 0:
+        return {"min": None, "max": None, "mean": None, "std": None, "bins": []}
+    sample = finite if len(finite) <= QUANTILE_SAMPLE else np.random.default_rng(0).choice(finite, QUANTILE_SAMPLE, replace=False)
+    qs = np.unique(np.quantile(sample, np.linspace(0, 1, 11)))
+    edges = qs[1:-1].tolist()
+    counts = np.bincount(np.searchsorted(edges, finite, side="right"), minlength=len(edges) + 1)
+    return {
+        "min": float(finite.min()),
+        "max": float(finite.max()),
+        "mean": float(finite.mean()),
+        "std": float(finite.std()),
+        "bins": edges,
+        "bin_freq": (counts / counts.sum()).tolist(),
+        "skew": float(((finite - finite.mean()) ** 3).mean() / (finite.std() ** 3 + 1e-12)),
+    }
+
+
+def categorical_stats(values) -> dict:
+    counts = values.value_counts(dropna=True)
+    counts = counts[counts > 0]
+    total = int(counts.sum())
+    top = counts.iloc[:MAX_DOMAIN]
+    return {
+        "domain": [str(v) for v in top.index],
+        "frequencies": {str(k): float(v) / total for k, v in top.items()},
+        "cardinality": int(len(counts)),
+    }
+
+
+def infer_schema(
+    df,
+    label: str,
+    positive_label: Optional[str] = None,
+    id_column: Optional[str] = None,
+    exclude: Optional[list] = None,
+) -> dict:
+    """Infer a schema (kinds, ranges, domains, feature roles) from a training split."""
+    exclude = set(exclude or [])
+    n = len(df)
+    columns = {}
+    for name in df.columns:
+        series = df[name]
+        entry: dict = {"dtype": str(series.dtype), "missing_rate": float(series.isna().mean())}
+        if name == label:
+            entry.update(kind="label", role="label", reason=None)
+            columns[name] = entry
+            continue
+        kind, reason = infer_kind(series, n)
+        if name == id_column:
+            kind, reason = "id", "the configured id column"
+        entry["kind"] = kind
+        if name in exclude:
+            entry.update(role="excluded", reason="excluded by configuration")
+        elif kind in FEATURE_KINDS:
+            entry.update(role="feature", reason=None)
+        else:
+            entry.update(role="excluded", reason=reason)
+        values = column_values(series, kind) if kind in FEATURE_KINDS else None
+        if kind in NUMERIC_KINDS:
+            entry.update(numeric_stats(values))
+        elif kind == "categorical":
+            entry.update(categorical_stats(values))
+        entry["nullable"] = entry["missing_rate"] > 0
+        columns[name] = entry
+    return {
+        "version": SCHEMA_VERSION,
+        "label": label,
+        "positive_label": positive_label,
+        "row_count": n,
+        "columns": columns,
+    }
+
+
+def feature_names(schema: dict) -> list:
+    """The schema's feature columns, in column order."""
+    return [c for c, e in schema["columns"].items() if e.get("role") == "feature"]
+
+
+def load_schema(path: str) -> dict:
+    return io.read_json(path)
