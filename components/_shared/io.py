@@ -234,6 +234,30 @@ def read_parquet_schema_names(path: str) -> list:
     return pq.read_schema(path).names
 
 
+def content_hash(table) -> str:
+    """A content hash of a table: column names/types and the Arrow IPC bytes of each column.
+
+    Each column is combined into one chunk first (one column at a time, to bound memory), so
+    the hash does not depend on how the rows were split into files or read blocks.
+    """
+    import hashlib
+
+    import pyarrow as pa
+
+    if not isinstance(table, pa.Table):
+        table = pa.Table.from_pandas(table, preserve_index=False)
+    h = hashlib.sha256()
+    h.update(",".join(f"{f.name}:{f.type}" for f in table.schema).encode())
+    for i, field in enumerate(table.schema):
+        col = table.column(i).combine_chunks()
+        batch = pa.record_batch([col], schema=pa.schema([field]))
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, batch.schema) as writer:
+            writer.write_batch(batch)
+        h.update(memoryview(sink.getvalue()))
+    return h.hexdigest()
+
+
 def write_arrow_parquet(table, path: str) -> None:
     """Write an Arrow table as a single Parquet file (zstd), creating parent folders."""
     import pyarrow.parquet as pq

@@ -38,37 +38,19 @@ def compare_models(
         bootstrap_samples: Bootstrap resamples.
     """
     import logging
-    import os
     import tempfile
 
-    from components._shared import io, registry
-    from components._shared.errors import ModelError
-    from components.compare.core import Gates, compare_with_champion, decision_markdown
-    from components.engineer.core import labels
-    from components.evaluate.core import score
+    from components._shared import io
+    from components._shared.champion import find_champion
+    from components.compare.core import Gates, compare, decision_markdown
 
     logging.basicConfig(level=logging.INFO)
-    ev = io.read_json(evaluation.path)
-    spec = io.read_json(os.path.join(model.path, "transform_spec.json"))
-    test = io.read_parquet(test_data.path)
-    y = labels(test, spec)
-    p_new = score(model.path, test, spec)
-    gates = Gates.from_params(min_auc, max_ece, max_auc_gap, min_improvement, require_significance)
-    scorer, version = None, None
-    if mlflow_tracking_uri:
-        client = registry.configure(mlflow_tracking_uri)
-        ref = registry.get_alias(client, model_name, registry.CHAMPION)
-        if ref is not None:
-            version = ref.version
-            local = registry.download(client, ref, tempfile.mkdtemp(prefix="champion-"), "model")
-
-            def scorer(df, _dir=local):
-                if not os.path.exists(os.path.join(_dir, "model.keras")):
-                    raise ModelError(f"champion artifacts at {_dir} hold no model.keras")
-                return score(_dir, df)
-
-    d = compare_with_champion(ev["metrics"], y, p_new, test, gates, scorer, version,
-                              threshold=ev["threshold"], n_boot=bootstrap_samples)
+    champ = find_champion(mlflow_tracking_uri, model_name)
+    version = champ.version if champ else None
+    d = compare(model.path, test_data.path, io.read_json(evaluation.path),
+                Gates.from_params(min_auc, max_ece, max_auc_gap, min_improvement, require_significance),
+                champion_dir=champ.model_dir(tempfile.mkdtemp(prefix="champion-")) if champ else None,
+                champion_version=version, n_boot=bootstrap_samples)
     io.write_json(d.to_dict(), decision.path)
     with open(decision_report.path, "w") as fh:
         fh.write(decision_markdown(d))

@@ -19,6 +19,10 @@ import logging
 import math
 from typing import Optional
 
+from components._shared import io, scoring
+from components._shared.errors import ModelError
+from components._shared.labels import labels
+
 logger = logging.getLogger(__name__)
 
 
@@ -176,3 +180,41 @@ def compare_with_champion(
     champion.pop("confusion", None)
     comparison = bootstrap_auc_diff(y_test, p_challenger, p_champion, n_boot=n_boot)
     return decide(challenger_metrics, gates, champion, comparison, champion_version)
+
+
+def champion_scorer(model_dir: str):
+    """``scorer(df) -> probabilities`` of a champion's downloaded model folder.
+
+    A folder without a model fails when called, so :func:`compare_with_champion` reports it as
+    a reason (and blocks promotion) instead of failing the run.
+    """
+    def scorer(df):
+        if not scoring.has_model(model_dir):
+            raise ModelError(f"champion artifacts at {model_dir} hold no model.keras")
+        return scoring.score(model_dir, df)
+
+    return scorer
+
+
+def compare(
+    model_dir: str,
+    test_path: str,
+    evaluation: dict,
+    gates: Gates,
+    champion_dir: Optional[str] = None,
+    champion_version: Optional[str] = None,
+    n_boot: int = 200,
+) -> Decision:
+    """Score the challenger (``model_dir``) and, if given, the champion (``champion_dir``) on the
+    test split and decide.
+
+    Args:
+        evaluation: The evaluate step's result (``metrics``, ``threshold``).
+        champion_dir: The champion's model folder (see ``_shared.champion``); None when there is none.
+    """
+    spec = scoring.model_spec(model_dir)
+    test = io.read_parquet(test_path)
+    p_new = scoring.score(model_dir, test, spec)
+    scorer = champion_scorer(champion_dir) if champion_dir else None
+    return compare_with_champion(evaluation["metrics"], labels(test, spec), p_new, test, gates, scorer,
+                                 champion_version, threshold=evaluation["threshold"], n_boot=n_boot)

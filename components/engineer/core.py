@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from typing import Optional
 
 from components._shared.errors import ConfigError, DataError
+from components._shared.labels import labels
 from components.validate.core import NUMERIC_KINDS, column_values, feature_names
 
 logger = logging.getLogger(__name__)
@@ -256,12 +257,6 @@ def encode(df, spec: dict) -> dict:
             cat[:, j] = pd.Categorical(s, categories=f["vocab"]).codes.astype(np.int32) + 1
         out["categorical"] = cat
     return out
-
-
-def labels(df, spec: dict):
-    import numpy as np
-
-    return df[spec["label"]].to_numpy().astype(np.float32)
 
 
 def raw_features(df, spec: dict, rows: Optional[int] = None) -> dict:

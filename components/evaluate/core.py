@@ -12,8 +12,9 @@ import os
 from typing import Optional
 
 from components._shared import io
+from components._shared.labels import labels
 from components._shared.metrics import best_threshold, binary_metrics, roc_points, slice_metrics
-from components.engineer.core import encode, labels
+from components.engineer.core import encode
 from components.train.model import SPEC_FILE, load_scorer
 
 logger = logging.getLogger(__name__)
@@ -29,12 +30,6 @@ class Evaluation:
 
     def to_dict(self) -> dict:
         return {"metrics": self.metrics, "threshold": self.threshold, "slices": self.slices}
-
-
-def score(model_dir: str, df, spec: Optional[dict] = None):
-    """Probabilities of a saved model for the rows of ``df`` (TFLite scorer when present)."""
-    spec = spec or io.read_json(os.path.join(model_dir, SPEC_FILE))
-    return load_scorer(model_dir)(encode(df, spec))
 
 
 def evaluate_predictions(y_test, p_test, y_eval, p_eval, test_df, spec: dict,

@@ -7,16 +7,14 @@ encoding, and the mapping (which raw value is the positive class) is recorded.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 from typing import Optional
 
 from components._shared import io
 from components._shared.errors import DataError
+from components._shared.labels import encode_label
 
 logger = logging.getLogger(__name__)
-
-POSITIVE_TOKENS = ("1", "1.0", "true", "yes", "y", "t", "positive", "pos")
 
 
 @dataclasses.dataclass
@@ -32,68 +30,6 @@ class IngestResult:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def _label_key(value) -> str:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value).strip()
-
-
-def encode_label(series, label: str, positive_label: Optional[str] = None):
-    """Map a two-valued label column (pandas Series or pyarrow array) to 0/1.
-
-    Returns:
-        (int8 numpy array, positive value as string, negative value as string)
-
-    Raises:
-        DataError: The label does not have exactly two distinct values, or
-            ``positive_label`` is not one of them.
-    """
-    import numpy as np
-    import pandas as pd
-
-    codes, uniques = pd.factorize(series if isinstance(series, pd.Series) else pd.Series(series), sort=True)
-    keys = [_label_key(u) for u in list(uniques)]
-    values = sorted(set(keys))
-    if len(values) != 2:
-        shown = ", ".join(repr(v) for v in values[:5]) + (", ..." if len(values) > 5 else "")
-        raise DataError(
-            f"the label column {label!r} must have exactly two values for binary "
-            f"classification but has {len(values)}: {shown}"
-        )
-    if positive_label is not None and str(positive_label) != "":
-        pos = _label_key(positive_label)
-        if pos not in values:
-            raise DataError(f"positive_label {pos!r} is not a value of the label column {label!r} ({values})")
-    else:
-        known = [v for v in values if v.lower() in POSITIVE_TOKENS]
-        pos = known[0] if len(known) == 1 else values[1]
-    neg = values[0] if values[1] == pos else values[1]
-    is_pos = np.array([k == pos for k in keys] + [False], dtype=np.int8)  # code -1 (missing) -> last
-    return is_pos[codes], pos, neg
-
-
-def content_hash(table) -> str:
-    """A content hash of a table: column names/types and the Arrow IPC bytes of each column.
-
-    Each column is combined into one chunk first (one column at a time, to bound memory), so
-    the hash does not depend on how the rows were split into files or read blocks.
-    """
-    import pyarrow as pa
-
-    if not isinstance(table, pa.Table):
-        table = pa.Table.from_pandas(table, preserve_index=False)
-    h = hashlib.sha256()
-    h.update(",".join(f"{f.name}:{f.type}" for f in table.schema).encode())
-    for i, field in enumerate(table.schema):
-        col = table.column(i).combine_chunks()
-        batch = pa.record_batch([col], schema=pa.schema([field]))
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, batch.schema) as writer:
-            writer.write_batch(batch)
-        h.update(memoryview(sink.getvalue()))
-    return h.hexdigest()
 
 
 def split_assignments(df, id_column: Optional[str], eval_fraction: float, test_fraction: float, seed: int):
@@ -178,7 +114,7 @@ def ingest(
         raise DataError(f"the data {data_uri} has {table.num_rows} labelled rows; at least {min_rows} are needed")
     y, pos, neg = encode_label(table.column(label).to_pandas(), label, positive_label)
     table = table.set_column(names.index(label), label, pa.array(y, type=pa.int8()))
-    digest = content_hash(table)
+    digest = io.content_hash(table)
     split = split_assignments(table, id_column or None, eval_fraction, test_fraction, seed)
     rows = {}
     for name, code, path in (("train", 0, train_path), ("eval", 1, eval_path), ("test", 2, test_path)):

@@ -18,6 +18,7 @@ import tempfile
 from typing import Optional
 
 from components._shared import io
+from components._shared.champion import absent_reason, find_champion
 from components._shared.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -89,30 +90,19 @@ def fetch_reference(schema_uri: str, tracking_uri: str, model_name: str, dest: s
     """
     user = _read_schema_file(schema_uri) if schema_uri else None
     file_source = f"schema file {schema_uri}"
-    champion = None
-    if not tracking_uri:
-        why = "no registry configured"
-    elif tracking_uri.startswith("sqlite:///") and not os.path.exists(tracking_uri[len("sqlite:///"):]):
-        why = "no registry yet"  # a local store that does not exist yet: skip MLflow's import (~2 s)
-    else:
-        from components._shared import registry
-
-        client = registry.configure(tracking_uri)
-        champion = registry.get_alias(client, model_name, registry.CHAMPION)
-        why = "no champion yet"
+    champion = find_champion(tracking_uri, model_name)
+    why = absent_reason(tracking_uri) or "no champion yet"
     if champion is None:
         if user is not None:
             return _write(dest, f"{file_source} (schema inferred; {why})", user_schema=user)
         return _write(dest, f"none ({why}: schema inferred)")
     tmp = tempfile.mkdtemp(prefix="reference-")
     try:
-        local = registry.download(client, champion, tmp, "data")
-        sample = os.path.join(local, SAMPLE_FILE)
+        data = champion.data(tmp)
         logger.info("validating against the schema of %s version %s", model_name, champion.version)
         source = f"champion {model_name} v{champion.version}" + (f" + {file_source}" if user is not None else "")
-        return _write(dest, source, schema=io.read_json(os.path.join(local, SCHEMA_FILE)),
-                      sample_path=sample if os.path.exists(sample) else None, version=champion.version,
-                      user_schema=user)
+        return _write(dest, source, schema=io.read_json(os.path.join(data.folder, SCHEMA_FILE)),
+                      sample_path=data.sample_path, version=champion.version, user_schema=user)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -44,7 +44,8 @@ def main(model_dir: str, train_path: str, out_path: str) -> int:
     import tensorflow as tf
 
     from components._shared import io
-    from components.engineer.core import encode, labels
+    from components._shared.labels import labels
+    from components.engineer.core import encode
     from components.train.model import SPEC_FILE, load_core_model
 
     try:

@@ -226,8 +226,8 @@ def test_decay_of_a_real_champion_is_measured(tmp_path, monkeypatch, capsys):
 
     from components._shared import io
     from components._shared.metrics import fast_auc
+    from components._shared.scoring import score
     from components.engineer.core import fit_transform_spec
-    from components.evaluate.core import score
     from components.train.core import TrainConfig, train
     from pipelines.data import generate_churn
 

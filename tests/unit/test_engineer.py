@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from components._shared.errors import DataError
-from components.engineer.core import check_columns, encode, fit_transform_spec, labels, raw_features
+from components._shared.labels import labels
+from components.engineer.core import check_columns, encode, fit_transform_spec, raw_features
 from components.validate.core import infer_schema
 
 LABEL = "churned"

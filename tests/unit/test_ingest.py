@@ -9,7 +9,8 @@ import pytest
 
 from components._shared import io
 from components._shared.errors import DataError
-from components.ingest.core import encode_label, ingest, preflight, split_assignments
+from components._shared.labels import encode_label
+from components.ingest.core import ingest, preflight, split_assignments
 from pipelines.data import generate_churn
 
 

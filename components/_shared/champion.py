@@ -1,0 +1,153 @@
+"""The champion: the one registry lookup, and the one artifact layout of a registered version.
+
+A registered model version's artifacts (deploy writes them with :func:`stage_artifacts`;
+compare, validate's ``champion_reference`` and the monitor read them through :class:`Champion`)::
+
+    model/        the trained model folder: model.keras, transform_spec.json, scorer.tflite
+    data/         schema.json (the schema validate enforced), reference.parquet (a train sample)
+    saved_model/  the TF Serving SavedModel
+    reports/      evaluation.json, decision.json, ingest.json
+    card/         model_card.md
+
+The version's registry ``source`` points at ``model/``. MLflow is imported only when a
+registry is actually read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Any, Optional
+
+from components._shared import io, registry
+from components._shared.errors import DataError, PipelineError
+
+logger = logging.getLogger(__name__)
+
+# Folders of a registered version.
+MODEL = "model"
+DATA = "data"
+SAVED_MODEL = "saved_model"
+REPORTS = "reports"
+CARD = "card"
+# Files inside them.
+SCHEMA_FILE = "schema.json"
+REFERENCE_FILE = "reference.parquet"
+EVALUATION_FILE = "evaluation.json"
+DECISION_FILE = "decision.json"
+INGEST_FILE = "ingest.json"
+CARD_FILE = "model_card.md"
+# Rows of the train split kept as the reference sample later runs and the monitor compare with.
+REFERENCE_ROWS = 20_000
+
+
+def stage_artifacts(dest: str, model_dir: str, saved_model_dir: str, schema: dict, train_data_path: str,
+                    evaluation: dict, decision: dict, ingest_info: dict) -> dict:
+    """Write a version's ``data/`` and ``reports/`` under ``dest``.
+
+    Returns:
+        Registry folder -> local path for every folder of the layout except ``card/`` (deploy adds it).
+    """
+    data_dir, reports = os.path.join(dest, DATA), os.path.join(dest, REPORTS)
+    io.write_json(schema, os.path.join(data_dir, SCHEMA_FILE))
+    io.write_parquet(io.sample_parquet(train_data_path, REFERENCE_ROWS, seed=0), os.path.join(data_dir, REFERENCE_FILE))
+    io.write_json(evaluation, os.path.join(reports, EVALUATION_FILE))
+    io.write_json(decision, os.path.join(reports, DECISION_FILE))
+    io.write_json(ingest_info, os.path.join(reports, INGEST_FILE))
+    return {MODEL: model_dir, SAVED_MODEL: saved_model_dir, DATA: data_dir, REPORTS: reports}
+
+
+@dataclasses.dataclass
+class ChampionData:
+    """The ``data/`` folder of a version: either file may be missing (an older version)."""
+
+    folder: str
+    schema_path: Optional[str]
+    sample_path: Optional[str]
+
+    @property
+    def schema(self) -> Optional[dict]:
+        return io.read_json(self.schema_path) if self.schema_path else None
+
+
+@dataclasses.dataclass
+class Champion:
+    """A registered version behind an alias (``champion`` unless asked otherwise)."""
+
+    client: Any = dataclasses.field(repr=False)
+    ref: registry.ModelRef
+
+    @property
+    def name(self) -> str:
+        return self.ref.name
+
+    @property
+    def version(self) -> str:
+        return self.ref.version
+
+    @property
+    def tags(self) -> dict:
+        return self.ref.tags
+
+    def download(self, folder: str, dest: str) -> str:
+        """Download one folder of the layout to ``dest``; returns the local path.
+
+        Raises:
+            DataError: The registry's artifact store could not deliver it.
+        """
+        try:
+            return registry.download(self.client, self.ref, dest, folder)
+        except Exception as exc:
+            raise DataError(f"cannot download the {folder} artifacts of {self.name} v{self.version}: {exc}") from exc
+
+    def model_dir(self, dest: str) -> str:
+        """The trained model folder (``model/``), scorable with :func:`components._shared.scoring.score`."""
+        return self.download(MODEL, dest)
+
+    def data(self, dest: str) -> ChampionData:
+        """The schema and reference sample (``data/``)."""
+        local = self.download(DATA, dest)
+        schema, sample = os.path.join(local, SCHEMA_FILE), os.path.join(local, REFERENCE_FILE)
+        return ChampionData(local, schema if os.path.exists(schema) else None,
+                            sample if os.path.exists(sample) else None)
+
+    def evaluation(self, dest: str) -> dict:
+        """The version's evaluation at training time (``reports/evaluation.json``)."""
+        return io.read_json(os.path.join(self.download(REPORTS, dest), EVALUATION_FILE))
+
+
+def absent_reason(tracking_uri: str) -> Optional[str]:
+    """Why there can be no champion without asking the registry, or None.
+
+    A local SQLite store that does not exist yet holds no model: saying so skips MLflow's
+    import (about 2 s) and does not create the file.
+    """
+    if not tracking_uri:
+        return "no registry configured"
+    if tracking_uri.startswith("sqlite:///"):
+        path = tracking_uri[len("sqlite:///"):]
+        if path and path != ":memory:" and not os.path.exists(path):
+            return "no registry yet"
+    return None
+
+
+def find_champion(tracking_uri: str, model_name: str, alias: str = registry.CHAMPION) -> Optional[Champion]:
+    """The version behind ``alias`` of ``model_name``, or None when there is none.
+
+    Raises:
+        DataError: The registry could not be read (one sentence naming it).
+    """
+    if absent_reason(tracking_uri):
+        return None
+    try:
+        client = registry.configure(tracking_uri)
+        ref = registry.get_alias(client, model_name, alias)
+    except PipelineError:
+        raise
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"cannot read the model registry at {tracking_uri}: {first}") from exc
+    if ref is not None:
+        logger.info("%s of %s is version %s", alias, model_name, ref.version)
+    return Champion(client, ref) if ref is not None else None

@@ -1,0 +1,43 @@
+"""Scoring a trained model folder (``model.keras`` + ``transform_spec.json``, as train writes it and
+the registry keeps under ``model/``) on raw rows: evaluate, compare (the champion, re-scored)
+and the monitor (performance decay) all score this way.
+
+The mapping from raw columns to model inputs is the engineer stage's ``encode`` and the model
+is the trainer's; both are imported when called, so importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from components._shared import io
+
+
+def score(model_dir: str, df, spec: Optional[dict] = None):
+    """Probabilities of a saved model for the rows of ``df`` (TFLite scorer when present).
+
+    Args:
+        model_dir: A trained model folder.
+        df: Raw rows (pandas) holding every feature column of the transform spec.
+        spec: The transform spec; read from ``model_dir`` when not given.
+    """
+    from components.engineer.core import encode
+    from components.train.model import load_scorer
+
+    spec = spec or model_spec(model_dir)
+    return load_scorer(model_dir)(encode(df, spec))
+
+
+def has_model(model_dir: str) -> bool:
+    """Whether ``model_dir`` holds a trained model (a registered version may lack one)."""
+    from components.train.model import MODEL_FILE
+
+    return os.path.exists(os.path.join(model_dir, MODEL_FILE))
+
+
+def model_spec(model_dir: str) -> dict:
+    """The transform spec saved beside a trained model."""
+    from components.train.model import SPEC_FILE
+
+    return io.read_json(os.path.join(model_dir, SPEC_FILE))
