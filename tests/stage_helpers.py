@@ -25,9 +25,9 @@ class Prepared:
 def prepare(df, out_dir: str, id_column: str = ID_COLUMN) -> Prepared:
     """ingest -> schema -> transform spec, as the ingest/validate/engineer wrappers chain them."""
     from components._shared import io
+    from components._shared.schema import infer_schema
     from components.engineer.core import fit_transform_spec
     from components.ingest.core import ingest
-    from components.validate.core import infer_schema
 
     os.makedirs(out_dir, exist_ok=True)
     src = os.path.join(out_dir, "data.csv")

@@ -7,9 +7,12 @@ instead of being coerced silently.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import tempfile
+from collections.abc import Iterator
 from typing import Any, Optional
 
 from components._shared.errors import DataError
@@ -266,14 +269,71 @@ def write_arrow_parquet(table, path: str) -> None:
     pq.write_table(table, path, compression="zstd", row_group_size=256_000)
 
 
+# --------------------------------------------------------------------------- atomic writes
+# Every file another step, a server or a collector may read while it is being written goes
+# through these: the content lands in a hidden sibling and is renamed into place, so a reader
+# sees the old file or the new one, never half of one.
+
+
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """Yield a temporary file path beside ``path``; on success the file replaces ``path``.
+
+    For writers that want a path (``DataFrame.to_csv``, ...). Parent folders are created; on an
+    exception the temporary file is removed and ``path`` is left as it was.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-", dir=folder)
+    os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the result is an ordinary file
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
+def write_text_atomic(text: str, path: str) -> None:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, "w") as fh:
+        fh.write(text)
+
+
+def write_bytes_atomic(data: bytes, path: str) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+
+
+@contextlib.contextmanager
+def replace_dir_atomic(path: str) -> Iterator[str]:
+    """Yield a new empty folder beside ``path``; on success it becomes ``path``.
+
+    Fill the yielded folder; when the block ends without an exception, a folder already at
+    ``path`` is removed and the new one renamed into place (a server watching the parent sees
+    no half-written folder). On an exception the new folder is removed and ``path`` is untouched.
+    """
+    import shutil
+
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
+    try:
+        yield tmp
+        if os.path.exists(path):
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def write_json(obj: Any, path: str) -> None:
     """Write JSON with sorted keys atomically (a reader never sees half a file)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=True, default=_json_default)
-        fh.write("\n")
-    os.replace(tmp, path)
+    write_text_atomic(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n", path)
 
 
 def read_json(path: str) -> Any:

@@ -33,7 +33,7 @@ from typing import Optional
 
 from components._shared.errors import ConfigError, DataError
 from components._shared.labels import labels
-from components.validate.core import NUMERIC_KINDS, column_values, feature_names
+from components._shared.schema import NUMERIC_KINDS, column_values, feature_names
 
 logger = logging.getLogger(__name__)
 

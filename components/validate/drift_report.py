@@ -17,12 +17,8 @@ import logging
 from typing import Optional
 
 from components._shared import io
-from components.validate.core import (
-    DRIFT_SAMPLE_ROWS,
-    column_values,
-    evidently_drift,
-    feature_names,
-)
+from components._shared.drift import DRIFT_SAMPLE_ROWS, run_evidently
+from components._shared.schema import column_values, feature_names
 
 logger = logging.getLogger(__name__)
 
@@ -61,12 +57,12 @@ def drift_report(
         summary["error"] = "no feature columns in common with the reference"
     else:
         try:
-            summary.update(evidently_drift(ref, cur, columns, html_path, seed=seed, max_rows=sample_rows))
+            drift = run_evidently(ref, cur, columns, html_path, seed=seed, max_rows=sample_rows)
+            summary.update({k: drift[k] for k in ("share", "features", "sample_rows")})
         except Exception as exc:  # report only: say so, do not fail the run
             logger.warning("evidently failed: %s", exc)
             summary["error"] = f"evidently failed: {type(exc).__name__}: {exc}"
     if "error" in summary:
-        with open(html_path, "w") as fh:
-            fh.write("<!doctype html><html><body><h1>Data drift report not available</h1><p>"
-                     + html.escape(summary["error"]) + "</p></body></html>")
+        io.write_text_atomic("<!doctype html><html><body><h1>Data drift report not available</h1><p>"
+                             + html.escape(summary["error"]) + "</p></body></html>", html_path)
     return summary

@@ -16,7 +16,7 @@ LABEL = "churned"
 def champion_frame(n_rows: int = 3000, seed: int = 11):
     """(raw churn frame, frame with the label encoded 0/1, schema) as ingest + validate make them."""
     from components._shared.labels import encode_label
-    from components.validate.core import infer_schema
+    from components._shared.schema import infer_schema
     from pipelines.data import ID_COLUMN, generate_churn
 
     raw = generate_churn(n_rows, seed=seed)

@@ -15,6 +15,6 @@ def train(churn_df):
 
 @pytest.fixture(scope="module")
 def schema(train):
-    from components.validate.core import infer_schema
+    from components._shared.schema import infer_schema
 
     return infer_schema(train, LABEL, "yes", id_column="customer_id")

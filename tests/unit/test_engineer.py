@@ -8,8 +8,8 @@ import pytest
 
 from components._shared.errors import DataError
 from components._shared.labels import labels
+from components._shared.schema import infer_schema
 from components.engineer.core import check_columns, encode, fit_transform_spec, raw_features
-from components.validate.core import infer_schema
 
 LABEL = "churned"
 

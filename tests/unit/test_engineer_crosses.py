@@ -13,13 +13,13 @@ import pytest
 
 from components._shared import io
 from components._shared.errors import ConfigError, DataError
+from components._shared.schema import infer_schema
 from components.engineer.core import (
     encode,
     fit_transform_spec,
     parse_column_list,
     parse_crosses,
 )
-from components.validate.core import infer_schema
 
 LABEL = "churned"
 

@@ -8,10 +8,9 @@ import pytest
 
 from components._shared import io
 from components._shared.errors import ValidationError
+from components._shared.schema import feature_names, infer_schema
 from components.ingest.core import ingest
 from components.validate.core import (
-    feature_names,
-    infer_schema,
     raise_if_blocking,
     result_to_json,
 )
@@ -529,7 +528,7 @@ def test_drift_report_failure_is_written_not_raised(splits, reference, tmp_path,
     def boom(*args, **kwargs):
         raise ValueError("unsupported column type")
 
-    monkeypatch.setattr(mod, "evidently_drift", boom)
+    monkeypatch.setattr(mod, "run_evidently", boom)
     path = str(tmp_path / "train.parquet")
     io.write_parquet(splits["train"], path)
     summary = mod.drift_report(reference.schema, path, path, None, str(tmp_path / "d.html"))
