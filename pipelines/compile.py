@@ -8,6 +8,7 @@ import tempfile
 from collections.abc import Callable
 from typing import Optional
 
+from components._shared import io
 from components._shared.images import DEFAULT_REGISTRY, ROLES, VERSION, Images
 from pipelines.training import CompileOptions, build_pipeline
 
@@ -60,8 +61,5 @@ def compile_all(out_dir: str = "compiled", images: Optional[Images] = None, chec
                 diff = list(difflib.unified_diff((old or "").splitlines(), text.splitlines(), path, "fresh", n=1))
                 print("\n".join(diff[:40]))
                 continue
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path + ".tmp", "w") as fh:
-                fh.write(text)
-            os.replace(path + ".tmp", path)
+            io.write_text_atomic(text, path)
     return changed

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+from components._shared import io
+
 DEFAULT_ROWS = 20_000
 LABEL = "churned"
 ID_COLUMN = "customer_id"
@@ -67,8 +69,6 @@ def generate_churn(n_rows: int = DEFAULT_ROWS, seed: int = 7, label_noise: float
 def write_default_dataset(path: str, n_rows: int = DEFAULT_ROWS, seed: int = 7) -> str:
     """Write the default dataset as CSV (once: an existing file is reused)."""
     if not os.path.exists(path):
-        os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        generate_churn(n_rows, seed).to_csv(tmp, index=False)
-        os.replace(tmp, path)
+        with io.atomic_path(path) as tmp:
+            generate_churn(n_rows, seed).to_csv(tmp, index=False)
     return path

@@ -24,7 +24,6 @@ import dataclasses
 import logging
 import os
 import shutil
-import tempfile
 import time
 
 from components._shared import io
@@ -237,21 +236,12 @@ def export(
         test = test.sample(parity_rows, random_state=0)
 
     # SavedModel, written to a temporary sibling and renamed into place.
-    parent = os.path.dirname(os.path.abspath(saved_model_dir)) or "."
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
-    try:
+    with io.replace_dir_atomic(saved_model_dir) as tmp:
         module, signatures = _serving_module(core, spec, threshold)
         tf.saved_model.save(module, tmp, signatures=signatures)
         _mark_classify_signature(tmp)
         write_warmup(tmp, warmup_requests(spec, test, model_name))
         replay_warmup(tmp)
-        if os.path.exists(saved_model_dir):
-            shutil.rmtree(saved_model_dir)
-        os.replace(tmp, saved_model_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
     loaded = tf.saved_model.load(saved_model_dir)
     serve = loaded.signatures["serving_default"]
@@ -262,11 +252,8 @@ def export(
     sm_probs = np.concatenate(sm_probs) if sm_probs else np.zeros(0)
 
     tflite_bytes = convert_tflite(core, quantization)
-    os.makedirs(tflite_dir, exist_ok=True)
     tflite_path = os.path.join(tflite_dir, "model.tflite")
-    with open(tflite_path + ".tmp", "wb") as fh:
-        fh.write(tflite_bytes)
-    os.replace(tflite_path + ".tmp", tflite_path)
+    io.write_bytes_atomic(tflite_bytes, tflite_path)
     io.write_json(spec, os.path.join(tflite_dir, SPEC_FILE))
     arrays = encode(test, spec)
     lite_probs = tflite_predict(tflite_bytes, arrays)

@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Sequence
 from typing import Optional
 
+from components._shared import io
 from components._shared.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -344,10 +345,7 @@ def write_scorer(core, model_dir: str, arrays: dict) -> Optional[float]:
     if not diff <= SCORER_MAX_DIFF:  # NaN included
         logger.warning("no TFLite scorer: it differs from the Keras model by %.2e", diff)
         return None
-    path = os.path.join(model_dir, SCORER_FILE)
-    with open(path + ".tmp", "wb") as fh:
-        fh.write(data)
-    os.replace(path + ".tmp", path)
+    io.write_bytes_atomic(data, os.path.join(model_dir, SCORER_FILE))
     return diff
 
 
