@@ -81,14 +81,14 @@ def validate_data(
         id_column=id_column or None,
         exclude=[c.strip() for c in exclude_columns.split(",") if c.strip()],
         severity=json.loads(anomaly_severity or "{}"),
-        drift_share_threshold=drift_share_threshold, max_missing_jump=max_missing_jump,
+        psi_drift_share=drift_share_threshold, max_missing_jump=max_missing_jump,
         report_html=report.path,
     )
     result.schema["negative_label"] = info.get("negative_label")
     io.write_json(result.schema, schema.path)
-    io.write_json({**result_to_json(result), "reference_source": ref.source}, anomalies.path)
-    schema.metadata.update({"features": len([c for c in result.schema["columns"].values() if c.get("role") == "feature"]),
-                            "reference": ref.source})
+    summary = {**result_to_json(result), "reference_source": ref.source}
+    io.write_json(summary, anomalies.path)
+    schema.metadata.update({"features": len(summary["features"]), "reference": ref.source})
     metrics.log_metric("anomalies", len(result.anomalies))
     metrics.log_metric("blocking_anomalies", len(result.blocking))
     metrics.log_metric("drift_share_psi", result.drift["psi_drift"]["share"])

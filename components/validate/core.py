@@ -84,7 +84,7 @@ def validate(
     max_missing_jump: float = 0.1,
     max_unseen_share: float = 0.01,
     max_out_of_range_share: float = 0.01,
-    drift_share_threshold: float = 0.5,
+    psi_drift_share: float = 0.5,
     psi_threshold: float = PSI_DRIFT,
     report_html: Optional[str] = None,
 ) -> ValidationResult:
@@ -97,8 +97,10 @@ def validate(
             It also fixes the feature set and the bins of the drift gate.
         user_schema: A user's schema enforced as well (its anomalies name "schema file").
         severity: Overrides of :data:`DEFAULT_SEVERITY` by anomaly kind.
-        drift_share_threshold: A drift anomaly is raised when more than this share of features
-            has a PSI above ``psi_threshold`` (computed on every row, vectorised).
+        psi_drift_share: A drift anomaly is raised when more than this share of features has a
+            population stability index above ``psi_threshold`` (computed on every row,
+            vectorised). Not evidently's drift share (the monitor's threshold).
+        psi_threshold: PSI above which a feature counts as drifted.
 
     Returns:
         The result; raise on blocking anomalies is the caller's choice (see :func:`raise_if_blocking`).
@@ -157,11 +159,11 @@ def validate(
     gate = psi_drift(psi, psi_threshold)
     drift: dict = {"psi": psi, "psi_drift": gate,
                    "reference": "champion schema" if reference_schema else "train split"}
-    if gate["share"] > drift_share_threshold:
+    if gate["share"] > psi_drift_share:
         anomalies.append(Anomaly(
             "drift", None,
             f"{gate['share']:.0%} of features drifted from the {drift['reference']} (PSI > {psi_threshold}; "
-            f"allowed share {drift_share_threshold:.0%}): " + ", ".join(gate["drifted"][:10])))
+            f"allowed share {psi_drift_share:.0%}): " + ", ".join(gate["drifted"][:10])))
     for a in anomalies:
         a.severity = sev.get(a.kind, a.severity)
     result = ValidationResult(schema=schema, anomalies=anomalies, drift=drift,

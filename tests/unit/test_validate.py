@@ -403,7 +403,7 @@ def test_strong_drift_is_reported(splits, reference):
         LABEL,
         "yes",
         reference_schema=reference.schema,
-        drift_share_threshold=0.3,
+        psi_drift_share=0.3,
     )
     [msg] = _messages(result, "drift")
     assert msg.startswith("[warning] ") and "of features drifted from the champion schema" in msg
