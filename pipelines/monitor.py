@@ -15,7 +15,7 @@ import datetime
 import json
 import os
 import sys
-import tempfile
+from typing import Optional
 
 DEFAULT_STATE = "monitor/state.json"
 
@@ -30,7 +30,7 @@ def _repo_default(relative: str) -> str:
 
 def add_trigger_flags(p, experiment: str = "") -> None:
     """Flags shared by ``monitor`` and ``submit``: where and how runs start."""
-    from pipelines.triggers import DEFAULT_EXPERIMENT
+    from components._shared.launch.kfp import DEFAULT_EXPERIMENT
 
     k = p.add_argument_group("Kubeflow Pipelines (--trigger/--target kfp)")
     k.add_argument(
@@ -78,7 +78,8 @@ def add_trigger_flags(p, experiment: str = "") -> None:
 
 def settings_from_args(args, target: str):
     """(KfpSettings, VertexSettings) from the shared flags."""
-    from pipelines.triggers import KfpSettings, VertexSettings
+    from components._shared.launch.kfp import KfpSettings
+    from components._shared.launch.vertex import VertexSettings
 
     kfp = KfpSettings(
         host=args.host,
@@ -102,6 +103,9 @@ def settings_from_args(args, target: str):
 
 
 def add_parser(sub) -> None:
+    from components.monitor.policy import COOLDOWN_HOURS, Thresholds
+
+    default = Thresholds()
     p = sub.add_parser(
         "monitor",
         help="compare recent data with the champion's; trigger retraining on drift/decay",
@@ -137,18 +141,32 @@ def add_parser(sub) -> None:
     )
     t = p.add_argument_group("thresholds")
     t.add_argument(
-        "--drift-threshold", type=float, default=0.3, help="drift share that counts as drift (low)"
+        "--drift-threshold",
+        type=float,
+        default=default.drift_share,
+        help="drift share that counts as drift (low)",
     )
     t.add_argument(
-        "--drift-critical", type=float, default=0.6, help="drift share that is severity medium"
+        "--drift-critical",
+        type=float,
+        default=default.drift_share_critical,
+        help="drift share that is severity medium",
     )
     t.add_argument(
-        "--decay-threshold", type=float, default=0.03, help="AUC drop that counts as decay (medium)"
+        "--decay-threshold",
+        type=float,
+        default=default.auc_decay,
+        help="AUC drop that counts as decay (medium)",
     )
     t.add_argument(
-        "--decay-critical", type=float, default=0.08, help="AUC drop that is severity high"
+        "--decay-critical",
+        type=float,
+        default=default.auc_decay_critical,
+        help="AUC drop that is severity high",
     )
-    t.add_argument("--min-rows", type=int, default=50, help="fewest rows a window may have")
+    t.add_argument(
+        "--min-rows", type=int, default=default.min_rows, help="fewest rows a window may have"
+    )
     g = p.add_argument_group("trigger")
     g.add_argument(
         "--trigger",
@@ -162,7 +180,7 @@ def add_parser(sub) -> None:
     g.add_argument(
         "--cooldown-hours",
         type=float,
-        default=24.0,
+        default=COOLDOWN_HOURS,
         help="no second run for the model within this time unless the severity rises",
     )
     g.add_argument(
@@ -196,22 +214,13 @@ def cmd_monitor(args) -> int:
 
 
 def _monitor(args) -> int:
-    import logging
-
     from components._shared.errors import ConfigError
-    from components.monitor.core import (
-        FileStateStore,
-        Outputs,
-        RegistryStateStore,
-        Thresholds,
-        read_window,
-        resolve_reference,
-        run_monitor,
-    )
+    from components._shared.launch.package import parse_params
+    from components.monitor.core import Outputs, monitor
+    from components.monitor.policy import Thresholds
+    from components.monitor.state import REGISTRY
     from pipelines.local import default_tracking_uri
-    from pipelines.triggers import monitor_launcher, parse_params
 
-    log = logging.getLogger("pipelines.monitor")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     thresholds = Thresholds(
         drift_share=args.drift_threshold,
@@ -224,80 +233,109 @@ def _monitor(args) -> int:
         raise ConfigError(f"--cooldown-hours must be >= 0, got {args.cooldown_hours}")
     user_params = parse_params(args.param)
     runs_dir = os.path.abspath(args.runs_dir)
-    tracking_uri = default_tracking_uri(runs_dir)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = os.path.abspath(
         args.out or os.path.join(runs_dir, "monitor", f"{args.model_name}-{stamp}")
     )
-    with tempfile.TemporaryDirectory(prefix="monitor-reference-") as workdir:
-        reference = resolve_reference(
-            args.model_name,
-            tracking_uri,
-            workdir,
-            reference_uri=args.reference,
-            schema_uri=args.schema,
-            label=args.label,
-        )
-    train_data = _data_uri(args.train_data or args.current)
     kfp, vertex = settings_from_args(args, args.trigger)
-    launcher = monitor_launcher(
-        args.trigger,
-        args.model_name,
-        train_data,
-        reference.schema,
-        tracking_uri,
-        user_params,
-        kfp=kfp,
-        vertex=vertex,
-        runs_dir=runs_dir,
-    )
-    if (
-        args.trigger in ("kfp", "vertex")
-        and "://" not in train_data
-        and "data_uri" not in user_params
-    ):
-        log.warning(
-            "the retraining run will read the local path %s: the cluster must see it at that path "
-            "(pass --train-data gs://... or bq://...)",
-            train_data,
-        )
-    current = read_window(args.current)
-    label = reference.schema.get("label")
-    if (
-        launcher is not None
-        and args.train_data is None
-        and "data_uri" not in user_params
-        and label
-        and label not in current.columns
-    ):
-        raise ConfigError(
-            f"the window {args.current} has no label column {label!r}, so a retraining run cannot "
-            "train on it: pass --train-data with labelled data"
-        )
-    if args.state == "registry":
-        store = RegistryStateStore(tracking_uri, args.model_name)
-    else:
-        store = FileStateStore(args.state or os.path.join(runs_dir, DEFAULT_STATE), args.model_name)
-    outputs = Outputs(
-        summary_json=os.path.join(out, "summary.json"),
-        report_html=os.path.join(out, "report.html"),
-        drift_html=os.path.join(out, "evidently.html"),
-        metrics_file=args.metrics_file,
-    )
-    summary = run_monitor(
+    summary = monitor(
         args.current,
-        reference,
-        outputs,
+        args.model_name,
+        default_tracking_uri(runs_dir),
+        Outputs(
+            summary_json=os.path.join(out, "summary.json"),
+            report_html=os.path.join(out, "report.html"),
+            drift_html=os.path.join(out, "evidently.html"),
+            metrics_file=args.metrics_file,
+        ),
         thresholds,
-        state_store=store,
-        launcher=launcher,
-        target=args.trigger,
+        reference_uri=args.reference,
+        schema_uri=args.schema,
+        label=args.label,
+        trigger=args.trigger,
         dry_run=args.dry_run,
         cooldown_hours=args.cooldown_hours,
-        current=current,
+        state=REGISTRY
+        if args.state == REGISTRY
+        else (args.state or os.path.join(runs_dir, DEFAULT_STATE)),
+        train_data_uri=args.train_data,
+        user_params=user_params,
+        kfp=kfp,
+        vertex=vertex,
+        local=local_launcher(runs_dir),
     )
     print(json.dumps(summary, indent=2, default=str) if args.json else format_summary(summary))
     return 0
+
+
+# Run-level settings of a local run are arguments of run_local, not pipeline parameters.
+_LOCAL_FIXED = (
+    "data_uri",
+    "label",
+    "model_name",
+    "mlflow_tracking_uri",
+    "serving_base_dir",
+    "checkpoint_root",
+)
+
+
+def local_launcher(runs_dir: str):
+    """The monitor's ``local`` trigger: (derived arguments, --param values) -> launcher that runs
+    the training pipeline here (kfp.local) under ``runs_dir``."""
+
+    def factory(auto: dict, user_params: dict):
+        from components._shared.launch.package import coerce, run_name
+
+        merged = {**auto, **{k: coerce(v) for k, v in user_params.items()}}
+        params = {k: v for k, v in merged.items() if k not in _LOCAL_FIXED}
+        label = user_params.get("label", auto["label"])
+        data = user_params.get("data_uri", auto["data_uri"])
+        model_name = auto["model_name"]
+
+        def launch_local(decision) -> dict:
+            return local_start_run(
+                runs_dir, run_name(model_name, decision.dedupe_key), data, label, model_name, params
+            )
+
+        return launch_local
+
+    return factory
+
+
+def local_start_run(
+    runs_dir: str,
+    run_id: str,
+    data_uri: str,
+    label: str,
+    model_name: str,
+    params: Optional[dict] = None,
+) -> dict:
+    """Run the training pipeline here; a finished run of that id already there counts as started."""
+    from components._shared.errors import PipelineError, TriggerError
+    from pipelines.local import run_local
+
+    summary_path = os.path.join(os.path.abspath(runs_dir), run_id, "summary.json")
+    info = {"target": "local", "run_id": run_id, "run_name": run_id, "summary": summary_path}
+    if os.path.exists(summary_path):
+        return {**info, "status": "exists"}
+    try:
+        summary = run_local(
+            data_uri,
+            label,
+            runs_dir=runs_dir,
+            model_name=model_name,
+            quiet=True,
+            params=params or {},
+            run_id=run_id,
+        )
+    except PipelineError as exc:
+        raise TriggerError(f"the local retraining run {run_id} failed: {exc}") from exc
+    return {
+        **info,
+        "status": "started",
+        "promoted": summary.get("promoted"),
+        "model_version": summary.get("model_version"),
+    }
 
 
 def format_summary(s: dict) -> str:

@@ -13,8 +13,8 @@ import sys
 
 
 def add_parser(sub) -> None:
+    from components._shared.launch.package import TRAINING_PIPELINE
     from pipelines.monitor import add_trigger_flags
-    from pipelines.triggers import TRAINING_PIPELINE
 
     p = sub.add_parser(
         "submit",
@@ -51,14 +51,14 @@ def add_parser(sub) -> None:
 
 
 def cmd_submit(args) -> int:
-    from pipelines.monitor import _data_uri, settings_from_args
-    from pipelines.triggers import (
+    from components._shared.launch.package import (
         fetch_pipeline_file,
         parse_params,
         pipeline_parameters,
         pipeline_spec,
         timestamped,
     )
+    from pipelines.monitor import _data_uri, settings_from_args
 
     kfp, vertex = settings_from_args(args, args.target)
     user = parse_params(args.param)
@@ -97,13 +97,10 @@ def submit_kfp(settings, user_params: dict, name, pipeline_name: str, upload: bo
     """Upload (once per content) and run the compiled pipeline; or run an uploaded one by name."""
     import dataclasses
 
-    from pipelines.triggers import (
-        _kfp_calls,
+    from components._shared.launch.kfp import kfp_start_run, kfp_upload_and_run
+    from components._shared.launch.package import (
         fetch_pipeline_file,
         is_pipeline_file,
-        kfp_client,
-        kfp_start_run,
-        kfp_upload,
         pipeline_parameters,
         pipeline_spec,
         timestamped,
@@ -117,38 +114,12 @@ def submit_kfp(settings, user_params: dict, name, pipeline_name: str, upload: bo
     arguments = pipeline_parameters(spec, {}, user_params)
     if not upload or not is_pipeline_file(settings.pipeline):
         return kfp_start_run(settings, name, arguments, dedupe=False)
-    client, host = kfp_client(settings)
-    with _kfp_calls(host):
-        uploaded = kfp_upload(client, settings.pipeline, pipeline_name)
-        experiment = client.create_experiment(
-            settings.experiment, namespace=settings.namespace or None
-        )
-        run = client.run_pipeline(
-            experiment_id=experiment.experiment_id,
-            job_name=name,
-            params=arguments,
-            pipeline_id=uploaded["pipeline_id"],
-            version_id=uploaded["version_id"],
-            pipeline_root=settings.pipeline_root or None,
-            service_account=settings.service_account or None,
-        )
-    return {
-        "target": "kfp",
-        "status": "started",
-        "host": host,
-        "run_id": run.run_id,
-        "run_name": name,
-        "experiment": settings.experiment,
-        "experiment_id": experiment.experiment_id,
-        "pipeline": pipeline_name,
-        **uploaded,
-        "url": f"{host}/#/runs/details/{run.run_id}",
-    }
+    return kfp_upload_and_run(settings, name, arguments, pipeline_name)
 
 
 def submit_vertex(settings, arguments: dict, display_name: str, job_id=None) -> dict:
     """Submit the compiled pipeline as a Vertex AI PipelineJob."""
-    from pipelines.triggers import vertex_start_run
+    from components._shared.launch.vertex import vertex_start_run
 
     return vertex_start_run(
         settings, job_id, display_name, arguments, labels={"started-by": "kfp-tf-gate-submit"}

@@ -106,33 +106,14 @@ def _find_version(parent, label: str):
     return None
 
 
-def _error_parts(exc) -> tuple:
-    """(HTTP code, canonical status, server message) of a google.api_core error. Over REST the
-    exception class follows the HTTP status (403 -> Forbidden) and its message starts with the
-    request URL; the JSON error body has the canonical status and the plain message."""
-    code = getattr(exc.code, "value", exc.code)
-    status = getattr(exc.grpc_status_code, "name", "")
-    message = exc.message
-    try:
-        error = exc.response.json()["error"]
-        status, message = error.get("status") or status, error.get("message") or message
-    except Exception:  # not a REST response (gRPC, or a failed long-running operation)
-        pass
-    return code, status or getattr(exc.code, "name", ""), message
+# Appended to a refused-credentials sentence (401/403) of a deploy step.
+DEPLOY_HINT = "; the run's service account needs roles/aiplatform.user (and read access to the artifact bucket)"
 
 
 def _api_error(exc: BaseException, target: VertexTarget, step: str) -> DeployError:
-    from google.api_core import exceptions as api
+    from components._shared.launch.vertex import vertex_error
 
-    where = f"Vertex AI ({target.project}, {target.location})"
-    if isinstance(exc, api.GoogleAPICallError):
-        code, status, message = _error_parts(exc)
-        hint = ""
-        if isinstance(exc, (api.Unauthorized, api.Forbidden)):  # Unauthenticated, PermissionDenied included
-            hint = "; the run's service account needs roles/aiplatform.user (and read access to the artifact bucket)"
-        return DeployError(f"{where}: {step} failed ({code} {status}: {message}){hint}")
-    first = str(exc).splitlines()[0] if str(exc) else ""
-    return DeployError(f"{where}: {step} failed ({type(exc).__name__}: {first})")
+    return vertex_error(exc, f"Vertex AI ({target.project}, {target.location})", step, DeployError, DEPLOY_HINT)
 
 
 def upload_and_deploy(target: VertexTarget, model_name: str, artifact_uri: str, fingerprint: str,

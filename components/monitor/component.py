@@ -63,112 +63,42 @@ def monitor_data(
         vertex_pipeline_root: gs:// root of the Vertex job's artifacts.
         vertex_service_account: Service account the Vertex job runs as.
     """
-    import json
     import logging
     import os
-    import tempfile
 
-    from components._shared.errors import ConfigError
-    from components.monitor.core import (
-        Outputs,
-        RegistryStateStore,
-        Thresholds,
-        read_window,
-        resolve_reference,
-        run_monitor,
-        severity_level,
-    )
-    from pipelines.triggers import KfpSettings, VertexSettings, monitor_launcher
+    from components._shared.launch.kfp import KfpSettings
+    from components._shared.launch.package import parse_json_params
+    from components._shared.launch.vertex import VertexSettings
+    from components.monitor.core import Outputs, monitor, run_metadata, run_metrics
+    from components.monitor.policy import Thresholds
 
     logging.basicConfig(level=logging.INFO)
-    if trigger == "local":
-        raise ConfigError(
-            "trigger 'local' runs on a workstation (python -m pipelines monitor); use kfp or vertex here"
-        )
-    try:
-        user_params = json.loads(training_parameters or "{}")
-    except ValueError as exc:
-        raise ConfigError(f"training_parameters is not a JSON object: {exc}") from exc
-    if not isinstance(user_params, dict):
-        raise ConfigError("training_parameters must be a JSON object of pipeline parameters")
-    thresholds = Thresholds(
-        drift_share=drift_share_threshold,
-        drift_share_critical=drift_share_critical,
-        auc_decay=auc_decay_threshold,
-        auc_decay_critical=auc_decay_critical,
-        min_rows=min_rows,
-    )
-    with tempfile.TemporaryDirectory(prefix="monitor-reference-") as workdir:
-        reference = resolve_reference(model_name, mlflow_tracking_uri, workdir)
-    kfp = KfpSettings(
-        host=kfp_host,
-        experiment=kfp_experiment,
-        namespace=kfp_namespace,
-        pipeline=training_pipeline,
-    )
-    vertex = VertexSettings(
-        project=vertex_project,
-        location=vertex_location,
-        template=training_pipeline,
-        pipeline_root=vertex_pipeline_root,
-        service_account=vertex_service_account,
-    )
-    launcher = monitor_launcher(
-        trigger,
-        model_name,
-        train_data_uri or current_uri,
-        reference.schema,
-        mlflow_tracking_uri,
-        user_params,
-        kfp=kfp,
-        vertex=vertex,
-    )
-    current = read_window(current_uri)
-    label = reference.schema.get("label")
-    if launcher is not None and not train_data_uri and label and label not in current.columns:
-        raise ConfigError(
-            f"the window has no label column {label!r}; set train_data_uri to labelled data"
-        )
-    os.makedirs(summary.path, exist_ok=True)
-    outputs = Outputs(
-        summary_json=os.path.join(summary.path, "summary.json"),
-        report_html=report.path,
-        drift_html=drift_report.path,
-        metrics_file=os.path.join(summary.path, "metrics.prom"),
-    )
-    store = RegistryStateStore(mlflow_tracking_uri, model_name) if mlflow_tracking_uri else None
-    if launcher is not None and store is None:
-        raise ConfigError(
-            "a trigger needs mlflow_tracking_uri: the dedupe and cooldown state lives in the registry"
-        )
-    result = run_monitor(
+    result = monitor(
         current_uri,
-        reference,
-        outputs,
-        thresholds,
-        state_store=store,
-        launcher=launcher,
-        target=trigger,
+        model_name,
+        mlflow_tracking_uri,
+        Outputs(
+            summary_json=os.path.join(summary.path, "summary.json"),
+            report_html=report.path,
+            drift_html=drift_report.path,
+            metrics_file=os.path.join(summary.path, "metrics.prom"),
+        ),
+        Thresholds(drift_share=drift_share_threshold, drift_share_critical=drift_share_critical,
+                   auc_decay=auc_decay_threshold, auc_decay_critical=auc_decay_critical,
+                   min_rows=min_rows),
+        trigger=trigger,
         dry_run=dry_run,
         cooldown_hours=cooldown_hours,
-        current=current,
-    )
-    drift, perf = result["drift"], result["performance"]
-    if drift.get("share") is not None:
-        metrics.log_metric("drift_share", drift["share"])
-    for key in ("auc", "auc_at_training", "decay"):
-        if perf.get(key) is not None:
-            metrics.log_metric("auc_decay" if key == "decay" else key, perf[key])
-    metrics.log_metric("rows", result["rows"])
-    metrics.log_metric("severity", severity_level(result["severity"]))
-    metrics.log_metric("triggered", int(result["trigger"]["status"] == "started"))
-    summary.metadata.update(
-        {
-            "severity": result["severity"],
-            "dedupe_key": result["dedupe_key"],
-            "trigger": result["trigger"]["status"],
-            "run_id": result["trigger"].get("run_id") or "",
-            "champion_version": result["champion_version"] or "",
-        }
-    )
+        state="registry",  # every scheduled run of this component sees the previous ones
+        train_data_uri=train_data_uri or None,
+        user_params=parse_json_params(training_parameters),
+        kfp=KfpSettings(host=kfp_host, experiment=kfp_experiment, namespace=kfp_namespace,
+                        pipeline=training_pipeline),
+        vertex=VertexSettings(project=vertex_project, location=vertex_location,
+                              template=training_pipeline, pipeline_root=vertex_pipeline_root,
+                              service_account=vertex_service_account),
+    )  # fmt: skip
+    for name, value in run_metrics(result).items():
+        metrics.log_metric(name, value)
+    summary.metadata.update(run_metadata(result))
     return result["trigger"]["status"]

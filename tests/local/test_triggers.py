@@ -163,7 +163,7 @@ def test_cooldown_holds_unless_severity_rises_with_state_in_the_registry(
     runs_dir, windows, server, capsys
 ):
     from components._shared import registry
-    from components.monitor.core import STATE_TAG
+    from components.monitor.state import STATE_TAG
 
     # First window: drift counted as low (critical threshold out of reach) -> run 1.
     assert (
@@ -241,7 +241,7 @@ def test_server_error_on_create_leaves_no_state(runs_dir, windows, server, capsy
 
 
 def _decision(key: str = "0123456789abcdef01234567"):
-    from components.monitor.core import Decision
+    from components.monitor.policy import Decision
 
     return Decision("trigger", "medium", [], key)
 
@@ -254,7 +254,8 @@ def _schema():
 
 def test_host_and_token_from_the_environment(server, tmp_path, monkeypatch):
     from components._shared.errors import ConfigError
-    from pipelines.triggers import KfpSettings, monitor_launcher
+    from components._shared.launch.kfp import KfpSettings
+    from components._shared.launch.launcher import monitor_launcher
 
     for name in ENV:
         monkeypatch.delenv(name, raising=False)
@@ -279,7 +280,7 @@ def test_host_and_token_from_the_environment(server, tmp_path, monkeypatch):
 
 
 def test_service_account_token_file(server, tmp_path, monkeypatch):
-    from pipelines.triggers import KfpSettings, kfp_start_run
+    from components._shared.launch.kfp import KfpSettings, kfp_start_run
 
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("KF_PIPELINES_TOKEN", raising=False)
@@ -298,7 +299,8 @@ def test_service_account_token_file(server, tmp_path, monkeypatch):
 
 def test_parameters_are_derived_and_checked_against_the_pipeline(server, tmp_path, monkeypatch):
     from components._shared.errors import ConfigError
-    from pipelines.triggers import KfpSettings, monitor_launcher
+    from components._shared.launch.kfp import KfpSettings
+    from components._shared.launch.launcher import monitor_launcher
 
     monkeypatch.setenv("HOME", str(tmp_path))
     settings = KfpSettings(host=server.url, token=TOKEN, pipeline=KFP_YAML)
@@ -335,7 +337,8 @@ def test_parameters_are_derived_and_checked_against_the_pipeline(server, tmp_pat
 
 def test_run_an_uploaded_pipeline_by_name(server, tmp_path, monkeypatch, capsys):
     from components._shared.errors import TriggerError
-    from pipelines.triggers import KfpSettings, monitor_launcher
+    from components._shared.launch.kfp import KfpSettings
+    from components._shared.launch.launcher import monitor_launcher
 
     monkeypatch.setenv("HOME", str(tmp_path))
     settings = KfpSettings(host=server.url, token=TOKEN, pipeline="kfp-tf-gate-training")
@@ -481,7 +484,8 @@ def anonymous():
 
 
 def test_vertex_job_is_built_from_the_vertex_template(anonymous):
-    from pipelines.triggers import VertexSettings, run_name, vertex_job, vertex_job_id
+    from components._shared.launch.package import run_name, vertex_job_id
+    from components._shared.launch.vertex import VertexSettings, vertex_job
 
     key = "0123456789abcdef01234567"
     settings = VertexSettings(
@@ -517,7 +521,7 @@ def test_vertex_job_is_built_from_the_vertex_template(anonymous):
 
 def test_vertex_rejects_the_kubeflow_template_and_unknown_parameters(anonymous):
     from components._shared.errors import ConfigError
-    from pipelines.triggers import VertexSettings, vertex_job
+    from components._shared.launch.vertex import VertexSettings, vertex_job
 
     kubeflow = VertexSettings(project="p", template=KFP_YAML, credentials=anonymous)
     with pytest.raises(ConfigError, match="2 YAML documents.*use compiled/vertex"):
@@ -528,7 +532,7 @@ def test_vertex_rejects_the_kubeflow_template_and_unknown_parameters(anonymous):
 
 
 def test_the_monitoring_pipeline_is_schedulable_on_vertex(anonymous):
-    from pipelines.triggers import VertexSettings, vertex_job
+    from components._shared.launch.vertex import VertexSettings, vertex_job
 
     settings = VertexSettings(
         project="p",

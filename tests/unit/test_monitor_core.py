@@ -9,16 +9,30 @@ import re
 
 import pytest
 
+from components._shared.drift import parse_evidently
 from components._shared.errors import ConfigError, DataError, TriggerError
-from components.monitor import core
-from components.monitor.core import (
+from components._shared.io import write_text_atomic
+from components.monitor.core import Outputs, run_monitor
+from components.monitor.outputs import prometheus_text
+from components.monitor.performance import decay_metrics, labelled_rows
+from components.monitor.policy import (
     Assessment,
+    Decision,
     Thresholds,
     assess,
     decide,
     dedupe_key,
     record_trigger,
+    window_hash,
 )
+from components.monitor.reference import Reference
+from components.monitor.state import (
+    REGISTRY_STATE_KEEP,
+    STATE_TAG,
+    FileStateStore,
+    RegistryStateStore,
+)
+from components.monitor.window import check_window, feature_view, read_window
 
 NOW = datetime.datetime(2026, 6, 1, 12, 0, tzinfo=datetime.timezone.utc)
 T = Thresholds()
@@ -83,17 +97,17 @@ def test_dedupe_key_is_deterministic_per_model_and_content():
     from pipelines.data import generate_churn
 
     a, b = generate_churn(300, seed=1), generate_churn(300, seed=2)
-    ha = core.window_hash(a)
-    assert ha == core.window_hash(a.copy())
-    assert ha != core.window_hash(b)
-    assert ha != core.window_hash(a.iloc[:-1])
+    ha = window_hash(a)
+    assert ha == window_hash(a.copy())
+    assert ha != window_hash(b)
+    assert ha != window_hash(a.iloc[:-1])
     assert dedupe_key("m", ha) == dedupe_key("m", ha)
     assert dedupe_key("m", ha) != dedupe_key("other", ha)
     assert re.fullmatch(r"[0-9a-f]{24}", dedupe_key("m", ha))
 
 
 def _state_after(severity: str, key: str = "k1", at: datetime.datetime = NOW) -> dict:
-    decision = core.Decision("trigger", severity, [], key)
+    decision = Decision("trigger", severity, [], key)
     return record_trigger(
         {}, decision, {"run_id": "r1", "run_name": "retrain-m-k1", "target": "kfp"}, at
     )
@@ -146,7 +160,7 @@ def test_record_trigger_keeps_recent_keys_and_replaces_a_key():
     for i in range(5):
         state = record_trigger(
             state,
-            core.Decision("trigger", "low", [], f"k{i}"),
+            Decision("trigger", "low", [], f"k{i}"),
             {"run_id": f"r{i}", "target": "kfp"},
             hours(i),
             keep=3,
@@ -154,7 +168,7 @@ def test_record_trigger_keeps_recent_keys_and_replaces_a_key():
     assert [t["dedupe_key"] for t in state["triggers"]] == ["k2", "k3", "k4"]
     assert state["last_trigger"]["run_id"] == "r4"
     state = record_trigger(
-        state, core.Decision("trigger", "high", [], "k3"), {"run_id": "again"}, hours(9), keep=3
+        state, Decision("trigger", "high", [], "k3"), {"run_id": "again"}, hours(9), keep=3
     )
     assert [t["dedupe_key"] for t in state["triggers"]] == ["k2", "k4", "k3"]
 
@@ -164,7 +178,7 @@ def test_record_trigger_keeps_recent_keys_and_replaces_a_key():
 
 def test_file_state_round_trip_per_model(tmp_path):
     path = str(tmp_path / "state" / "monitor.json")
-    a, b = core.FileStateStore(path, "a"), core.FileStateStore(path, "b")
+    a, b = FileStateStore(path, "a"), FileStateStore(path, "b")
     assert a.load() == {}
     with a.locked():
         a.save(_state_after("low", key="ka"))
@@ -179,7 +193,7 @@ def test_corrupt_state_file_is_a_clear_error(tmp_path):
     path = tmp_path / "state.json"
     path.write_text("{not json")
     with pytest.raises(ConfigError, match="unreadable"):
-        core.FileStateStore(str(path), "m").load()
+        FileStateStore(str(path), "m").load()
 
 
 def test_registry_state_lives_in_a_model_tag(tmp_path, monkeypatch):
@@ -191,22 +205,22 @@ def test_registry_state_lives_in_a_model_tag(tmp_path, monkeypatch):
         "MLFLOW_TRACKING_URI", tracking_uri
     )  # restored afterwards (MLflow exports it)
     client = registry.configure(tracking_uri)
-    store = core.RegistryStateStore(tracking_uri, "churn-model")
+    store = RegistryStateStore(tracking_uri, "churn-model")
     assert store.load() == {}
     state = _state_after("medium", key="abc")
     for i in range(30):  # more history than a tag should hold
         state = record_trigger(
             state,
-            core.Decision("trigger", "low", [], f"k{i:02d}"),
+            Decision("trigger", "low", [], f"k{i:02d}"),
             {"run_id": f"r{i}"},
             hours(i),
             keep=store.keep,
         )
     store.save(state)
-    loaded = core.RegistryStateStore(tracking_uri, "churn-model").load()
-    assert loaded == state and len(loaded["triggers"]) == core.REGISTRY_STATE_KEEP
-    assert core.STATE_TAG in client.get_registered_model("churn-model").tags
-    assert core.RegistryStateStore(tracking_uri, "no-such-model").load() == {}
+    loaded = RegistryStateStore(tracking_uri, "churn-model").load()
+    assert loaded == state and len(loaded["triggers"]) == REGISTRY_STATE_KEEP
+    assert STATE_TAG in client.get_registered_model("churn-model").tags
+    assert RegistryStateStore(tracking_uri, "no-such-model").load() == {}
 
 
 # --------------------------------------------------------------------------- the window
@@ -225,26 +239,26 @@ def test_window_without_rows_is_an_error(tmp_path, champion):
     path = tmp_path / "empty.csv"
     raw.iloc[:0].to_csv(path, index=False)
     with pytest.raises(DataError, match="has no rows"):
-        core.read_window(str(path))
+        read_window(str(path))
 
 
 def test_window_with_a_different_schema_names_the_columns(champion):
     raw, _, schema = champion
     with pytest.raises(DataError, match=r"lacks the feature columns 'contract', 'region'"):
-        core.check_window(raw.drop(columns=["contract", "region"]), schema, "w.csv", 50)
+        check_window(raw.drop(columns=["contract", "region"]), schema, "w.csv", 50)
     bad = raw.copy()
     bad["monthly_charges"] = bad["monthly_charges"].astype(str).where(bad.index % 7 != 0, "n/a")
     with pytest.raises(DataError, match="'monthly_charges' should be numeric but holds text"):
-        core.check_window(bad, schema, "w.csv", 50)
+        check_window(bad, schema, "w.csv", 50)
     with pytest.raises(DataError, match="fewer than the minimum 50"):
-        core.check_window(raw.iloc[:10], schema, "w.csv", 50)
+        check_window(raw.iloc[:10], schema, "w.csv", 50)
 
 
 def test_window_quality_findings_ignore_a_missing_label(champion):
     raw, _, schema = champion
     window = raw.drop(columns=["churned"]).copy()
     window.loc[: len(window) // 2, "tenure_months"] = None
-    findings = core.check_window(window, schema, "w.csv", 50)
+    findings = check_window(window, schema, "w.csv", 50)
     kinds = {(f["kind"], f["column"]) for f in findings}
     assert ("missing_rate_jump", "tenure_months") in kinds
     assert not any(f["column"] == "churned" for f in findings)
@@ -252,18 +266,18 @@ def test_window_quality_findings_ignore_a_missing_label(champion):
 
 def test_feature_view_matches_the_model_view(champion):
     raw, _, schema = champion
-    view = core.feature_view(raw, schema, ["signup_date", "contract", "senior_citizen"])
+    view = feature_view(raw, schema, ["signup_date", "contract", "senior_citizen"])
     assert view["signup_date"].dtype == "float64" and view["senior_citizen"].dtype == "float64"
     assert view["contract"].dtype == object
 
 
 def test_labelled_rows(champion):
     raw, _, schema = champion
-    rows, reason = core.labelled_rows(raw.drop(columns=["churned"]), schema)
+    rows, reason = labelled_rows(raw.drop(columns=["churned"]), schema)
     assert rows is None and "no label column 'churned'" in reason
-    rows, reason = core.labelled_rows(raw.assign(churned="no"), schema)
+    rows, reason = labelled_rows(raw.assign(churned="no"), schema)
     assert rows is None and "single class" in reason
-    rows, y = core.labelled_rows(raw, schema)
+    rows, y = labelled_rows(raw, schema)
     assert len(rows) == len(raw) and set(y) == {0, 1}
     assert y.mean() == pytest.approx((raw["churned"] == "yes").mean())
 
@@ -272,11 +286,11 @@ def test_decay_metrics():
     import numpy as np
 
     y = np.array([0, 0, 1, 1, 0, 1])
-    m = core.decay_metrics(y, np.array([0.1, 0.2, 0.8, 0.9, 0.3, 0.7]), 0.85)
+    m = decay_metrics(y, np.array([0.1, 0.2, 0.8, 0.9, 0.3, 0.7]), 0.85)
     assert m["auc"] == 1.0 and m["decay"] == pytest.approx(-0.15)
-    m = core.decay_metrics(y, np.array([0.9, 0.8, 0.2, 0.1, 0.7, 0.3]), 0.85)
+    m = decay_metrics(y, np.array([0.9, 0.8, 0.2, 0.1, 0.7, 0.3]), 0.85)
     assert m["auc"] == 0.0 and m["decay"] == pytest.approx(0.85)
-    assert core.decay_metrics(y, y, None)["decay"] is None
+    assert decay_metrics(y, y, None)["decay"] is None
 
 
 def test_parse_evidently_snapshot():
@@ -311,7 +325,7 @@ def test_parse_evidently_snapshot():
             {"config": {"type": "evidently:metric_v2:RowCount"}, "value": 100.0},
         ]
     }
-    out = core.parse_evidently(snap)
+    out = parse_evidently(snap)
     assert out["share"] == 0.5
     assert out["features"]["a"]["drifted"] and not out["features"]["b"]["drifted"]
     assert out["missing_share"] == {"a": 0.03} and out["summary"] == {"row_count": 100.0}
@@ -342,7 +356,7 @@ def test_prometheus_text_format():
         "performance": {"auc": 0.7, "auc_at_training": 0.8, "decay": 0.1},
         "trigger": {"status": "failed"},
     }
-    text = core.prometheus_text(summary)
+    text = prometheus_text(summary)
     assert text.endswith("\n")
     names = set()
     for line in text.splitlines():
@@ -367,8 +381,8 @@ def test_prometheus_text_format():
 
 def test_metrics_file_is_replaced_atomically(tmp_path):
     path = tmp_path / "textfile" / "monitor.prom"
-    core.write_text_atomic("a 1\n", str(path))
-    core.write_text_atomic("a 2\n", str(path))
+    write_text_atomic("a 1\n", str(path))
+    write_text_atomic("a 2\n", str(path))
     assert path.read_text() == "a 2\n"
     assert os.listdir(path.parent) == ["monitor.prom"]
 
@@ -379,7 +393,7 @@ def test_metrics_file_is_replaced_atomically(tmp_path):
 @pytest.fixture(scope="module")
 def reference(champion):
     _, train, schema = champion
-    return core.Reference(
+    return Reference(
         schema=schema,
         data=train,
         source="test champion",
@@ -392,7 +406,7 @@ def reference(champion):
 def _outputs(tmp_path, name="out"):
     d = tmp_path / name
     d.mkdir()
-    return core.Outputs(
+    return Outputs(
         str(d / "summary.json"), str(d / "report.html"), str(d / "drift.html"), str(d / "m.prom")
     )
 
@@ -403,13 +417,13 @@ def test_run_monitor_records_only_a_started_run(tmp_path, reference):
     window = drifted_window(400, seed=5).drop(columns=["churned"])
     path = tmp_path / "window.parquet"
     window.to_parquet(path)
-    store = core.FileStateStore(str(tmp_path / "state.json"), "m")
+    store = FileStateStore(str(tmp_path / "state.json"), "m")
 
     def failing(decision):
         raise TriggerError("cannot reach the pipelines API")
 
     with pytest.raises(TriggerError):
-        core.run_monitor(
+        run_monitor(
             str(path), reference, _outputs(tmp_path, "a"), T, store, failing, "kfp", now=NOW
         )
     assert store.load() == {}, "a failed trigger must not consume the cooldown"
@@ -418,8 +432,8 @@ def test_run_monitor_records_only_a_started_run(tmp_path, reference):
     assert "kfp_tf_gate_monitor_trigger_failed{" in (tmp_path / "a" / "m.prom").read_text()
 
     # The same window once more: it was never started, so it starts now (no dedupe, no cooldown).
-    current = core.read_window(str(path))
-    s = core.run_monitor(
+    current = read_window(str(path))
+    s = run_monitor(
         str(path), reference, _outputs(tmp_path, "b"), T, store,
         lambda d: {"target": "kfp", "run_id": "run-1", "run_name": f"retrain-m-{d.dedupe_key[:12]}"},
         "kfp", now=hours(1), current=current,

@@ -1,0 +1,159 @@
+"""What a check leaves behind besides its JSON summary: Prometheus metrics and an HTML page.
+
+- :func:`write_metrics` writes the summary as Prometheus gauges in the text exposition format
+  (``prometheus_client``; atomically, for a node-exporter textfile collector, or to push to a
+  Pushgateway with ``curl --data-binary @file``);
+- :func:`report_html` renders ``templates/report.html.j2`` (jinja2, autoescaped): the decision,
+  the trigger, drift per feature, data quality and decay, for a person.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Optional
+
+from components.monitor.policy import parse_time, severity_level
+
+METRIC_PREFIX = "kfp_tf_gate_monitor"
+TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
+
+
+# --------------------------------------------------------------------------- prometheus
+
+
+def _gauges(summary: dict) -> list:
+    """(name, help, [(labels, value), ...]) of every gauge, before leaving out missing values."""
+    drift = summary.get("drift") or {}
+    perf = summary.get("performance") or {}
+    trigger = summary.get("trigger") or {}
+    feats = sorted((drift.get("features") or {}).items())
+    return [
+        ("drift_share", "Share of features whose evidently drift test failed.",
+         [({}, drift.get("share"))]),
+        ("drift_share_threshold", "Drift share from which the window counts as drifted.",
+         [({}, (summary.get("thresholds") or {}).get("drift_share"))]),
+        ("feature_drift_score", "Per-feature drift score (method in the label: p-value or distance).",
+         [({"feature": f, "method": v["method"]}, v["score"]) for f, v in feats]),
+        ("feature_drifted", "1 when the feature's drift test failed.",
+         [({"feature": f}, int(v["drifted"])) for f, v in feats]),
+        ("feature_psi", "Population stability index of the feature over the whole window.",
+         [({"feature": f}, v) for f, v in sorted((drift.get("psi") or {}).items())]),
+        ("auc", "AUC of the champion on the labelled window rows.",
+         [({"window": "current"}, perf.get("auc")),
+          ({"window": "training"}, perf.get("auc_at_training"))]),
+        ("auc_decay", "AUC at training minus AUC on the window.", [({}, perf.get("decay"))]),
+        ("window_rows", "Rows in the window.", [({}, summary.get("rows"))]),
+        ("severity", "0 none, 1 low (drift), 2 medium (critical drift or decay), 3 high.",
+         [({}, severity_level(summary.get("severity")))]),
+        ("triggered", "1 when this check started a retraining run.",
+         [({}, int(trigger.get("status") == "started"))]),
+        ("trigger_failed", "1 when starting the retraining run failed.",
+         [({}, int(trigger.get("status") == "failed"))]),
+        ("last_check_timestamp_seconds", "When the check ran (Unix time).",
+         [({}, parse_time(summary["generated_at"]).timestamp())]),
+    ]  # fmt: skip
+
+
+def metrics_registry(summary: dict):
+    """A ``CollectorRegistry`` with the summary's gauges, each labelled with the model.
+
+    A gauge whose values are all missing or not finite (no labels, no decay measured) is left
+    out, as is each missing sample.
+    """
+    from prometheus_client import CollectorRegistry, Gauge
+
+    registry = CollectorRegistry(auto_describe=True)
+    for name, help_text, samples in _gauges(summary):
+        samples = [(lb, v) for lb, v in samples if v is not None and math.isfinite(float(v))]
+        if not samples:
+            continue
+        labelnames = ["model", *samples[0][0]]
+        gauge = Gauge(f"{METRIC_PREFIX}_{name}", help_text, labelnames, registry=registry)
+        for labels, value in samples:
+            gauge.labels(model=summary["model_name"], **labels).set(float(value))
+    return registry
+
+
+def prometheus_text(summary: dict) -> str:
+    """The summary in the Prometheus text exposition format."""
+    from prometheus_client import generate_latest
+
+    return generate_latest(metrics_registry(summary)).decode()
+
+
+def write_metrics(summary: dict, path: str) -> None:
+    """Write the metrics file atomically: a collector never reads half a file."""
+    from prometheus_client import write_to_textfile
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    write_to_textfile(path, metrics_registry(summary))
+
+
+# --------------------------------------------------------------------------- HTML report
+
+
+def _num(v, fmt: str = "{:.4f}") -> str:
+    return "n/a" if v is None else fmt.format(v)
+
+
+def report_context(summary: dict, drift_report_name: Optional[str] = None) -> dict:
+    """The template's values, formatted (the template only lays them out)."""
+    drift = summary.get("drift") or {}
+    perf = summary.get("performance") or {}
+    trigger = summary.get("trigger") or {}
+    psi, missing = drift.get("psi") or {}, drift.get("missing_share") or {}
+    features = []
+    for name, f in sorted(
+        (drift.get("features") or {}).items(), key=lambda kv: (not kv[1]["drifted"], kv[0])
+    ):
+        cells = [
+            name,
+            "drifted" if f["drifted"] else "ok",
+            f["method"],
+            f"{f['score']:.4g}",
+            f"{f['threshold']:.4g}",
+            _num(psi.get(name), "{:.3f}"),
+            _num(missing.get(name), "{:.1%}"),
+        ]
+        features.append({"drifted": f["drifted"], "cells": cells})
+    performance = (
+        f"AUC now {_num(perf.get('auc'))} on {perf.get('rows')} labelled rows, at training "
+        f"{_num(perf.get('auc_at_training'))}, decay {_num(perf.get('decay'))}"
+        if perf.get("status") == "ok"
+        else f"not measured: {perf.get('reason', 'n/a')}"
+    )
+    return {
+        "model": summary["model_name"],
+        "severity": summary["severity"],
+        "status": trigger.get("status", "none"),
+        "current": str(summary["current"]),
+        "rows": summary["rows"],
+        "reference": summary["reference"],
+        "drift_share": _num(drift.get("share"), "{:.0%}"),
+        "drift_threshold": _num((summary.get("thresholds") or {}).get("drift_share"), "{:.0%}"),
+        "dedupe_key": summary["dedupe_key"],
+        "reasons": (summary.get("decision") or {}).get("reasons", []),
+        "trigger": [
+            (k, v if isinstance(v, str) else json.dumps(v, default=str))
+            for k, v in sorted(trigger.items())
+        ],
+        "performance": performance,
+        "drift_report": drift_report_name,
+        "features": features,
+        "anomalies": (summary.get("quality") or {}).get("anomalies", []),
+    }
+
+
+def report_html(summary: dict, drift_report_name: Optional[str] = None) -> str:
+    """A small self-contained page: decision, trigger, drift per feature, data quality, decay."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    return env.get_template("report.html.j2").render(report_context(summary, drift_report_name))

@@ -1,0 +1,212 @@
+"""The monitor's policy: how bad a window is (severity), and whether it may start a run.
+
+:func:`assess` turns drift share and AUC decay into a severity from configurable
+:class:`Thresholds`; :func:`decide` applies the two guards that keep reruns and noisy windows
+from starting runs: a **dedupe key** derived from the window's content (the same data never
+starts a second run) and a **cooldown** (no second run for the same model within N hours unless
+the severity rises). The history both read is a small state document (see
+:mod:`components.monitor.state`), updated by :func:`record_trigger` only after a run was
+started: a trigger that failed consumes neither.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+from typing import Optional
+
+from components._shared.errors import ConfigError
+
+SEVERITIES = ("none", "low", "medium", "high")
+STATE_VERSION = 1
+FILE_STATE_KEEP = 200
+COOLDOWN_HOURS = 24.0
+
+
+# --------------------------------------------------------------------------- thresholds + severity
+
+
+@dataclasses.dataclass(frozen=True)
+class Thresholds:
+    """When a window counts as drifted or decayed, and how badly.
+
+    Attributes:
+        drift_share: Share of drifted features (0..1) from which the window is drifted (severity low).
+        drift_share_critical: Share from which drift alone is severity medium.
+        auc_decay: Drop of AUC below the AUC at training from which the model has decayed (medium).
+        auc_decay_critical: Drop from which decay is severity high.
+        min_rows: Fewest rows a window may have to be judged at all.
+    """
+
+    drift_share: float = 0.3
+    drift_share_critical: float = 0.6
+    auc_decay: float = 0.03
+    auc_decay_critical: float = 0.08
+    min_rows: int = 50
+
+    def __post_init__(self):
+        def bad(name, value, rule):
+            raise ConfigError(f"the threshold {name} must be {rule}, got {value!r}")
+
+        if not (isinstance(self.drift_share, (int, float)) and 0 < self.drift_share <= 1):
+            bad("drift_share", self.drift_share, "in (0, 1]")
+        if not (
+            isinstance(self.drift_share_critical, (int, float))
+            and self.drift_share <= self.drift_share_critical <= 1
+        ):
+            bad("drift_share_critical", self.drift_share_critical, f"in [{self.drift_share}, 1]")
+        if not (isinstance(self.auc_decay, (int, float)) and 0 < self.auc_decay < 1):
+            bad("auc_decay", self.auc_decay, "in (0, 1)")
+        if not (
+            isinstance(self.auc_decay_critical, (int, float))
+            and self.auc_decay <= self.auc_decay_critical < 1
+        ):
+            bad("auc_decay_critical", self.auc_decay_critical, f"in [{self.auc_decay}, 1)")
+        if not (isinstance(self.min_rows, int) and self.min_rows >= 1):
+            bad("min_rows", self.min_rows, "a positive integer")
+
+
+@dataclasses.dataclass
+class Assessment:
+    severity: str
+    reasons: list
+
+    @property
+    def crossed(self) -> bool:
+        return self.severity != "none"
+
+
+def severity_level(severity: Optional[str]) -> int:
+    return SEVERITIES.index(severity) if severity in SEVERITIES else 0
+
+
+def assess(drift_share: Optional[float], auc_decay: Optional[float], t: Thresholds) -> Assessment:
+    """Severity of a window: none < low (drift) < medium (critical drift, or decay) < high.
+
+    High means the model measurably lost AUC beyond the critical threshold, or the data
+    drifted *and* the model decayed: the data moved and it hurts.
+    """
+    level, reasons = 0, []
+    drifted = drift_share is not None and drift_share >= t.drift_share
+    decayed = auc_decay is not None and auc_decay >= t.auc_decay
+    if drifted:
+        critical = drift_share >= t.drift_share_critical
+        level = 2 if critical else 1
+        reasons.append(
+            f"{drift_share:.0%} of features drifted (threshold {t.drift_share:.0%}"
+            + (f", critical {t.drift_share_critical:.0%})" if critical else ")")
+        )
+    if decayed:
+        critical = auc_decay >= t.auc_decay_critical
+        level = max(level, 3 if critical else 2)
+        reasons.append(
+            f"AUC fell by {auc_decay:.4f} since training (threshold {t.auc_decay:.4f}"
+            + (f", critical {t.auc_decay_critical:.4f})" if critical else ")")
+        )
+    if drifted and decayed:
+        level = 3
+    if not reasons:
+        parts = [
+            "drift share "
+            + ("n/a" if drift_share is None else f"{drift_share:.0%}")
+            + f" below {t.drift_share:.0%}"
+        ]
+        parts.append(
+            "AUC decay not measured"
+            if auc_decay is None
+            else f"AUC decay {auc_decay:.4f} below {t.auc_decay:.4f}"
+        )
+        reasons.append("; ".join(parts))
+    return Assessment(SEVERITIES[level], reasons)
+
+
+# --------------------------------------------------------------------------- dedupe + cooldown
+
+
+def window_hash(df) -> str:
+    """Content hash of a window (same rows, same hash, whichever file or table it came from)."""
+    from components._shared.io import content_hash
+
+    return content_hash(df)
+
+
+def dedupe_key(model_name: str, content_hash: str) -> str:
+    """The key under which a window may start at most one retraining run of a model."""
+    return hashlib.sha256(f"{model_name}\0{content_hash}".encode()).hexdigest()[:24]
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def iso(t: datetime.datetime) -> str:
+    return t.astimezone(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def parse_time(value: str) -> datetime.datetime:
+    t = datetime.datetime.fromisoformat(value)
+    return t if t.tzinfo else t.replace(tzinfo=datetime.timezone.utc)
+
+
+@dataclasses.dataclass
+class Decision:
+    """Whether this window starts a run: ``trigger``, ``skip`` (dedupe/cooldown) or ``none``."""
+
+    action: str
+    severity: str
+    reasons: list
+    dedupe_key: str
+    cooldown_until: Optional[str] = None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def decide(
+    assessment: Assessment, state: dict, key: str, now: datetime.datetime, cooldown_hours: float
+) -> Decision:
+    """Apply dedupe and cooldown to an assessment, given the model's trigger history."""
+    if cooldown_hours < 0:
+        raise ConfigError(f"cooldown_hours must be >= 0, got {cooldown_hours}")
+    reasons = list(assessment.reasons)
+    if not assessment.crossed:
+        return Decision("none", assessment.severity, reasons, key)
+    for entry in state.get("triggers", []):
+        if entry.get("dedupe_key") == key:
+            reasons.append(
+                f"this window already started run {entry.get('run_id')} ({entry.get('target')}, "
+                f"{entry.get('at')}): not starting a duplicate"
+            )
+            return Decision("skip", assessment.severity, reasons, key)
+    last = state.get("last_trigger")
+    if last:
+        until = parse_time(last["at"]) + datetime.timedelta(hours=cooldown_hours)
+        if now < until:
+            if severity_level(assessment.severity) <= severity_level(last.get("severity")):
+                reasons.append(
+                    f"cooldown: run {last.get('run_id')} started at {last['at']} with severity "
+                    f"{last.get('severity')}; no new run before {iso(until)} unless the severity rises"
+                )
+                return Decision("skip", assessment.severity, reasons, key, iso(until))
+            reasons.append(
+                f"severity rose from {last.get('severity')} to {assessment.severity} during the cooldown"
+            )
+    return Decision("trigger", assessment.severity, reasons, key)
+
+
+def record_trigger(
+    state: dict, decision: Decision, run: dict, now: datetime.datetime, keep: int = FILE_STATE_KEEP
+) -> dict:
+    """The state after a run was started (or found already started) for ``decision``."""
+    entry = {
+        "at": iso(now),
+        "severity": decision.severity,
+        "dedupe_key": decision.dedupe_key,
+        "run_id": run.get("run_id"),
+        "run_name": run.get("run_name"),
+        "target": run.get("target"),
+    }
+    triggers = [t for t in state.get("triggers", []) if t.get("dedupe_key") != decision.dedupe_key]
+    triggers = (triggers + [entry])[-keep:]
+    return {"version": STATE_VERSION, "last_trigger": entry, "triggers": triggers}
