@@ -10,7 +10,11 @@ from typing import Optional
 
 from kfp import dsl
 
+from components._shared.launch.kfp import DEFAULT_EXPERIMENT
+from components._shared.launch.package import TRAINING_PIPELINE
+from components._shared.launch.vertex import DEFAULT_LOCATION
 from components.monitor.component import monitor_data
+from components.monitor.policy import COOLDOWN_HOURS, Thresholds
 from pipelines.training import CompileOptions
 
 PIPELINE_NAME = "kfp-tf-gate-monitoring"
@@ -21,11 +25,12 @@ KFP_TOKEN_SECRET = "kfp-api-token"
 def build_monitoring_pipeline(opts: Optional[CompileOptions] = None):
     """Return the @dsl.pipeline function for these compile options."""
     opts = opts or CompileOptions()
+    default = Thresholds()
     default_trigger = (
         "vertex" if opts.target == "vertex" else ("kfp" if opts.target == "kubeflow" else "none")
     )
     # Kubeflow runs the uploaded training pipeline by name; Vertex needs the template's URI.
-    default_training = "kfp-tf-gate-training" if opts.target != "vertex" else ""
+    default_training = TRAINING_PIPELINE if opts.target != "vertex" else ""
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
@@ -35,22 +40,22 @@ def build_monitoring_pipeline(opts: Optional[CompileOptions] = None):
         current_uri: str,
         model_name: str = "churn-model",
         mlflow_tracking_uri: str = "",
-        drift_share_threshold: float = 0.3,
-        drift_share_critical: float = 0.6,
-        auc_decay_threshold: float = 0.03,
-        auc_decay_critical: float = 0.08,
-        min_rows: int = 50,
+        drift_share_threshold: float = default.drift_share,
+        drift_share_critical: float = default.drift_share_critical,
+        auc_decay_threshold: float = default.auc_decay,
+        auc_decay_critical: float = default.auc_decay_critical,
+        min_rows: int = default.min_rows,
         trigger: str = default_trigger,
         dry_run: bool = False,
-        cooldown_hours: float = 24.0,
+        cooldown_hours: float = COOLDOWN_HOURS,
         train_data_uri: str = "",
         training_parameters: str = "{}",
         training_pipeline: str = default_training,
         kfp_host: str = "",
-        kfp_experiment: str = "kfp-tf-gate-retraining",
+        kfp_experiment: str = DEFAULT_EXPERIMENT,
         kfp_namespace: str = "",
         vertex_project: str = "",
-        vertex_location: str = "us-central1",
+        vertex_location: str = DEFAULT_LOCATION,
         vertex_pipeline_root: str = "",
         vertex_service_account: str = "",
     ):
