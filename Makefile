@@ -5,7 +5,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test test-containers compile check-compiled bench lint fmt clean
+# REHEARSE_ARGS, e.g. --preempt train, --data t.csv --label y
+REHEARSE_TARGET ?= kubeflow
+REHEARSE_ARGS ?=
+
+.PHONY: help venv run rehearse test test-containers compile check-compiled bench lint fmt clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -20,6 +24,9 @@ venv: $(STAMP) ## create .venv and install the project with all extras (once)
 
 run: venv ## run the training pipeline locally on the embedded dataset (runs/)
 	$(BIN)/python -m pipelines run
+
+rehearse: venv ## run compiled/$(REHEARSE_TARGET)/training.yaml as the cluster would (REHEARSE_TARGET=vertex)
+	$(BIN)/python -m pipelines rehearse --target $(REHEARSE_TARGET) $(REHEARSE_ARGS)
 
 test: venv ## the whole test suite (unit, component, kfp.local, compile)
 	$(BIN)/python -m pytest -q -m "not heavy" $(PYTEST_ARGS)

@@ -1,0 +1,77 @@
+"""``python -m pipelines rehearse``: the same data options as ``run``, plus the rehearsal's own."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+# run's option -> pipeline parameter (mirrors pipelines.__main__.cmd_run)
+_RUN_PARAMS = (("exclude", "exclude_columns"), ("positive_label", "positive_label"),
+               ("bucketize", "bucketize_columns"), ("num_buckets", "num_buckets"), ("crosses", "crosses"),
+               ("epochs", "epochs"), ("batch_size", "batch_size"), ("min_auc", "min_auc"),
+               ("min_improvement", "min_improvement"))
+
+
+def add_parser(sub) -> None:
+    from pipelines.__main__ import _add_run
+
+    scratch = argparse.ArgumentParser(add_help=False).add_subparsers()
+    _add_run(scratch)
+    run_parser = scratch.choices["run"]
+    p = sub.add_parser(
+        "rehearse", parents=[run_parser], conflict_handler="resolve",
+        help="execute compiled/<target>/training.yaml as the cluster would (isolated pods, GCS and "
+             "MLflow-server stand-ins, platform spec, retries)")
+    p.add_argument("--target", choices=("kubeflow", "vertex"), required=True)
+    p.add_argument("--pipeline-file", default=None, help="compiled YAML to run (default: compiled/<target>/training.yaml)")
+    p.add_argument("--serving-base", default=None,
+                   help="serving_base_dir of the run: a gs:// URI, a PVC mount path of the spec, or a "
+                        "folder (default: the deploy pod's PVC mount, else <runs-dir>/rehearsal/pvc/serving)")
+    p.add_argument("--preempt", action="append", default=[], metavar="TASK",
+                   help="kill this task's first attempt mid-epoch (e.g. train); its retryPolicy decides the rest")
+    p.add_argument("--backoff-scale", type=float, default=1.0,
+                   help="factor on the retry back-offs of the compiled retryPolicy (default 1: as compiled)")
+    p.add_argument("--keep-sandboxes", action="store_true", help="keep every task attempt's sandbox")
+    p.set_defaults(func=cmd_rehearse)
+
+
+def cmd_rehearse(args) -> int:
+    from pipelines.__main__ import _coerce
+    from pipelines.data import ID_COLUMN, LABEL, write_default_dataset
+    from pipelines.local import format_summary
+    from pipelines.rehearsal.runner import rehearse
+
+    data, label = args.data, args.label
+    params: dict = {}
+    if data is None:
+        data = write_default_dataset(os.path.join(os.path.abspath(args.runs_dir), "data", "churn.csv"))
+        label = label or LABEL
+        params["id_column"] = args.id_column or ID_COLUMN
+    if not label:
+        raise SystemExit("error: --label is required with --data")
+    if args.id_column:
+        params["id_column"] = args.id_column
+    for attr, name in _RUN_PARAMS:
+        val = getattr(args, attr, None)
+        if val not in (None, ""):
+            params[name] = val
+    if args.require_approval:
+        params["require_approval"] = True
+    for item in args.param:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"error: --param expects NAME=VALUE, got {item!r}")
+        params[name.strip()] = _coerce(value.strip())
+    summary = rehearse(args.target, data, label, runs_dir=args.runs_dir, model_name=args.model_name,
+                       params=params, preempt=args.preempt, serving_base=args.serving_base,
+                       backoff_scale=args.backoff_scale, keep_sandboxes=args.keep_sandboxes,
+                       pipeline_file=args.pipeline_file, quiet=not args.verbose)
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        print(format_summary(summary))
+        facts = summary["rehearsal"]
+        print(f"  rehearsed  {facts['pipeline_file']} (sha256 {facts['pipeline_sha256'][:12]}) as {args.target}; "
+              f"pipeline root {facts['pipeline_root']}; details {os.path.join(summary['run_dir'], 'rehearsal.json')}")
+    return 0
