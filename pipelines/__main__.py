@@ -17,26 +17,31 @@ EXIT_ERROR = 2
 
 
 def _add_run(sub) -> None:
+    from components._shared.params import PARAMS, TABLE
+
+    def helps(name: str) -> str:
+        return f"{TABLE[name].help} (default: {TABLE[name].default!r})"
+
     p = sub.add_parser("run", help="run the training pipeline locally (kfp.local)")
     p.add_argument("--data", help="CSV/Parquet file or folder (default: the embedded churn dataset)")
     p.add_argument("--label", help="binary label column (default: churned for the embedded dataset)")
     p.add_argument("--runs-dir", default="runs", help="where runs, MLflow (SQLite) and the serving base live")
-    p.add_argument("--model-name", default="churn-model")
-    p.add_argument("--id-column", default=None, help="id column: hash-based split, excluded from features")
-    p.add_argument("--exclude", default="", help="comma-separated columns that must not be features")
-    p.add_argument("--positive-label", default="")
-    p.add_argument("--bucketize", default="", metavar="COLS",
-                   help="numeric columns that also get quantile-bucket embeddings (comma-separated, or '*')")
-    p.add_argument("--num-buckets", type=int, default=None, help="buckets per bucketized column (default 10)")
-    p.add_argument("--crosses", default="", metavar="A*B,...",
-                   help="feature crosses of categorical or bucketized columns, e.g. contract*payment_method")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--min-auc", type=float, default=None)
-    p.add_argument("--min-improvement", type=float, default=None)
-    p.add_argument("--require-approval", action="store_true", help="make a passing model 'candidate', not champion")
+    p.add_argument("--model-name", default=PARAMS.model_name, help=helps("model_name"))
+    p.add_argument("--id-column", default=None, help=TABLE["id_column"].help)
+    p.add_argument("--exclude", default="", help=TABLE["exclude_columns"].help)
+    p.add_argument("--positive-label", default="", help=TABLE["positive_label"].help)
+    p.add_argument("--bucketize", default="", metavar="COLS", help=TABLE["bucketize_columns"].help)
+    # None: the pipeline's default (the parameter table's), so only what the user sets is passed.
+    p.add_argument("--num-buckets", type=int, default=None, help=helps("num_buckets"))
+    p.add_argument("--crosses", default="", metavar="A*B,...", help=TABLE["crosses"].help)
+    p.add_argument("--epochs", type=int, default=None, help=helps("epochs"))
+    p.add_argument("--batch-size", type=int, default=None, help=helps("batch_size"))
+    p.add_argument("--min-auc", type=float, default=None, help=helps("min_auc"))
+    p.add_argument("--min-improvement", type=float, default=None, help=helps("min_improvement"))
+    p.add_argument("--require-approval", action="store_true", help=TABLE["require_approval"].help)
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="any other pipeline parameter (repeatable), e.g. --param max_ece=0.05")
+                   help="any other pipeline parameter (repeatable), e.g. --param max_ece=0.05; one of: "
+                        + ", ".join(x.name for x in TABLE.values() if x.pipeline))
     p.add_argument("--verbose", action="store_true", help="stream task logs to the console")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -75,10 +80,14 @@ def cmd_run(args) -> int:
             params[key] = val
     if args.require_approval:
         params["require_approval"] = True
+    from components._shared.params import TABLE
+
     for item in args.param:
         name, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"error: --param expects NAME=VALUE, got {item!r}")
+        if name.strip() not in TABLE or not TABLE[name.strip()].pipeline:
+            raise SystemExit(f"error: --param {name.strip()!r} is not a parameter of the training pipeline")
         params[name.strip()] = _coerce(value.strip())
     summary = run_local(data, label, runs_dir=args.runs_dir, model_name=args.model_name,
                         quiet=not args.verbose, params=params)
@@ -117,11 +126,13 @@ def cmd_compile(args) -> int:
 
 
 def _add_registry_cmds(sub) -> None:
+    from components._shared.params import PARAMS
+
     for name, text in (("rollback", "make the previous version champion again"),
                        ("approve", "promote the candidate version (deploys run with --require-approval)")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--runs-dir", default="runs")
-        p.add_argument("--model-name", default="churn-model")
+        p.add_argument("--model-name", default=PARAMS.model_name)
         p.add_argument("--serving-base", default=None, help="TF Serving model base (default: <runs-dir>/serving)")
 
 
@@ -142,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_compile(sub)
     _add_registry_cmds(sub)
-    for module in ("pipelines.monitor", "pipelines.submit", "pipelines.rehearsal.cli"):
+    for module in ("pipelines.monitor", "pipelines.submit"):
         try:
             mod = __import__(module, fromlist=["add_parser"])
         except ImportError:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import glob
 import json
 import os
 import re
@@ -19,6 +18,7 @@ import time
 from typing import Optional
 
 from components._shared.errors import PipelineError
+from components._shared.params import PARAMS
 
 ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w*Error|\w*Exception): (.+)$")
 
@@ -68,11 +68,6 @@ def failure_message(log_path: str) -> Optional[str]:
     return None
 
 
-def _find(root: str, task: str, output: str) -> Optional[str]:
-    hits = sorted(glob.glob(os.path.join(root, "**", task, output), recursive=True))
-    return hits[-1] if hits else None
-
-
 def _read_json(path: Optional[str]) -> Optional[dict]:
     if path and os.path.isfile(path):
         with open(path) as fh:
@@ -80,19 +75,11 @@ def _read_json(path: Optional[str]) -> Optional[dict]:
     return None
 
 
-def _metrics_of(root: str, task: str, output: str = "metrics") -> dict:
-    """Metrics artifacts are written by the executor into executor_output.json metadata."""
-    out = _read_json(_find(root, task, "executor_output.json")) or {}
-    for art in (out.get("artifacts", {}).get(output, {}) or {}).get("artifacts", []):
-        return {k: v for k, v in (art.get("metadata") or {}).items() if k != "display_name"}
-    return {}
-
-
 def run_local(
     data: str,
     label: str,
     runs_dir: str = "runs",
-    model_name: str = "churn-model",
+    model_name: str = PARAMS.model_name,
     quiet: bool = True,
     params: Optional[dict] = None,
     run_id: Optional[str] = None,
@@ -135,14 +122,17 @@ def run_local(
     try:
         with _output_to(log_path, quiet):
             local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=root, raise_on_error=True)
-            pipeline(**arguments)
+            outputs = pipeline(**arguments).outputs
     except Exception as exc:
         msg = failure_message(log_path) or str(exc)
         raise PipelineError(f"{msg} (run {run_id}; log: {log_path})") from exc
     finally:
         if env_before is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
-    summary = collect_summary(root, run_id, run_dir, serving_base, model_name)
+    summary = summary_from_outputs(
+        run_id, run_dir, decision_path=outputs["decision"].path, saved_model_dir=outputs["saved_model"].path,
+        tflite_dir=outputs["tflite_model"].path, export_metrics=dict(outputs["export_metrics"].metadata),
+        tracking_uri=tracking_uri, serving_base=serving_base, model_name=model_name)
     summary.update({"data": arguments["data_uri"], "label": label, "model_name": model_name,
                     "mlflow_tracking_uri": tracking_uri, "log": log_path,
                     "wall_seconds": round(time.time() - started, 2)})
@@ -152,16 +142,44 @@ def run_local(
     return summary
 
 
-def collect_summary(root: str, run_id: str, run_dir: str, serving_base: str, model_name: str) -> dict:
-    decision = _read_json(_find(root, "compare-models", "decision")) or {}
-    deployment = _read_json(_find(root, "deploy-model", "deployment"))
-    export_metrics = _metrics_of(root, "export-model")
-    saved_model = _find(root, "export-model", "saved_model")
-    tflite_dir = _find(root, "export-model", "tflite_model")
-    state_path = os.path.join(serving_base, model_name, "serving.json")
-    state = _read_json(state_path) or {}
-    serving_dir = deployment["serving_dir"] if deployment else (
-        os.path.join(serving_base, model_name, str(state["stable"])) if state.get("stable") else None)
+def summary_from_outputs(
+    run_id: str,
+    run_dir: str,
+    *,
+    decision_path: Optional[str],
+    saved_model_dir: Optional[str],
+    tflite_dir: Optional[str],
+    export_metrics: dict,
+    tracking_uri: str,
+    serving_base: str,
+    model_name: str,
+    deployment: Optional[dict] = None,
+) -> dict:
+    """The run summary from the pipeline's declared outputs (see ``pipelines.training.PipelineOutputs``),
+    however they were obtained (kfp.local's return value, a rehearsal of the compiled YAML, ...).
+
+    Args:
+        decision_path: compare's decision (JSON); saved_model_dir / tflite_dir: export's artifacts;
+            export_metrics: the metadata of export's metrics artifact.
+        deployment: deploy's result (``version``, ``alias``, ``serving_dir``) when the caller has it.
+            Otherwise, when compare promoted, it is read back from the registry deploy wrote (deploy
+            runs inside dsl.If, so it is not a pipeline output).
+    """
+    from components.deploy.core import find_deployment, read_state
+
+    decision = _read_json(decision_path) or {}
+    if deployment is None and decision.get("promote"):
+        deployment = find_deployment(tracking_uri, model_name, saved_model_dir or "", serving_base)
+    state = read_state(serving_base, model_name)
+    served = os.path.join(serving_base, model_name, str(state["stable"])) if state.get("stable") else None
+    return build_summary(run_id, run_dir, decision, deployment, saved_model_dir, tflite_dir, export_metrics, served)
+
+
+def build_summary(run_id: str, run_dir: str, decision: dict, deployment: Optional[dict],
+                  saved_model_dir: Optional[str], tflite_dir: Optional[str], export_metrics: dict,
+                  served_dir: Optional[str]) -> dict:
+    """summary.json's fields (the CLI contract); ``served_dir``: what TF Serving serves when this run deployed nothing."""
+    export = {k: v for k, v in (export_metrics or {}).items() if k != "display_name"}
     return {
         "run_id": run_id,
         "promoted": bool(decision.get("promote")) and deployment is not None,
@@ -171,11 +189,11 @@ def collect_summary(root: str, run_id: str, run_dir: str, serving_base: str, mod
         "comparison": decision.get("comparison"),
         "model_version": deployment["version"] if deployment else None,
         "alias": deployment["alias"] if deployment else None,
-        "saved_model_dir": saved_model,
+        "saved_model_dir": saved_model_dir,
         "tflite_path": os.path.join(tflite_dir, "model.tflite") if tflite_dir else None,
-        "tflite_max_abs_diff": export_metrics.get("tflite_max_abs_diff"),
-        "export": export_metrics,
-        "serving_dir": serving_dir,
+        "tflite_max_abs_diff": export.get("tflite_max_abs_diff"),
+        "export": export,
+        "serving_dir": deployment["serving_dir"] if deployment else served_dir,
         "reasons": decision.get("reasons", []),
         "run_dir": run_dir,
     }

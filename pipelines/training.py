@@ -8,11 +8,13 @@ Where it runs (target, GPU, images, secrets) is fixed when the pipeline is built
 
 
 import dataclasses
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from kfp import dsl
+from kfp.dsl import Artifact, Metrics, Model
 
 from components._shared.images import IMAGES
+from components._shared.params import PARAMS, args_doc
 from components.compare.component import compare_models
 from components.deploy.component import deploy_model
 from components.engineer.component import engineer_features
@@ -23,7 +25,20 @@ from components.train.component import train_model
 from components.validate.component import champion_reference, drift_report, validate_data
 
 PIPELINE_NAME = "kfp-tf-gate-training"
+DESCRIPTION = "Train a TensorFlow binary classifier, gate it against the champion, deploy only if better."
+# The parameters' meanings, from the parameter table (KFP copies them into the compiled YAML).
+_DOC = f"""{DESCRIPTION}
+
+Args:
+{args_doc()}
+"""
 TARGETS = ("local", "kubeflow", "vertex")
+# The pipeline's declared outputs: compare's decision and export's artifacts.
+class PipelineOutputs(NamedTuple):
+    decision: Artifact
+    saved_model: Model
+    tflite_model: Model
+    export_metrics: Metrics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,45 +110,45 @@ def build_pipeline(opts: Optional[CompileOptions] = None):
     opts = opts or CompileOptions()
     retry = dict(num_retries=3, backoff_duration="30s", backoff_factor=2.0, backoff_max_duration="600s")
 
-    @dsl.pipeline(name=PIPELINE_NAME, description="Train a TensorFlow binary classifier, gate it against the champion, deploy only if better.")
     def training_pipeline(
         data_uri: str,
         label: str,
-        model_name: str = "churn-model",
-        mlflow_tracking_uri: str = "",
-        serving_base_dir: str = "",
-        id_column: str = "",
-        exclude_columns: str = "",
-        positive_label: str = "",
-        schema_uri: str = "",
-        anomaly_severity: str = "{}",
-        drift_share_threshold: float = 0.5,
-        bucketize_columns: str = "",
-        num_buckets: int = 10,
-        crosses: str = "",
-        epochs: int = 10,
-        batch_size: int = 0,
-        learning_rate: float = 0.002,
-        hidden_units: str = "64,32",
-        dropout: float = 0.1,
-        seed: int = 42,
-        checkpoint_root: str = "",
-        slice_columns: str = "",
-        min_auc: float = 0.6,
-        max_ece: float = 0.1,
-        max_auc_gap: float = 0.25,
-        min_improvement: float = 0.0,
-        require_significance: bool = True,
-        tflite_quantization: str = "float16",
-        max_tflite_diff: float = 0.001,
-        require_approval: bool = False,
-        vertex_project: str = "",
-        vertex_location: str = "us-central1",
-        vertex_endpoint: str = "",
-        canary_traffic_percent: int = 100,
-    ):
+        model_name: str = PARAMS.model_name,
+        mlflow_tracking_uri: str = PARAMS.mlflow_tracking_uri,
+        serving_base_dir: str = PARAMS.serving_base_dir,
+        id_column: str = PARAMS.id_column,
+        exclude_columns: str = PARAMS.exclude_columns,
+        positive_label: str = PARAMS.positive_label,
+        schema_uri: str = PARAMS.schema_uri,
+        anomaly_severity: str = PARAMS.anomaly_severity,
+        psi_drift_share: float = PARAMS.psi_drift_share,
+        bucketize_columns: str = PARAMS.bucketize_columns,
+        num_buckets: int = PARAMS.num_buckets,
+        crosses: str = PARAMS.crosses,
+        epochs: int = PARAMS.epochs,
+        batch_size: int = PARAMS.batch_size,
+        learning_rate: float = PARAMS.learning_rate,
+        hidden_units: str = PARAMS.hidden_units,
+        dropout: float = PARAMS.dropout,
+        seed: int = PARAMS.seed,
+        checkpoint_root: str = PARAMS.checkpoint_root,
+        slice_columns: str = PARAMS.slice_columns,
+        min_auc: float = PARAMS.min_auc,
+        max_ece: float = PARAMS.max_ece,
+        max_auc_gap: float = PARAMS.max_auc_gap,
+        min_improvement: float = PARAMS.min_improvement,
+        require_significance: bool = PARAMS.require_significance,
+        tflite_quantization: str = PARAMS.tflite_quantization,
+        max_tflite_diff: float = PARAMS.max_tflite_diff,
+        require_approval: bool = PARAMS.require_approval,
+        vertex_project: str = PARAMS.vertex_project,
+        vertex_location: str = PARAMS.vertex_location,
+        vertex_endpoint: str = PARAMS.vertex_endpoint,
+        canary_traffic_percent: int = PARAMS.canary_traffic_percent,
+    ) -> PipelineOutputs:
         ingest_task = ingest_data(data_uri=data_uri, label=label, id_column=id_column,
-                                  positive_label=positive_label, seed=seed)
+                                  positive_label=positive_label, eval_fraction=PARAMS.eval_fraction,
+                                  test_fraction=PARAMS.test_fraction, seed=seed, min_rows=PARAMS.min_rows)
         ingest_task.set_display_name("ingest").set_caching_options(False)
 
         # The registry lookup does not depend on ingest: on a cluster both run at once.
@@ -147,7 +162,7 @@ def build_pipeline(opts: Optional[CompileOptions] = None):
             test_data=ingest_task.outputs["test_data"], ingest_info=ingest_task.outputs["ingest_info"],
             reference=reference_task.outputs["reference"],
             id_column=id_column, exclude_columns=exclude_columns, anomaly_severity=anomaly_severity,
-            drift_share_threshold=drift_share_threshold)
+            psi_drift_share=psi_drift_share)
         validate_task.set_display_name("validate").set_caching_options(False)
 
         # Report only (validate's PSI gates): beside engineer and train, off the path to training.
@@ -157,6 +172,7 @@ def build_pipeline(opts: Optional[CompileOptions] = None):
 
         engineer_task = engineer_features(train_data=ingest_task.outputs["train_data"],
                                           schema=validate_task.outputs["schema"],
+                                          max_vocab=PARAMS.max_vocab, log_skew_threshold=PARAMS.log_skew_threshold,
                                           bucketize_columns=bucketize_columns, num_buckets=num_buckets,
                                           crosses=crosses)
         engineer_task.set_display_name("engineer")
@@ -166,13 +182,15 @@ def build_pipeline(opts: Optional[CompileOptions] = None):
             transform_spec=engineer_task.outputs["transform_spec"], ingest_info=ingest_task.outputs["ingest_info"],
             model_name=model_name, mlflow_tracking_uri=mlflow_tracking_uri, epochs=epochs,
             batch_size=batch_size, learning_rate=learning_rate, hidden_units=hidden_units, dropout=dropout,
+            early_stopping_patience=PARAMS.early_stopping_patience, class_weight=PARAMS.class_weight,
             seed=seed, checkpoint_root=checkpoint_root, pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER)
         train_task.set_display_name("train")
         _place_train(train_task, opts)
         _secrets(train_task, opts)
 
         evaluate_task = evaluate_model(model=train_task.outputs["model"], test_data=ingest_task.outputs["test_data"],
-                                       eval_data=ingest_task.outputs["eval_data"], slice_columns=slice_columns)
+                                       eval_data=ingest_task.outputs["eval_data"], slice_columns=slice_columns,
+                                       min_slice_rows=PARAMS.min_slice_rows)
         evaluate_task.set_display_name("evaluate")
 
         export_task = export_model(model=train_task.outputs["model"], test_data=ingest_task.outputs["test_data"],
@@ -184,7 +202,8 @@ def build_pipeline(opts: Optional[CompileOptions] = None):
             model=train_task.outputs["model"], test_data=ingest_task.outputs["test_data"],
             evaluation=evaluate_task.outputs["evaluation"], model_name=model_name,
             mlflow_tracking_uri=mlflow_tracking_uri, min_auc=min_auc, max_ece=max_ece, max_auc_gap=max_auc_gap,
-            min_improvement=min_improvement, require_significance=require_significance)
+            min_improvement=min_improvement, require_significance=require_significance,
+            bootstrap_samples=PARAMS.bootstrap_samples)
         compare_task.set_display_name("compare").set_caching_options(False).set_retry(**retry)
         _secrets(compare_task, opts)
 
@@ -203,4 +222,11 @@ def build_pipeline(opts: Optional[CompileOptions] = None):
             deploy_task.set_env_variable("KFP_TF_GATE_IMAGE", IMAGES.trainer)
             _secrets(deploy_task, opts)
 
-    return training_pipeline
+        # What a run's summary is made of (see pipelines/local.py: summary_from_outputs). Deploy runs
+        # inside dsl.If, so its result is not an output: it is read from the registry deploy writes.
+        return PipelineOutputs(decision=compare_task.outputs["decision"], saved_model=export_task.outputs["saved_model"],
+                               tflite_model=export_task.outputs["tflite_model"],
+                               export_metrics=export_task.outputs["metrics"])
+
+    training_pipeline.__doc__ = _DOC
+    return dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION)(training_pipeline)

@@ -14,13 +14,13 @@ def compare_models(
     decision: Output[Artifact],
     decision_report: Output[Markdown],
     model_name: str,
-    mlflow_tracking_uri: str = "",
-    min_auc: float = 0.6,
-    max_ece: float = 0.1,
-    max_auc_gap: float = 0.25,
-    min_improvement: float = 0.0,
-    require_significance: bool = True,
-    bootstrap_samples: int = 200,
+    mlflow_tracking_uri: str,
+    min_auc: float,
+    max_ece: float,
+    max_auc_gap: float,
+    min_improvement: float,
+    require_significance: bool,
+    bootstrap_samples: int,
 ) -> bool:
     """Decide whether the challenger replaces the champion; returns promote.
 

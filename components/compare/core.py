@@ -22,6 +22,7 @@ from typing import Optional
 from components._shared import io, scoring
 from components._shared.errors import ModelError
 from components._shared.labels import labels
+from components._shared.params import PARAMS
 
 logger = logging.getLogger(__name__)
 
@@ -30,11 +31,11 @@ logger = logging.getLogger(__name__)
 class Gates:
     """Promotion thresholds; a gate set to None is disabled."""
 
-    min_auc: Optional[float] = 0.6
-    max_ece: Optional[float] = 0.1
-    max_auc_gap: Optional[float] = 0.25
-    min_improvement: float = 0.0
-    require_significance: bool = True
+    min_auc: Optional[float] = PARAMS.min_auc
+    max_ece: Optional[float] = PARAMS.max_ece
+    max_auc_gap: Optional[float] = PARAMS.max_auc_gap
+    min_improvement: float = PARAMS.min_improvement
+    require_significance: bool = PARAMS.require_significance
 
     @classmethod
     def from_params(cls, min_auc: float, max_ece: float, max_auc_gap: float, min_improvement: float,
@@ -164,7 +165,7 @@ def compare_with_champion(
     champion_scorer=None,
     champion_version: Optional[str] = None,
     threshold: float = 0.5,
-    n_boot: int = 200,
+    n_boot: int = PARAMS.bootstrap_samples,
 ) -> Decision:
     """Re-score the champion on the same rows (``champion_scorer(test_df) -> probabilities``) and decide."""
     from components._shared.metrics import binary_metrics, bootstrap_auc_diff
@@ -203,7 +204,7 @@ def compare(
     gates: Gates,
     champion_dir: Optional[str] = None,
     champion_version: Optional[str] = None,
-    n_boot: int = 200,
+    n_boot: int = PARAMS.bootstrap_samples,
 ) -> Decision:
     """Score the challenger (``model_dir``) and, if given, the champion (``champion_dir``) on the
     test split and decide.

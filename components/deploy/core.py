@@ -22,6 +22,7 @@ import shutil
 import tempfile
 from typing import Optional
 
+from components._shared import champion as layout
 from components._shared import io, registry
 from components._shared.errors import DeployError
 
@@ -177,7 +178,7 @@ def register_version(client, model_name: str, fp: str, artifacts: dict, descript
         client.create_registered_model(model_name)
     except Exception:  # already exists
         pass
-    mv = client.create_model_version(model_name, source=f"{artifact_uri}/model", run_id=run_id,
+    mv = client.create_model_version(model_name, source=f"{artifact_uri}/{layout.MODEL}", run_id=run_id,
                                      tags={"fingerprint": fp, **{k: str(v) for k, v in tags.items()}},
                                      description=description[:5000])
     return registry.ModelRef(model_name, str(mv.version), run_id, mv.source, dict(mv.tags or {})), False
@@ -219,7 +220,8 @@ def deploy(
     """Register, push, verify and promote one SavedModel (see the module docstring for the order).
 
     Args:
-        artifacts: Registry artifact folder -> local path (``model``, ``saved_model``, ``data``, ...).
+        artifacts: Registry artifact folder -> local path (the layout of ``_shared.champion``, as
+            :func:`components._shared.champion.stage_artifacts` returns it).
         card: The model card (Markdown) stored as the version's description and as an artifact.
         verify: ``verify(path) -> int`` loads a pushed version and replays its warm-up requests;
             defaults to :func:`components.export.core.replay_warmup`.
@@ -237,10 +239,10 @@ def deploy(
     fp = fingerprint(saved_model_dir)
     client = registry.configure(tracking_uri, model_name)
     with tempfile.TemporaryDirectory() as tmp:
-        card_path = os.path.join(tmp, "model_card.md")
+        card_path = os.path.join(tmp, layout.CARD_FILE)
         with open(card_path, "w") as fh:
             fh.write(card)
-        ref, reused = register_version(client, model_name, fp, {**artifacts, "card": card_path}, card, tags or {})
+        ref, reused = register_version(client, model_name, fp, {**artifacts, layout.CARD: card_path}, card, tags or {})
     version = ref.version
     if serving_base:
         target, created = push_to_serving(saved_model_dir, serving_base, model_name, version)
@@ -346,3 +348,85 @@ def approve(model_name: str, tracking_uri: str, serving_base: str) -> dict:
     client.set_model_version_tag(model_name, cand.version, "deploy_status", "promoted")
     client.delete_registered_model_alias(model_name, registry.CANDIDATE)
     return {"model": model_name, "champion": cand.version, "previous": champion.version if champion else None}
+
+
+CARD_VERSION = "next"  # the card is written before the registry numbers the version
+
+
+def deploy_run(
+    saved_model_dir: str,
+    model_dir: str,
+    train_data_path: str,
+    schema: dict,
+    evaluation: dict,
+    decision: dict,
+    ingest_info: dict,
+    model_name: str,
+    tracking_uri: str,
+    serving_base: str,
+    model_metadata: Optional[dict] = None,
+    saved_model_uri: str = "",
+    pipeline_run: str = "",
+    image: str = "local",
+    require_approval: bool = False,
+    vertex=None,
+    verify=None,
+) -> tuple[DeployResult, str]:
+    """Deploy what one pipeline run produced: the registry layout, the model card, then :func:`deploy`.
+
+    Args:
+        schema, evaluation, decision, ingest_info: The validate, evaluate, compare and ingest results.
+        model_metadata: The trained model artifact's metadata (training parameters, ``device``).
+        saved_model_uri: Where the SavedModel lives for Vertex AI (its artifact URI).
+        image: The trainer image, for the card's lineage.
+        vertex: A :class:`components.deploy.vertex.VertexTarget`; the version is uploaded (and
+            deployed to its endpoint) before any alias moves, so a Vertex failure promotes nothing.
+
+    Returns:
+        (the deploy result, the model card with the registered version number)
+    """
+    from components._shared.scoring import model_spec
+
+    meta = dict(model_metadata or {})
+    spec = model_spec(model_dir)
+    lineage = {"pipeline_run": pipeline_run, "data_hash": ingest_info["content_hash"],
+               "data_uri": ingest_info["source_uri"], "saved_model_uri": saved_model_uri, "trainer_image": image}
+    train_meta = {"features": [f["name"] for f in spec["numeric"] + spec["categorical"]],
+                  "params": {k: v for k, v in meta.items() if k != "mlflow_run_id"},
+                  "device": meta.get("device", "")}
+    card = model_card(model_name, CARD_VERSION, evaluation, decision, ingest_info, train_meta, lineage)
+    tags = {"pipeline_run": pipeline_run, "data_hash": ingest_info["content_hash"],
+            "auc": f"{evaluation['metrics']['auc']:.4f}"}
+    before_promote = None
+    if vertex is not None:
+        from components.deploy.vertex import upload_and_deploy
+
+        def before_promote(version):
+            return {"vertex": upload_and_deploy(vertex, model_name, saved_model_uri, fingerprint(saved_model_dir), card)}
+
+    with tempfile.TemporaryDirectory(prefix="deploy-") as work:
+        artifacts = layout.stage_artifacts(work, model_dir, saved_model_dir, schema, train_data_path,
+                                           evaluation, decision, ingest_info)
+        result = deploy(saved_model_dir, model_name, tracking_uri, serving_base, artifacts=artifacts, card=card,
+                        tags=tags, require_approval=require_approval, before_promote=before_promote, verify=verify,
+                        expected_champion=decision.get("champion_version") or "")
+    return result, card.replace(f"v{CARD_VERSION}", f"v{result.version}")
+
+
+def find_deployment(tracking_uri: str, model_name: str, saved_model_dir: str, serving_base: str) -> Optional[dict]:
+    """What deploy did with this SavedModel, read back from the registry (its fingerprint tag).
+
+    Returns:
+        ``version``, ``alias`` and ``serving_dir`` as in :class:`DeployResult`, or None when the
+        SavedModel was not registered or its deploy did not promote it.
+    """
+    if not (tracking_uri and saved_model_dir and os.path.isdir(saved_model_dir)):
+        return None
+    client = registry.configure(tracking_uri)
+    ref = registry.find_version_by_tag(client, model_name, "fingerprint", fingerprint(saved_model_dir))
+    status = (ref.tags.get("deploy_status") if ref else None) or ""
+    alias = {"promoted": registry.CHAMPION, "candidate": registry.CANDIDATE}.get(status)
+    if alias is None:
+        return None
+    served = os.path.join(serving_base, model_name, ref.version) if serving_base else saved_model_dir
+    return {"version": ref.version, "alias": alias, "serving_dir": served}

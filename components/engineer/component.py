@@ -11,11 +11,11 @@ def engineer_features(
     train_data: Input[Dataset],
     schema: Input[Artifact],
     transform_spec: Output[Artifact],
-    max_vocab: int = 1000,
-    log_skew_threshold: float = 2.0,
-    bucketize_columns: str = "",
-    num_buckets: int = 10,
-    crosses: str = "",
+    max_vocab: int,
+    log_skew_threshold: float,
+    bucketize_columns: str,
+    num_buckets: int,
+    crosses: str,
 ):
     """Fit imputation, normalisation and vocabularies on the train split into a transform spec.
 

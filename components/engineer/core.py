@@ -33,6 +33,7 @@ from typing import Optional
 
 from components._shared.errors import ConfigError, DataError
 from components._shared.labels import labels
+from components._shared.params import PARAMS
 from components._shared.schema import NUMERIC_KINDS, column_values, feature_names
 
 logger = logging.getLogger(__name__)
@@ -59,11 +60,11 @@ def _input_name(name: str, taken: set) -> str:
 def fit_transform_spec(
     train,
     schema: dict,
-    max_vocab: int = 1000,
+    max_vocab: int = PARAMS.max_vocab,
     min_frequency: int = 1,
-    log_skew_threshold: float = 2.0,
+    log_skew_threshold: float = PARAMS.log_skew_threshold,
     bucketize: Optional[Sequence[str]] = None,
-    num_buckets: int = 10,
+    num_buckets: int = PARAMS.num_buckets,
     crosses: Optional[Sequence[Sequence[str]]] = None,
     max_cross_size: int = 10_000,
 ) -> dict:

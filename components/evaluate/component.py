@@ -24,8 +24,8 @@ def evaluate_model(
     classification_metrics: Output[ClassificationMetrics],
     evaluation: Output[Artifact],
     report: Output[Markdown],
-    slice_columns: str = "",
-    min_slice_rows: int = 30,
+    slice_columns: str,
+    min_slice_rows: int,
 ):
     """Test-split metrics (threshold chosen on the eval split), ROC, confusion matrix, slices.
 

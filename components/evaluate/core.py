@@ -14,6 +14,7 @@ from typing import Optional
 from components._shared import io
 from components._shared.labels import labels
 from components._shared.metrics import best_threshold, binary_metrics, roc_points, slice_metrics
+from components._shared.params import PARAMS
 from components.engineer.core import encode
 from components.train.model import SPEC_FILE, load_scorer
 
@@ -33,7 +34,8 @@ class Evaluation:
 
 
 def evaluate_predictions(y_test, p_test, y_eval, p_eval, test_df, spec: dict,
-                         slice_columns: Optional[list] = None, min_slice_rows: int = 30) -> Evaluation:
+                         slice_columns: Optional[list] = None,
+                         min_slice_rows: int = PARAMS.min_slice_rows) -> Evaluation:
     """Pure metric computation over predictions (unit-testable without a model)."""
     threshold = best_threshold(y_eval, p_eval) if len(y_eval) else 0.5
     metrics = binary_metrics(y_test, p_test, threshold)
@@ -49,7 +51,7 @@ def evaluate_predictions(y_test, p_test, y_eval, p_eval, test_df, spec: dict,
 
 
 def evaluate(model_dir: str, test_path: str, eval_path: str, slice_columns: Optional[list] = None,
-             min_slice_rows: int = 30) -> Evaluation:
+             min_slice_rows: int = PARAMS.min_slice_rows) -> Evaluation:
     spec = io.read_json(os.path.join(model_dir, SPEC_FILE))
     scorer = load_scorer(model_dir)
     test = io.read_parquet(test_path)

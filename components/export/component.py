@@ -15,8 +15,8 @@ def export_model(
     tflite_model: Output[Model],
     metrics: Output[Metrics],
     model_name: str,
-    tflite_quantization: str = "float16",
-    max_tflite_diff: float = 0.001,
+    tflite_quantization: str,
+    max_tflite_diff: float,
 ):
     """Export a TF Serving SavedModel (raw-feature and tf.Example signatures, warm-up requests) and TFLite.
 

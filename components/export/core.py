@@ -28,6 +28,7 @@ import time
 
 from components._shared import io
 from components._shared.errors import ModelError
+from components._shared.params import PARAMS
 from components.engineer.core import encode, raw_features
 from components.train.model import (
     SPEC_FILE,
@@ -212,8 +213,8 @@ def export(
     tflite_dir: str,
     model_name: str,
     threshold: float = 0.5,
-    quantization: str = "float16",
-    max_parity_diff: float = 1e-3,
+    quantization: str = PARAMS.tflite_quantization,
+    max_parity_diff: float = PARAMS.max_tflite_diff,
     parity_rows: int = 100_000,
 ) -> ExportResult:
     """Write the SavedModel (with warm-up requests) and the TFLite model; measure parity.

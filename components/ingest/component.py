@@ -15,11 +15,12 @@ def ingest_data(
     test_data: Output[Dataset],
     ingest_info: Output[Artifact],
     metrics: Output[Metrics],
-    id_column: str = "",
-    positive_label: str = "",
-    eval_fraction: float = 0.1,
-    test_fraction: float = 0.2,
-    seed: int = 42,
+    id_column: str,
+    positive_label: str,
+    eval_fraction: float,
+    test_fraction: float,
+    seed: int,
+    min_rows: int,
 ):
     """Read CSV/Parquet (path, folder of shards, gs://) or BigQuery (bq://) and split it.
 
@@ -31,6 +32,7 @@ def ingest_data(
         eval_fraction: Share of rows in the eval split (early stopping, threshold choice).
         test_fraction: Share of rows in the test split (metrics, champion comparison).
         seed: Seed of the random split.
+        min_rows: Fewest labelled rows the table may have.
     """
     import logging
 
@@ -40,7 +42,8 @@ def ingest_data(
     logging.basicConfig(level=logging.INFO)
     result = ingest(data_uri, label, train_data.path, eval_data.path, test_data.path,
                     id_column=id_column or None, positive_label=positive_label or None,
-                    eval_fraction=eval_fraction, test_fraction=test_fraction, seed=seed)
+                    eval_fraction=eval_fraction, test_fraction=test_fraction, seed=seed,
+                    min_rows=min_rows)
     write_json(result.to_dict(), ingest_info.path)
     for art, split in ((train_data, "train"), (eval_data, "eval"), (test_data, "test")):
         art.metadata.update({"rows": result.rows[split], "content_hash": result.content_hash, "source_uri": data_uri})

@@ -13,6 +13,7 @@ from typing import Optional
 from components._shared import io
 from components._shared.errors import DataError
 from components._shared.labels import encode_label
+from components._shared.params import PARAMS
 
 logger = logging.getLogger(__name__)
 
@@ -71,10 +72,10 @@ def ingest(
     test_path: str,
     id_column: Optional[str] = None,
     positive_label: Optional[str] = None,
-    eval_fraction: float = 0.1,
-    test_fraction: float = 0.2,
-    seed: int = 42,
-    min_rows: int = 50,
+    eval_fraction: float = PARAMS.eval_fraction,
+    test_fraction: float = PARAMS.test_fraction,
+    seed: int = PARAMS.seed,
+    min_rows: int = PARAMS.min_rows,
 ) -> IngestResult:
     """Read ``data_uri``, encode the label, split, and write three Parquet files.
 

@@ -19,6 +19,7 @@ from typing import Optional
 
 from components._shared import io
 from components._shared.errors import ModelError
+from components._shared.params import PARAMS
 from components.engineer.core import encode_parquet
 from components.train.model import MODEL_FILE, SPEC_FILE, build_core_model, write_scorer
 
@@ -27,15 +28,17 @@ logger = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class TrainConfig:
-    epochs: int = 5
-    batch_size: int = 0  # 0: auto (about 50 steps per epoch, 128..4096)
-    learning_rate: float = 2e-3
-    hidden_units: Sequence[int] = (64, 32)
-    dropout: float = 0.1
+    """Training settings; defaults and meanings in ``components._shared.params``."""
+
+    epochs: int = PARAMS.epochs
+    batch_size: int = PARAMS.batch_size  # 0: auto (about 50 steps per epoch, 128..4096)
+    learning_rate: float = PARAMS.learning_rate
+    hidden_units: Sequence[int] = PARAMS.hidden_units  # "64,32" or a sequence of widths
+    dropout: float = PARAMS.dropout
     embedding_dim: int = 8
-    early_stopping_patience: int = 2
-    class_weight: str = "none"  # "balanced" | "none" (reweighting skews calibration)
-    seed: int = 42
+    early_stopping_patience: int = PARAMS.early_stopping_patience
+    class_weight: str = PARAMS.class_weight  # "balanced" | "none" (reweighting skews calibration)
+    seed: int = PARAMS.seed
 
     def __post_init__(self):
         if isinstance(self.hidden_units, str):

@@ -48,7 +48,7 @@ def validate_data(
     id_column: str = "",
     exclude_columns: str = "",
     anomaly_severity: str = "{}",
-    drift_share_threshold: float = 0.5,
+    psi_drift_share: float = 0.5,
     max_missing_jump: float = 0.1,
 ):
     """Infer the schema, enforce the reference's (champion's or a given) schema, measure drift.
@@ -60,7 +60,7 @@ def validate_data(
         id_column: Identifier column (excluded from features).
         exclude_columns: Comma-separated columns that must not become features.
         anomaly_severity: JSON object overriding severities, e.g. {"unseen_categories": "blocking"}.
-        drift_share_threshold: Share of drifted features above which a drift anomaly is raised.
+        psi_drift_share: Share of features drifted by PSI above which a drift anomaly is raised.
         max_missing_jump: Largest allowed rise of a column's missing-value rate over the schema's.
     """
     import json
@@ -81,7 +81,7 @@ def validate_data(
         id_column=id_column or None,
         exclude=[c.strip() for c in exclude_columns.split(",") if c.strip()],
         severity=json.loads(anomaly_severity or "{}"),
-        psi_drift_share=drift_share_threshold, max_missing_jump=max_missing_jump,
+        psi_drift_share=psi_drift_share, max_missing_jump=max_missing_jump,
         report_html=report.path,
     )
     result.schema["negative_label"] = info.get("negative_label")

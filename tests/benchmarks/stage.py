@@ -62,6 +62,8 @@ def _arguments(func, stage: str, config: dict):
 
     from kfp.dsl.types import type_annotations as ta
 
+    from components._shared.params import TABLE
+
     work = config["work"]
     produced = _produced(work)
     kwargs, outputs = {}, {}
@@ -85,6 +87,8 @@ def _arguments(func, stage: str, config: dict):
             kwargs[name] = outputs[name] = art
         elif name in config["params"]:
             kwargs[name] = config["params"][name]
+        elif name in TABLE and TABLE[name].default is not None:  # as the pipeline passes it
+            kwargs[name] = TABLE[name].default
         elif param.default is inspect.Parameter.empty:
             raise RuntimeError(f"{stage}: no value for the required parameter {name!r}")
     return kwargs, outputs

@@ -10,6 +10,7 @@ from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Markdown, Me
 
 from components._shared import io
 from components._shared.errors import DataError, ValidationError
+from components._shared.params import with_defaults
 from components.engineer.component import engineer_features
 from components.ingest.component import ingest_data
 from components.validate.component import champion_reference, drift_report, validate_data
@@ -31,12 +32,15 @@ def _ingest(root, data_uri, **kwargs):
     }
     metrics = _out(Metrics, root, "ingest_metrics")
     ingest_data.python_func(
-        data_uri=data_uri,
-        label="churned",
-        id_column="customer_id",
-        metrics=metrics,
-        **outs,
-        **kwargs,
+        **with_defaults(
+            ingest_data,
+            data_uri=data_uri,
+            label="churned",
+            id_column="customer_id",
+            metrics=metrics,
+            **outs,
+            **kwargs,
+        )
     )
     return {**outs, "ingest_metrics": metrics}
 
@@ -81,7 +85,10 @@ def data_stage(tmp_path_factory):
     val = _validate(root, ing)
     spec = _out(Artifact, root, "transform_spec")
     engineer_features.python_func(
-        train_data=ing["train_data"], schema=val["schema"], transform_spec=spec
+        **with_defaults(
+            engineer_features,
+            train_data=ing["train_data"], schema=val["schema"], transform_spec=spec,
+        )
     )
     return {"root": root, "src": str(src), **ing, **val, "transform_spec": spec}
 
@@ -265,17 +272,20 @@ def test_train_evaluate_export_compare_deploy_chain(data_stage, tracking_uri, tm
     model = _out(Model, tmp_path, "model")
     train_metrics = _out(Metrics, tmp_path, "train_metrics")
     train_model.python_func(
-        train_data=d["train_data"],
-        eval_data=d["eval_data"],
-        transform_spec=d["transform_spec"],
-        ingest_info=d["ingest_info"],
-        model=model,
-        metrics=train_metrics,
-        model_name=MODEL,
-        mlflow_tracking_uri=tracking_uri,
-        epochs=2,
-        batch_size=128,
-        pipeline_run="run-1",
+        **with_defaults(
+            train_model,
+            train_data=d["train_data"],
+            eval_data=d["eval_data"],
+            transform_spec=d["transform_spec"],
+            ingest_info=d["ingest_info"],
+            model=model,
+            metrics=train_metrics,
+            model_name=MODEL,
+            mlflow_tracking_uri=tracking_uri,
+            epochs=2,
+            batch_size=128,
+            pipeline_run="run-1",
+        )
     )
     assert {"model.keras", "transform_spec.json"} <= set(os.listdir(model.path))
     assert model.metadata["framework"] == "keras" and model.metadata["epochs_run"] == 2
@@ -287,13 +297,16 @@ def test_train_evaluate_export_compare_deploy_chain(data_stage, tracking_uri, tm
     evaluation = _out(Artifact, tmp_path, "evaluation")
     report = _out(Markdown, tmp_path, "evaluation.md")
     evaluate_model.python_func(
-        model=model,
-        test_data=d["test_data"],
-        eval_data=d["eval_data"],
-        metrics=metrics,
-        classification_metrics=cm,
-        evaluation=evaluation,
-        report=report,
+        **with_defaults(
+            evaluate_model,
+            model=model,
+            test_data=d["test_data"],
+            eval_data=d["eval_data"],
+            metrics=metrics,
+            classification_metrics=cm,
+            evaluation=evaluation,
+            report=report,
+        )
     )
     ev = io.read_json(evaluation.path)
     assert (
@@ -317,13 +330,16 @@ def test_train_evaluate_export_compare_deploy_chain(data_stage, tracking_uri, tm
     tflite = _out(Model, tmp_path, "tflite_model")
     export_metrics = _out(Metrics, tmp_path, "export_metrics")
     export_model.python_func(
-        model=model,
-        test_data=d["test_data"],
-        evaluation=evaluation,
-        saved_model=saved_model,
-        tflite_model=tflite,
-        metrics=export_metrics,
-        model_name=MODEL,
+        **with_defaults(
+            export_model,
+            model=model,
+            test_data=d["test_data"],
+            evaluation=evaluation,
+            saved_model=saved_model,
+            tflite_model=tflite,
+            metrics=export_metrics,
+            model_name=MODEL,
+        )
     )
     assert os.path.exists(os.path.join(saved_model.path, "saved_model.pb"))
     assert os.path.exists(os.path.join(tflite.path, "model.tflite"))
@@ -335,17 +351,20 @@ def test_train_evaluate_export_compare_deploy_chain(data_stage, tracking_uri, tm
         decision = _out(Artifact, tmp_path, f"decision-{tag}")
         decision_report = _out(Markdown, tmp_path, f"decision-{tag}.md")
         promote = compare_models.python_func(
-            model=model,
-            test_data=d["test_data"],
-            evaluation=evaluation,
-            decision=decision,
-            decision_report=decision_report,
-            model_name=MODEL,
-            mlflow_tracking_uri=tracking_uri,
-            min_auc=0.55,
-            max_ece=0.5,
-            max_auc_gap=1.0,
-            bootstrap_samples=50,
+            **with_defaults(
+                compare_models,
+                model=model,
+                test_data=d["test_data"],
+                evaluation=evaluation,
+                decision=decision,
+                decision_report=decision_report,
+                model_name=MODEL,
+                mlflow_tracking_uri=tracking_uri,
+                min_auc=0.55,
+                max_ece=0.5,
+                max_auc_gap=1.0,
+                bootstrap_samples=50,
+            )
         )
         return promote, decision, decision_report
 
@@ -361,19 +380,22 @@ def test_train_evaluate_export_compare_deploy_chain(data_stage, tracking_uri, tm
     deployment = _out(Artifact, tmp_path, "deployment")
     card = _out(Markdown, tmp_path, "model_card.md")
     deploy_model.python_func(
-        saved_model=saved_model,
-        model=model,
-        train_data=d["train_data"],
-        schema=d["schema"],
-        evaluation=evaluation,
-        decision=decision,
-        ingest_info=d["ingest_info"],
-        deployment=deployment,
-        model_card=card,
-        model_name=MODEL,
-        mlflow_tracking_uri=tracking_uri,
-        serving_base_dir=str(serving),
-        pipeline_run="run-1",
+        **with_defaults(
+            deploy_model,
+            saved_model=saved_model,
+            model=model,
+            train_data=d["train_data"],
+            schema=d["schema"],
+            evaluation=evaluation,
+            decision=decision,
+            ingest_info=d["ingest_info"],
+            deployment=deployment,
+            model_card=card,
+            model_name=MODEL,
+            mlflow_tracking_uri=tracking_uri,
+            serving_base_dir=str(serving),
+            pipeline_run="run-1",
+        )
     )
     dep = io.read_json(deployment.path)
     assert (dep["version"], dep["alias"], dep["reused"]) == ("1", "champion", False)

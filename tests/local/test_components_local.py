@@ -12,6 +12,7 @@ import os
 import pytest
 from kfp import dsl, local
 
+from components._shared.params import with_defaults
 from components.compare.component import compare_models
 from components.engineer.component import engineer_features
 from components.evaluate.component import evaluate_model
@@ -29,7 +30,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:You may be attemping to run a ta
 
 @dsl.pipeline(name="data-stage-test")
 def data_stage_pipeline(data_uri: str):
-    ingest_task = ingest_data(data_uri=data_uri, label="churned", id_column="customer_id")
+    ingest_task = ingest_data(
+        **with_defaults(ingest_data, data_uri=data_uri, label="churned", id_column="customer_id")
+    )
     reference_task = champion_reference(model_name=MODEL)
     validate_task = validate_data(
         train_data=ingest_task.outputs["train_data"],
@@ -46,13 +49,18 @@ def data_stage_pipeline(data_uri: str):
         schema=validate_task.outputs["schema"],
     )
     engineer_features(
-        train_data=ingest_task.outputs["train_data"], schema=validate_task.outputs["schema"]
+        **with_defaults(
+            engineer_features,
+            train_data=ingest_task.outputs["train_data"], schema=validate_task.outputs["schema"],
+        )
     )
 
 
 @dsl.pipeline(name="model-stage-test")
 def model_stage_pipeline(data_uri: str) -> bool:
-    ingest_task = ingest_data(data_uri=data_uri, label="churned", id_column="customer_id")
+    ingest_task = ingest_data(
+        **with_defaults(ingest_data, data_uri=data_uri, label="churned", id_column="customer_id")
+    )
     validate_task = validate_data(
         train_data=ingest_task.outputs["train_data"],
         eval_data=ingest_task.outputs["eval_data"],
@@ -62,37 +70,52 @@ def model_stage_pipeline(data_uri: str) -> bool:
         id_column="customer_id",
     )
     engineer_task = engineer_features(
-        train_data=ingest_task.outputs["train_data"], schema=validate_task.outputs["schema"]
+        **with_defaults(
+            engineer_features,
+            train_data=ingest_task.outputs["train_data"], schema=validate_task.outputs["schema"],
+        )
     )
     train_task = train_model(
-        train_data=ingest_task.outputs["train_data"],
-        eval_data=ingest_task.outputs["eval_data"],
-        transform_spec=engineer_task.outputs["transform_spec"],
-        ingest_info=ingest_task.outputs["ingest_info"],
-        model_name=MODEL,
-        epochs=2,
-        batch_size=128,
+        **with_defaults(
+            train_model,
+            train_data=ingest_task.outputs["train_data"],
+            eval_data=ingest_task.outputs["eval_data"],
+            transform_spec=engineer_task.outputs["transform_spec"],
+            ingest_info=ingest_task.outputs["ingest_info"],
+            model_name=MODEL,
+            epochs=2,
+            batch_size=128,
+        )
     )
     evaluate_task = evaluate_model(
-        model=train_task.outputs["model"],
-        test_data=ingest_task.outputs["test_data"],
-        eval_data=ingest_task.outputs["eval_data"],
+        **with_defaults(
+            evaluate_model,
+            model=train_task.outputs["model"],
+            test_data=ingest_task.outputs["test_data"],
+            eval_data=ingest_task.outputs["eval_data"],
+        )
     )
     export_model(
-        model=train_task.outputs["model"],
-        test_data=ingest_task.outputs["test_data"],
-        evaluation=evaluate_task.outputs["evaluation"],
-        model_name=MODEL,
+        **with_defaults(
+            export_model,
+            model=train_task.outputs["model"],
+            test_data=ingest_task.outputs["test_data"],
+            evaluation=evaluate_task.outputs["evaluation"],
+            model_name=MODEL,
+        )
     )
     compare_task = compare_models(
-        model=train_task.outputs["model"],
-        test_data=ingest_task.outputs["test_data"],
-        evaluation=evaluate_task.outputs["evaluation"],
-        model_name=MODEL,
-        min_auc=0.55,
-        max_ece=0.5,
-        max_auc_gap=1.0,
-        bootstrap_samples=50,
+        **with_defaults(
+            compare_models,
+            model=train_task.outputs["model"],
+            test_data=ingest_task.outputs["test_data"],
+            evaluation=evaluate_task.outputs["evaluation"],
+            model_name=MODEL,
+            min_auc=0.55,
+            max_ece=0.5,
+            max_auc_gap=1.0,
+            bootstrap_samples=50,
+        )
     )
     return compare_task.outputs["Output"]
 

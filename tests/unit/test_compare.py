@@ -305,3 +305,14 @@ def test_decision_markdown(test_split):
         kept.startswith("# Promotion decision: KEEP CHAMPION\n") and "| auc | n/a | n/a |" in kept
     )
     assert d.to_dict()["promote"] is True and not math.isnan(d.to_dict()["challenger"]["auc"])
+
+
+def test_a_champion_folder_without_a_model_is_a_reason(test_split, tmp_path):
+    from components.compare.core import champion_scorer
+
+    df, y, strong, _ = test_split
+    d = compare_with_champion(_metrics(y, strong), y, strong, df, Gates(max_ece=None),
+                              champion_scorer(str(tmp_path)), "4")
+    assert d.promote is False
+    assert any(r.startswith("the champion (version 4) could not be re-scored") and "hold no model.keras" in r
+               for r in d.reasons)

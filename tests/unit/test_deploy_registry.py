@@ -349,3 +349,21 @@ def test_warmup_child_verifies_a_pushed_copy_and_reports_failures(exports, tmp_p
     idle.cancel()  # twice is fine
     with pytest.raises(ModelError, match=r"already used or stopped"):
         idle.verify(exports["a"])
+
+
+def test_the_champion_lookup_and_the_deployment_read_back_what_deploy_wrote(exports, tracking_uri, serving, tmp_path):
+    from components._shared.champion import find_champion
+    from components._shared.scoring import has_model
+    from components.deploy.core import find_deployment
+
+    assert find_champion(tracking_uri, MODEL) is None
+    assert find_deployment(tracking_uri, MODEL, exports["a"], serving) is None
+    _deploy(exports, "a", tracking_uri, serving)
+    champ = find_champion(tracking_uri, MODEL)
+    assert champ.version == "1" and champ.tags["pipeline_run"] == "run-a"
+    assert has_model(champ.model_dir(str(tmp_path / "model")))
+    assert find_deployment(tracking_uri, MODEL, exports["a"], serving) == {
+        "version": "1", "alias": "champion", "serving_dir": os.path.join(serving, MODEL, "1")}
+    assert find_deployment(tracking_uri, MODEL, exports["b"], serving) is None
+    _deploy(exports, "b", tracking_uri, serving, require_approval=True)
+    assert find_deployment(tracking_uri, MODEL, exports["b"], serving)["alias"] == "candidate"

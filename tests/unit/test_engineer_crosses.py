@@ -13,6 +13,7 @@ import pytest
 
 from components._shared import io
 from components._shared.errors import ConfigError, DataError
+from components._shared.params import with_defaults
 from components._shared.schema import infer_schema
 from components.engineer.core import (
     encode,
@@ -218,12 +219,15 @@ def test_engineer_component_writes_buckets_and_crosses(train, schema, tmp_path):
     io.write_json({**schema, "negative_label": "no"}, sch.path)
     out = Artifact(uri=str(tmp_path / "transform_spec"))
     engineer_features.python_func(
-        train_data=data,
-        schema=sch,
-        transform_spec=out,
-        bucketize_columns="tenure_months,monthly_charges",
-        num_buckets=5,
-        crosses="contract*payment_method, region*tenure_months",
+        **with_defaults(
+            engineer_features,
+            train_data=data,
+            schema=sch,
+            transform_spec=out,
+            bucketize_columns="tenure_months,monthly_charges",
+            num_buckets=5,
+            crosses="contract*payment_method, region*tenure_months",
+        )
     )
     spec = io.read_json(out.path)
     assert sorted(b["name"] for b in spec["buckets"]) == ["monthly_charges", "tenure_months"]
@@ -240,7 +244,10 @@ def test_engineer_component_writes_buckets_and_crosses(train, schema, tmp_path):
     }
     with pytest.raises(DataError, match=r"^the cross 'contract' has a single column"):
         engineer_features.python_func(
-            train_data=data, schema=sch, transform_spec=out, crosses="contract"
+            **with_defaults(
+                engineer_features,
+                train_data=data, schema=sch, transform_spec=out, crosses="contract",
+            )
         )
 
 

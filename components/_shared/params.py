@@ -1,0 +1,146 @@
+"""Every parameter of the training pipeline, once: its name, type, default and meaning.
+
+The cores take their defaults from here (config dataclasses, keyword defaults), the pipeline
+(``pipelines/training.py``) its parameters' defaults and descriptions, the CLI (``python -m
+pipelines run``) its option defaults and help, and tests their expectations. Nothing else
+writes these values.
+
+A KFP wrapper cannot use them as signature defaults (a lightweight component ships only its
+function's source text, where ``PARAMS`` is not defined): wrappers take tuning parameters
+without defaults and the pipeline always passes them. Parameters with ``pipeline=False`` are
+not pipeline parameters; the pipeline passes their table default as a constant.
+
+Usage: ``PARAMS.epochs`` is the default, ``TABLE["epochs"].help`` the meaning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    name: str
+    type: type
+    default: Any  # None: required (no default)
+    help: str
+    pipeline: bool = True  # a parameter of the training pipeline (else a constant it passes)
+
+
+_ROWS = (
+    # --- data
+    Param("data_uri", str, None, "Table to train on: a CSV or Parquet file, a folder of shards, gs://..., or "
+          "bq://project.dataset.table."),
+    Param("label", str, None, "Binary label column (two distinct values; encoded 0/1 downstream)."),
+    Param("id_column", str, "", "Column whose hash assigns splits, so a record never changes split (excluded from "
+          "features); empty for a seeded random split."),
+    Param("exclude_columns", str, "", "Comma-separated columns that must not become features."),
+    Param("positive_label", str, "", "Label value that counts as positive; empty to infer (1/true/yes, else the "
+          "larger value)."),
+    Param("eval_fraction", float, 0.1, "Share of rows in the eval split (early stopping, threshold choice).",
+          pipeline=False),
+    Param("test_fraction", float, 0.2, "Share of rows in the test split (metrics, champion comparison).",
+          pipeline=False),
+    Param("min_rows", int, 50, "Fewest labelled rows a table may have to train on.", pipeline=False),
+    # --- registry and serving
+    Param("model_name", str, "churn-model", "Registered model name (MLflow, TF Serving, Vertex AI)."),
+    Param("mlflow_tracking_uri", str, "", "MLflow tracking/registry URI; empty to skip tracking and the champion "
+          "lookup."),
+    Param("serving_base_dir", str, "", "TF Serving model base path; a promoted version goes to "
+          "<base>/<model_name>/<version>/. Empty to register only."),
+    # --- validate
+    Param("schema_uri", str, "", "A schema JSON (local path or gs://...) enforced as well as the champion's, or "
+          "alone before there is a champion."),
+    Param("anomaly_severity", str, "{}", 'JSON object overriding anomaly severities, e.g. '
+          '{"unseen_categories": "blocking"}.'),
+    Param("psi_drift_share", float, 0.5, "Share of features drifted by PSI (against the champion's reference "
+          "sample) above which validate raises a drift anomaly."),
+    # --- engineer
+    Param("bucketize_columns", str, "", 'Comma-separated numeric features that also get quantile-bucket '
+          'embeddings, or "*" for all; empty for none.'),
+    Param("num_buckets", int, 10, "Buckets per bucketized feature (fewer when quantiles coincide)."),
+    Param("crosses", str, "", 'Comma-separated feature crosses of categorical or bucketized features, e.g. '
+          '"contract*payment_method"; empty for none.'),
+    Param("max_vocab", int, 1000, "Largest vocabulary per categorical feature; rarer values share an OOV bucket.",
+          pipeline=False),
+    Param("log_skew_threshold", float, 2.0, "Non-negative numeric features more skewed than this get log1p.",
+          pipeline=False),
+    # --- train
+    Param("epochs", int, 10, "Maximum training epochs (early stopping on eval AUC may stop sooner)."),
+    Param("batch_size", int, 0, "Examples per step; 0 picks about 50 steps per epoch (128..4096)."),
+    Param("learning_rate", float, 0.002, "Adam learning rate."),
+    Param("hidden_units", str, "64,32", 'Comma-separated widths of the MLP head, e.g. "64,32".'),
+    Param("dropout", float, 0.1, "Dropout after each hidden layer."),
+    Param("early_stopping_patience", int, 2, "Epochs without eval-AUC improvement before stopping; 0 disables.",
+          pipeline=False),
+    Param("class_weight", str, "none", '"balanced" to reweight classes (hurts calibration), "none" otherwise.',
+          pipeline=False),
+    Param("seed", int, 42, "Seed of the random split, initialisation and shuffling."),
+    Param("checkpoint_root", str, "", "Durable folder (gs:// or a mounted path) for preemption checkpoints; "
+          "empty for none."),
+    # --- evaluate and compare
+    Param("slice_columns", str, "", "Comma-separated columns to slice metrics by (sensitive attributes); empty "
+          "for every categorical feature."),
+    Param("min_slice_rows", int, 30, "Slices smaller than this are not reported.", pipeline=False),
+    Param("min_auc", float, 0.6, "Promotion gate: minimum test AUC (negative disables)."),
+    Param("max_ece", float, 0.1, "Promotion gate: maximum expected calibration error (negative disables)."),
+    Param("max_auc_gap", float, 0.25, "Promotion gate: maximum AUC gap between slices (negative disables)."),
+    Param("min_improvement", float, 0.0, "Required AUC margin of the challenger over the champion."),
+    Param("require_significance", bool, True, "Also require the paired-bootstrap 95% lower bound of the AUC "
+          "difference above zero."),
+    Param("bootstrap_samples", int, 200, "Bootstrap resamples of the champion comparison.", pipeline=False),
+    # --- export
+    Param("tflite_quantization", str, "float16", '"float16", "dynamic" (int8 weights) or "none".'),
+    Param("max_tflite_diff", float, 0.001, "Largest allowed absolute probability difference TFLite vs SavedModel "
+          "on the test split."),
+    # --- deploy
+    Param("require_approval", bool, False, 'Make a passing version "candidate" instead of "champion" (promote it '
+          "later with `approve`)."),
+    Param("vertex_project", str, "", "Google Cloud project for Vertex AI; empty to skip Vertex."),
+    Param("vertex_location", str, "us-central1", "Vertex AI region."),
+    Param("vertex_endpoint", str, "", "Vertex endpoint display name; empty to register without deploying."),
+    Param("canary_traffic_percent", int, 100, "Share of endpoint traffic the new version receives (100 = full "
+          "rollout)."),
+)
+
+TABLE: dict[str, Param] = {p.name: p for p in _ROWS}
+assert len(TABLE) == len(_ROWS), "a parameter is listed twice"
+
+
+class _Defaults:
+    """Attribute access to the defaults: ``PARAMS.epochs``."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return TABLE[name].default
+        except KeyError:
+            raise AttributeError(f"no training parameter {name!r}") from None
+
+    def __dir__(self):
+        return list(TABLE)
+
+
+PARAMS = _Defaults()
+
+
+def pipeline_params() -> list[Param]:
+    """The training pipeline's parameters, in table order."""
+    return [p for p in _ROWS if p.pipeline]
+
+
+def args_doc(names: Optional[list] = None) -> str:
+    """Google-style ``Args:`` lines for ``names`` (default: the pipeline's parameters)."""
+    rows = [TABLE[n] for n in names] if names is not None else pipeline_params()
+    return "\n".join(f"    {p.name}: {p.help}" for p in rows)
+
+
+def with_defaults(component, **given) -> dict:
+    """``given`` plus the table default of every other parameter of ``component`` (a KFP component
+    or a plain function) that the table knows: for calling a wrapper outside the pipeline (tests,
+    benchmarks), since wrappers declare no defaults of their own."""
+    import inspect
+
+    func = getattr(component, "python_func", component)
+    names = inspect.signature(func).parameters
+    return {**{n: TABLE[n].default for n in names if n in TABLE and TABLE[n].default is not None}, **given}

@@ -1,0 +1,32 @@
+"""summary.json from the pipeline's declared outputs (no task-name globbing)."""
+
+from __future__ import annotations
+
+import json
+
+from pipelines.local import build_summary, summary_from_outputs
+
+DECISION = {"promote": False, "challenger": {"auc": 0.8}, "champion": None, "champion_version": None,
+            "comparison": None, "reasons": ["keep the current model: the challenger does not pass the gates"]}
+
+
+def test_summary_keys_and_values_without_a_deploy(tmp_path):
+    decision = tmp_path / "decision"
+    decision.write_text(json.dumps(DECISION))
+    s = summary_from_outputs(
+        "run-1", str(tmp_path), decision_path=str(decision), saved_model_dir=str(tmp_path / "sm"),
+        tflite_dir=str(tmp_path / "tfl"), export_metrics={"tflite_max_abs_diff": 1e-4, "display_name": "metrics"},
+        tracking_uri="", serving_base=str(tmp_path / "serving"), model_name="m")
+    assert list(s) == ["run_id", "promoted", "challenger", "champion", "champion_version", "comparison",
+                       "model_version", "alias", "saved_model_dir", "tflite_path", "tflite_max_abs_diff", "export",
+                       "serving_dir", "reasons", "run_dir"]
+    assert s["promoted"] is False and s["model_version"] is None and s["serving_dir"] is None
+    assert s["tflite_path"] == str(tmp_path / "tfl" / "model.tflite") and s["export"] == {"tflite_max_abs_diff": 1e-4}
+    assert s["reasons"] == DECISION["reasons"]
+
+
+def test_a_deploy_result_given_by_the_caller_is_used():
+    s = build_summary("r", "/runs/r", {**DECISION, "promote": True}, {"version": "3", "alias": "champion",
+                      "serving_dir": "/s/m/3"}, "/sm", None, {}, "/s/m/2")
+    assert (s["promoted"], s["model_version"], s["alias"], s["serving_dir"]) == (True, "3", "champion", "/s/m/3")
+    assert s["tflite_path"] is None
