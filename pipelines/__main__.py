@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_compile(sub)
     _add_registry_cmds(sub)
-    for module in ("pipelines.monitor", "pipelines.submit"):
+    for module in ("pipelines.monitor", "pipelines.submit", "pipelines.rehearsal.cli"):
         try:
             mod = __import__(module, fromlist=["add_parser"])
         except ImportError:

@@ -72,6 +72,10 @@ def cmd_rehearse(args) -> int:
     else:
         print(format_summary(summary))
         facts = summary["rehearsal"]
+        for task in facts["tasks"]:
+            if task.get("left_in_workdir"):
+                print(f"  warning    {task['task']} left files in its pod's working directory, which a cluster "
+                      f"discards: {', '.join(task['left_in_workdir'][:3])}{' ...' if len(task['left_in_workdir']) > 3 else ''}")
         print(f"  rehearsed  {facts['pipeline_file']} (sha256 {facts['pipeline_sha256'][:12]}) as {args.target}; "
               f"pipeline root {facts['pipeline_root']}; details {os.path.join(summary['run_dir'], 'rehearsal.json')}")
     return 0

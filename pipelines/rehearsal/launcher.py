@@ -20,7 +20,8 @@ this module replaces only its ``SubprocessTaskHandler`` (see ``runner.patched_kf
    caller's shell (no ``MLFLOW_TRACKING_URI``, no cloud credentials).
 4. Launcher, after (exit 0 only): output artifacts are uploaded to the emulator; the executor's
    output metadata goes back where kfp.local's orchestrator reads it. A failed attempt uploads
-   nothing, and its sandbox is kept for inspection.
+   nothing. The sandbox is removed afterwards (``keep_sandboxes`` keeps it); what the pod left
+   in its working directory and HOME is listed in the attempt's record, since a cluster loses it.
 
 PVC mounts: a task cannot see an absolute ``mountPath`` such as ``/models`` here (no mount
 namespace is assumed), so a string parameter equal to or under a mount path of *that pod's*
@@ -108,6 +109,18 @@ class Context:
     records: list = dataclasses.field(default_factory=list)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
     fired: set = dataclasses.field(default_factory=set)
+    backoffs: list = dataclasses.field(default_factory=list)  # retry back-offs the policies asked for (s)
+    live: set = dataclasses.field(default_factory=set)  # process groups of running pods
+
+    def kill_pods(self) -> None:
+        """End every pod still running (the rehearsal was interrupted or failed)."""
+        with self.lock:
+            groups = list(self.live)
+        for pgid in groups:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def __post_init__(self):
         self.hook_dir = os.path.join(self.rehearsal_dir, "pod-python")
@@ -261,7 +274,7 @@ class Attempt:
                            # what the pod left where nothing survives it (a cluster loses these)
                            left_in_workdir=_listing(os.path.join(sandbox, "work")),
                            left_in_home=_listing(os.path.join(sandbox, "home")))
-        if code == 0 and not ctx.keep_sandboxes:
+        if not ctx.keep_sandboxes:  # the attempt's log stays under <run>/tasks/
             shutil.rmtree(sandbox, ignore_errors=True)
             self.record["sandbox"] = None
         return status.Status.SUCCESS if code == 0 else status.Status.FAILURE
@@ -270,6 +283,8 @@ class Attempt:
         with open(self.record["log"], "w") as log, subprocess.Popen(
                 command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, text=True, bufsize=1, start_new_session=True) as proc:
+            with self.ctx.lock:
+                self.ctx.live.add(proc.pid)
             try:
                 for line in proc.stdout:
                     log.write(line)
@@ -284,6 +299,9 @@ class Attempt:
             except BaseException:
                 self._kill(proc, "stopped with the rehearsal")
                 raise
+            finally:
+                with self.ctx.lock:
+                    self.ctx.live.discard(proc.pid)
 
     def _kill(self, proc: subprocess.Popen, why: str) -> None:
         with self.ctx.lock:

@@ -24,6 +24,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from collections.abc import Iterable
 from typing import Optional
 
@@ -120,6 +121,9 @@ def patched_kfp_local(ctx: Context, backoff_scale: float):
     task_executor.time = _ScaledClock(backoff_scale, ctx)
     try:
         yield
+    except BaseException:
+        ctx.kill_pods()  # e.g. Ctrl-C: kfp.local's worker threads would otherwise wait for them
+        raise
     finally:
         subprocess_task_handler.SubprocessTaskHandler, task_executor.time = saved
 
@@ -261,13 +265,14 @@ def rehearse(
                       local_root=local_root, gcs_root=gcs_root, store=store,
                       extra_env={"STORAGE_EMULATOR_HOST": store.url},
                       preempt=set(preempt), keep_sandboxes=keep_sandboxes)
-        ctx.backoffs = []
         started = time.time()
         from kfp import components, local
 
         component = components.load_component_from_file(pipeline_file)
         try:
-            with _output_to(log_path, quiet), patched_kfp_local(ctx, backoff_scale):
+            with _output_to(log_path, quiet), patched_kfp_local(ctx, backoff_scale), warnings.catch_warnings():
+                # resources/accelerators/display names: reported per pod in the facts instead
+                warnings.filterwarnings("ignore", message=".*no effect in the current local runner")
                 local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=local_root,
                            raise_on_error=True)
                 component(**arguments)
