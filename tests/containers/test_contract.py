@@ -93,7 +93,7 @@ ROLE_IMPORTS = {
         "components.export.core",
         "components.monitor.component",
         "components.monitor.core",
-        "pipelines.triggers",
+        "components._shared.launch.kfp", "components._shared.launch.vertex", "components.monitor.outputs",
         "tensorflow",
         "tensorflow_serving.apis.prediction_log_pb2",
         "ai_edge_litert.interpreter",
