@@ -22,8 +22,8 @@ def score(model_dir: str, df, spec: Optional[dict] = None):
         df: Raw rows (pandas) holding every feature column of the transform spec.
         spec: The transform spec; read from ``model_dir`` when not given.
     """
-    from components.engineer.core import encode
-    from components.train.model import load_scorer
+    from components._shared.model import load_scorer
+    from components._shared.transform import encode
 
     spec = spec or model_spec(model_dir)
     return load_scorer(model_dir)(encode(df, spec))
@@ -31,13 +31,13 @@ def score(model_dir: str, df, spec: Optional[dict] = None):
 
 def has_model(model_dir: str) -> bool:
     """Whether ``model_dir`` holds a trained model (a registered version may lack one)."""
-    from components.train.model import MODEL_FILE
+    from components._shared.model import MODEL_FILE
 
     return os.path.exists(os.path.join(model_dir, MODEL_FILE))
 
 
 def model_spec(model_dir: str) -> dict:
     """The transform spec saved beside a trained model."""
-    from components.train.model import SPEC_FILE
+    from components._shared.model import SPEC_FILE
 
     return io.read_json(os.path.join(model_dir, SPEC_FILE))

@@ -3,10 +3,8 @@
 The spec is plain JSON. The trainer turns it into Keras layers *inside* the model
 (imputation, log transform, normalisation, vocabulary lookups with an out-of-vocabulary
 bucket), so the served model takes raw features and applies exactly what training did.
-:func:`encode` is the one host-side step shared by training, evaluation and the TFLite
-path: it turns raw columns into the arrays the model core takes (numbers as float32 with
-NaN for missing; categories as vocabulary indices, 0 for out-of-vocabulary), the same
-mapping the SavedModel's lookup tables apply.
+Applying the spec on the host (``encode``: raw columns -> the arrays the model core takes)
+is shared by every later stage and lives in :mod:`components._shared.transform`.
 
 Two opt-in extras live in the spec and, like everything else, inside the model:
 
@@ -19,7 +17,7 @@ Two opt-in extras live in the spec and, like everything else, inside the model:
   categorical (index 0 .. len(vocab), 0 = OOV) or bucketized. When the product of the
   columns' sizes is at most ``max_cross_size`` the cross index is exact (row-major over the
   columns, ``size`` = that product); otherwise it is a deterministic integer hash of the
-  column indices modulo ``size`` = ``max_cross_size`` (see ``train.model.cross_hash_multiplier``).
+  column indices modulo ``size`` = ``max_cross_size`` (see ``_shared.model.cross_hash_multiplier``).
 
 Neither key is written when its option is not used, so such specs are unchanged.
 """
@@ -32,15 +30,14 @@ from collections.abc import Sequence
 from typing import Optional
 
 from components._shared.errors import ConfigError, DataError
-from components._shared.labels import labels
 from components._shared.params import PARAMS
 from components._shared.schema import NUMERIC_KINDS, column_values, feature_names
+from components._shared.transform import SPEC_VERSION
 
 logger = logging.getLogger(__name__)
 
-SPEC_VERSION = 1
 # Cross indices are computed in int32 inside the model; this bound keeps every intermediate
-# value of the hash below 2**31 (see train.model.cross_hash_multiplier).
+# value of the hash below 2**31 (see _shared.model.cross_hash_multiplier).
 MAX_CROSS_SIZE_LIMIT = 2**20
 
 
@@ -228,87 +225,3 @@ def parse_column_list(text: str) -> list:
 def parse_crosses(text: str) -> list:
     """``"a*b, c*d*e"`` -> ``[["a", "b"], ["c", "d", "e"]]`` (component parameters)."""
     return [[c.strip() for c in item.split("*")] for item in parse_column_list(text)]
-
-
-def check_columns(df, spec: dict, where: str = "data") -> None:
-    """Raise DataError naming the first feature of the spec that ``df`` lacks."""
-    for f in spec["numeric"] + spec["categorical"]:
-        if f["name"] not in df.columns:
-            raise DataError(f"the {where} has no column {f['name']!r}, which the transform spec needs")
-
-
-def encode(df, spec: dict) -> dict:
-    """Raw columns -> model-core arrays: ``numeric`` float32 (NaN = missing), ``categorical`` int32."""
-    import numpy as np
-    import pandas as pd
-
-    check_columns(df, spec)
-    out = {}
-    if spec["numeric"]:
-        num = np.empty((len(df), len(spec["numeric"])), dtype=np.float32)
-        for j, f in enumerate(spec["numeric"]):
-            num[:, j] = column_values(df[f["name"]], f["kind"])
-        out["numeric"] = num
-    if spec["categorical"]:
-        cat = np.empty((len(df), len(spec["categorical"])), dtype=np.int32)
-        for j, f in enumerate(spec["categorical"]):
-            s = df[f["name"]]
-            if not isinstance(s.dtype, pd.CategoricalDtype):
-                s = s.astype("string")
-            cat[:, j] = pd.Categorical(s, categories=f["vocab"]).codes.astype(np.int32) + 1
-        out["categorical"] = cat
-    return out
-
-
-def raw_features(df, spec: dict, rows: Optional[int] = None) -> dict:
-    """Raw per-feature arrays as a serving client would send them (for SavedModel calls)."""
-    import numpy as np
-
-    part = df if rows is None else df.iloc[:rows]
-    out = {}
-    for f in spec["numeric"]:
-        out[f["input_name"]] = column_values(part[f["name"]], f["kind"]).astype(np.float32)
-    for f in spec["categorical"]:
-        out[f["input_name"]] = part[f["name"]].astype("string").fillna("").to_numpy(dtype=object).astype(str)
-    return out
-
-
-def encode_parquet(path: str, spec: dict, batch_rows: int = 262_144) -> tuple:
-    """Encode a Parquet split batch by batch into compact model-core arrays plus labels.
-
-    Only the encoded arrays (4 bytes per feature per row) are held in memory, never the raw
-    table: a 10M-row split needs about 0.5 GB here instead of several GB of pandas columns.
-
-    Returns:
-        (arrays dict as from :func:`encode`, float32 labels)
-    """
-    import numpy as np
-    import pyarrow.parquet as pq
-
-    from components._shared.io import to_pandas
-
-    pf = pq.ParquetFile(path)
-    n = pf.metadata.num_rows
-    names = [f["name"] for f in spec["numeric"] + spec["categorical"]]
-    present = set(pf.schema_arrow.names)
-    missing = [c for c in names + [spec["label"]] if c not in present]
-    if missing:
-        raise DataError(f"the data {path} has no column {missing[0]!r}, which the transform spec needs")
-    out = {}
-    if spec["numeric"]:
-        out["numeric"] = np.empty((n, len(spec["numeric"])), dtype=np.float32)
-    if spec["categorical"]:
-        out["categorical"] = np.empty((n, len(spec["categorical"])), dtype=np.int32)
-    y = np.empty(n, dtype=np.float32)
-    start = 0
-    for batch in pf.iter_batches(batch_size=batch_rows, columns=names + [spec["label"]]):
-        import pyarrow as pa
-
-        df = to_pandas(pa.Table.from_batches([batch]))
-        enc = encode(df, spec)
-        stop = start + len(df)
-        for k, v in enc.items():
-            out[k][start:stop] = v
-        y[start:stop] = labels(df, spec)
-        start = stop
-    return out, y

@@ -14,9 +14,9 @@ from typing import Optional
 from components._shared import io
 from components._shared.labels import labels
 from components._shared.metrics import best_threshold, binary_metrics, roc_points, slice_metrics
+from components._shared.model import SPEC_FILE, load_scorer
 from components._shared.params import PARAMS
-from components.engineer.core import encode
-from components.train.model import SPEC_FILE, load_scorer
+from components._shared.transform import encode
 
 logger = logging.getLogger(__name__)
 

@@ -28,15 +28,15 @@ import time
 
 from components._shared import io
 from components._shared.errors import ModelError
-from components._shared.params import PARAMS
-from components.engineer.core import encode, raw_features
-from components.train.model import (
+from components._shared.model import (
     SPEC_FILE,
     convert_tflite,
     load_core_model,
     predict_proba,
     tflite_predict,
 )
+from components._shared.params import PARAMS
+from components._shared.transform import encode, raw_features
 
 logger = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from typing import Optional
 
 from components._shared import io
 from components._shared.errors import ModelError
+from components._shared.model import MODEL_FILE, SPEC_FILE, build_core_model, write_scorer
 from components._shared.params import PARAMS
-from components.engineer.core import encode_parquet
-from components.train.model import MODEL_FILE, SPEC_FILE, build_core_model, write_scorer
+from components._shared.transform import encode_parquet
 
 logger = logging.getLogger(__name__)
 

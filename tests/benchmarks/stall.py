@@ -45,8 +45,8 @@ def main(model_dir: str, train_path: str, out_path: str) -> int:
 
     from components._shared import io
     from components._shared.labels import labels
-    from components.engineer.core import encode
-    from components.train.model import SPEC_FILE, load_core_model
+    from components._shared.model import SPEC_FILE, load_core_model
+    from components._shared.transform import encode
 
     try:
         from components.train.core import auto_batch_size

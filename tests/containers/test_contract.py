@@ -69,7 +69,7 @@ ROLE_IMPORTS = {
         "kfp.dsl.executor_main",
         "components.train.component",
         "components.train.core",
-        "components.train.model",
+        "components._shared.model",
         "components.evaluate.component",
         "components.evaluate.core",
         "components.compare.component",

@@ -9,7 +9,8 @@ import pytest
 from components._shared.errors import DataError
 from components._shared.labels import labels
 from components._shared.schema import infer_schema
-from components.engineer.core import check_columns, encode, fit_transform_spec, raw_features
+from components._shared.transform import check_columns, encode, raw_features
+from components.engineer.core import fit_transform_spec
 
 LABEL = "churned"
 

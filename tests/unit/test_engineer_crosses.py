@@ -15,8 +15,8 @@ from components._shared import io
 from components._shared.errors import ConfigError, DataError
 from components._shared.params import with_defaults
 from components._shared.schema import infer_schema
+from components._shared.transform import encode
 from components.engineer.core import (
-    encode,
     fit_transform_spec,
     parse_column_list,
     parse_crosses,
@@ -43,7 +43,7 @@ def bucket_reference(values, boundaries, fill) -> np.ndarray:
 
 def cross_reference(indices: list, sizes: list, size: int, hashed: bool) -> np.ndarray:
     """Python-int reference (no overflow possible) of a cross's index per row."""
-    from components.train.model import cross_hash_multiplier
+    from components._shared.model import cross_hash_multiplier
 
     clipped = [
         np.clip(np.asarray(i, dtype=np.int64), 0, s - 1)
@@ -274,7 +274,7 @@ def _keras_indices(model, arrays):
 def _tflite_indices(model, arrays):
     from ai_edge_litert.interpreter import Interpreter
 
-    from components.train.model import convert_tflite
+    from components._shared.model import convert_tflite
 
     runner = Interpreter(model_content=convert_tflite(model, "float16")).get_signature_runner()
     out = runner(**arrays)
@@ -345,7 +345,7 @@ def test_wide_spec_has_exact_and_hashed_crosses(wide_spec):
 @pytest.mark.slow
 @pytest.mark.parametrize("max_cross_size", [2**20, 97])
 def test_indices_match_numpy_in_keras_and_float16_tflite(wide_spec, max_cross_size):
-    from components.train.model import build_core_model
+    from components._shared.model import build_core_model
 
     spec = dict(wide_spec)
     if max_cross_size != 2**20:  # every cross hashed, into a prime number of buckets
@@ -405,7 +405,7 @@ def test_indices_match_numpy_in_keras_and_float16_tflite(wide_spec, max_cross_si
 def test_mixed_precision_computes_the_same_indices_and_numbers(wide_spec):
     import keras
 
-    from components.train.model import build_core_model, predict_proba
+    from components._shared.model import build_core_model, predict_proba
 
     arrays = _boundary_rows(wide_spec)
     reference = build_core_model(wide_spec)
@@ -439,7 +439,7 @@ def test_mixed_precision_computes_the_same_indices_and_numbers(wide_spec):
 
 @pytest.mark.slow
 def test_without_options_the_model_has_no_new_layers(train, schema):
-    from components.train.model import build_core_model
+    from components._shared.model import build_core_model
 
     core = build_core_model(fit_transform_spec(train, schema))
     names = {layer.name for layer in core.layers}
@@ -519,7 +519,7 @@ def test_no_training_serving_skew_with_buckets_and_crosses(trained, exported, ro
     """Same raw rows: the exported serving_default (raw features) vs the training-time path."""
     import tensorflow as tf
 
-    from components.train.model import load_core_model, predict_proba
+    from components._shared.model import load_core_model, predict_proba
     from tests.unit.test_train_export import _client_request, _serve
 
     spec = prepared.spec
@@ -543,7 +543,7 @@ def test_no_training_serving_skew_with_buckets_and_crosses(trained, exported, ro
 def test_tflite_and_scorer_match_with_buckets_and_crosses(trained, exported, rows, prepared):
     import tensorflow as tf
 
-    from components.train.model import (
+    from components._shared.model import (
         SCORER_FILE,
         load_core_model,
         load_scorer,

@@ -118,8 +118,8 @@ def _serve(signatures, request: dict) -> dict:
 
 
 def test_training_writes_a_model_that_loads_and_predicts(trained, prepared):
-    from components.engineer.core import encode
-    from components.train.model import MODEL_FILE, SPEC_FILE, load_core_model, predict_proba
+    from components._shared.model import MODEL_FILE, SPEC_FILE, load_core_model, predict_proba
+    from components._shared.transform import encode
 
     model_dir, result = trained
     assert os.path.exists(os.path.join(model_dir, MODEL_FILE))
@@ -282,8 +282,8 @@ def test_classes_and_labels_follow_the_threshold(serving_fn, awkward_rows, prepa
 def test_no_training_serving_skew_on_raw_rows(trained, serving_fn, awkward_rows, prepared):
     """Same raw rows: exported serving_default (raw features, lookups inside the graph) vs the
     training-time path (host-side encode + the core model)."""
-    from components.engineer.core import encode, raw_features
-    from components.train.model import load_core_model, predict_proba
+    from components._shared.model import load_core_model, predict_proba
+    from components._shared.transform import encode, raw_features
 
     spec = prepared.spec
     training = predict_proba(load_core_model(trained[0]), encode(awkward_rows, spec))
@@ -345,7 +345,7 @@ def test_tf_example_signatures_match_raw_features(serving_fn, awkward_rows, prep
 
 
 def test_tflite_matches_the_saved_model_within_1e_3(exported, serving_fn, awkward_rows, prepared):
-    from components.engineer.core import encode
+    from components._shared.transform import encode
     from components.export.core import tflite_predict
 
     assert exported.metrics["tflite_max_abs_diff"] <= 1e-3
@@ -420,7 +420,7 @@ def test_infinite_numeric_inputs_give_finite_probabilities():
     """0 * inf is NaN: the log/no-log choice must select, not blend, or +-inf inputs score NaN."""
     import numpy as np
 
-    from components.train.model import build_core_model
+    from components._shared.model import build_core_model
 
     spec = {"numeric": [{"name": "a", "input_name": "a", "kind": "numeric", "fill": 1.0, "log": True, "mean": 0.5, "std": 1.0},
                         {"name": "b", "input_name": "b", "kind": "numeric", "fill": 0.0, "log": False, "mean": 0.0, "std": 2.0}],

@@ -1,4 +1,5 @@
-"""The Keras model: preprocessing layers built from the transform spec, then an MLP head.
+"""The model format shared by train, evaluate, export, compare and the monitor: the Keras core
+model (preprocessing layers built from the transform spec, then an MLP head) and its TFLite scorer.
 
 The *core* model takes two tensors, ``numeric`` (float32, NaN for missing) and
 ``categorical`` (int32 vocabulary indices, 0 for out-of-vocabulary); imputation, log
@@ -7,7 +8,7 @@ and cross indices of the spec's ``"buckets"`` and ``"crosses"`` (int32 arithmeti
 float16 TFLite and mixed precision compute the same indices as float32 Keras). The serving model (see
 ``components/export``) adds the string-to-index lookup tables in front, so clients send
 raw features. Training feeds the core directly with indices computed by
-``engineer.core.encode`` — the same mapping as the lookup tables, done once per row
+``_shared.transform.encode`` — the same mapping as the lookup tables, done once per row
 instead of once per epoch.
 
 TensorFlow is imported inside functions only.
