@@ -2,7 +2,7 @@
 
 ``python -m components.deploy.warmup --wait`` imports TensorFlow, then reads one SavedModel path
 from stdin (an empty stdin means: nothing to verify), replays that model's warm-up requests as
-TF Serving would (:func:`components.export.core.replay_warmup`) and prints one JSON line:
+TF Serving would (:func:`components._shared.warmup.replay_warmup`) and prints one JSON line:
 ``{"requests": n}`` or ``{"error": "..."}``.
 
 TensorFlow's import (about 4 s) is most of deploy's own time; started first, it overlaps with
@@ -61,7 +61,7 @@ class WarmupJob:
 def main() -> int:
     import tensorflow  # noqa: F401  (the slow part, done while the parent works)
 
-    from components.export.core import replay_warmup
+    from components._shared.warmup import replay_warmup
 
     path = sys.stdin.readline().strip()
     if not path:

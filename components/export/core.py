@@ -37,10 +37,10 @@ from components._shared.model import (
 )
 from components._shared.params import PARAMS
 from components._shared.transform import encode, raw_features
+from components._shared.warmup import replay_warmup, warmup_requests, write_warmup
 
 logger = logging.getLogger(__name__)
 
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 
 
@@ -132,66 +132,6 @@ def _mark_classify_signature(saved_model_dir: str) -> None:
             mg.signature_def["classification"].method_name = CLASSIFY_METHOD
     with open(path, "wb") as fh:
         fh.write(sm.SerializeToString())
-
-
-def warmup_requests(spec: dict, sample, model_name: str, n: int = 3) -> list:
-    """PredictionLog records for TF Serving warm-up (real rows of the test split)."""
-    import tensorflow as tf
-    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
-
-    feats = raw_features(sample, spec, rows=n)
-    logs = []
-    for i in range(min(n, len(sample))):
-        req = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default"))
-        for k, v in feats.items():
-            req.inputs[k].CopyFrom(tf.make_tensor_proto(v[i:i + 1]))
-        logs.append(prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=req)))
-    return logs
-
-
-def write_warmup(saved_model_dir: str, logs: list) -> str:
-    import tensorflow as tf
-
-    path = os.path.join(saved_model_dir, WARMUP_FILE)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with tf.io.TFRecordWriter(path) as w:
-        for log in logs:
-            w.write(log.SerializeToString())
-    return path
-
-
-def replay_warmup(saved_model_dir: str) -> int:
-    """Load a SavedModel as TF Serving would and send it its warm-up requests; returns the count.
-
-    Raises:
-        ModelError: The model does not load, or a request fails or returns non-finite values.
-    """
-    import numpy as np
-    import tensorflow as tf
-    from tensorflow_serving.apis import prediction_log_pb2
-
-    try:
-        loaded = tf.saved_model.load(saved_model_dir)
-        fn = loaded.signatures["serving_default"]
-    except Exception as exc:
-        raise ModelError(f"the SavedModel at {saved_model_dir} does not load: {exc}") from exc
-    path = os.path.join(saved_model_dir, WARMUP_FILE)
-    if not os.path.exists(path):
-        raise ModelError(f"the SavedModel at {saved_model_dir} has no warm-up requests ({WARMUP_FILE})")
-    count = 0
-    for raw in tf.data.TFRecordDataset(path):
-        log = prediction_log_pb2.PredictionLog.FromString(raw.numpy())
-        inputs = {k: tf.make_ndarray(v) for k, v in log.predict_log.request.inputs.items()}
-        try:
-            out = fn(**{k: tf.constant(v) for k, v in inputs.items()})
-        except Exception as exc:
-            raise ModelError(f"a warm-up request to {saved_model_dir} failed: {exc}") from exc
-        if not np.all(np.isfinite(out["probability"].numpy())):
-            raise ModelError(f"a warm-up request to {saved_model_dir} returned a non-finite probability")
-        count += 1
-    if count == 0:
-        raise ModelError(f"the warm-up file of {saved_model_dir} holds no requests")
-    return count
 
 
 def _single_row_latency_ms(fn, repeats: int = 200) -> float:

@@ -28,8 +28,8 @@ def check_window(df, schema: dict, uri: str, min_rows: int) -> list:
         DataError: Too few rows, a feature column of the schema missing, or a column whose
             type changed (text in a numeric column): the window has a different schema.
     """
+    from components._shared.anomalies import check_against_schema
     from components._shared.schema import feature_names
-    from components.validate.checks import check_against_schema
 
     features = feature_names(schema)
     missing = [f for f in features if f not in df.columns]

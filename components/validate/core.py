@@ -1,7 +1,7 @@
 """Validate: infer this run's schema, enforce the reference's, measure drift; the gate's verdict.
 
 :func:`validate` orchestrates: the schema comes from :mod:`components._shared.schema`, the
-anomaly checks from :mod:`components.validate.checks`, the drift gate (population stability
+anomaly checks from :mod:`components._shared.anomalies`, the drift gate (population stability
 index over every row, per feature) from :mod:`components._shared.drift`, the HTML page from
 :mod:`components.validate.report`. evidently's drift tests run on a sample, for the report only,
 in their own pipeline step (``components/validate/drift_report.py``): importing evidently
@@ -14,6 +14,13 @@ import dataclasses
 import logging
 from typing import Optional
 
+from components._shared.anomalies import (
+    DEFAULT_SEVERITY,
+    Anomaly,
+    check_against_schema,
+    check_corrupted_types,
+    check_new_schema,
+)
 from components._shared.drift import PSI_DRIFT, population_stability, psi_drift
 from components._shared.errors import ValidationError
 from components._shared.schema import (
@@ -24,13 +31,6 @@ from components._shared.schema import (
     feature_names,
     infer_schema,
     numeric_stats,
-)
-from components.validate.checks import (
-    DEFAULT_SEVERITY,
-    Anomaly,
-    check_against_schema,
-    check_corrupted_types,
-    check_new_schema,
 )
 
 logger = logging.getLogger(__name__)

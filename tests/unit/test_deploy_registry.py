@@ -27,7 +27,8 @@ def exports(tmp_path_factory):
     import tensorflow as tf
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-    from components.export.core import export, write_warmup
+    from components._shared.warmup import write_warmup
+    from components.export.core import export
 
     root = tmp_path_factory.mktemp("deploy-exports")
     prepared = prepare(generate_churn(1500, seed=4), str(root / "data"))

@@ -217,7 +217,7 @@ def test_warmup_requests_are_real_predict_requests_and_replay(exported, prepared
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
 
-    from components.export.core import WARMUP_FILE, replay_warmup
+    from components._shared.warmup import WARMUP_FILE, replay_warmup
 
     path = os.path.join(exported.saved_model_dir, WARMUP_FILE)
     logs = [
@@ -242,7 +242,7 @@ def test_replay_warmup_rejects_a_broken_or_missing_warmup(exported, tmp_path):
     import tensorflow as tf
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-    from components.export.core import WARMUP_FILE, replay_warmup, write_warmup
+    from components._shared.warmup import WARMUP_FILE, replay_warmup, write_warmup
 
     broken = str(tmp_path / "broken")
     shutil.copytree(exported.saved_model_dir, broken)

@@ -1,4 +1,5 @@
-"""Validate's anomaly checks: a split against a schema, and what a fresh schema shows by itself.
+"""Anomaly checks of a table against a schema (validate's splits, the monitor's windows), and what a
+fresh schema shows by itself.
 
 Each check returns :class:`Anomaly` objects with a sentence that names the split, the column and
 the threshold; :func:`components.validate.core.validate` sets their severity
