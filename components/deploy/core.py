@@ -15,21 +15,28 @@ Every step is idempotent: a retried deploy of the same SavedModel changes nothin
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import os
-import shutil
 import tempfile
 from typing import Optional
 
 from components._shared import champion as layout
-from components._shared import io, registry
+from components._shared import registry
 from components._shared.errors import DeployError
+from components.deploy import serving
+
+# The TF Serving model base lives in components/deploy/serving.py; re-exported for callers of core.
+from components.deploy.serving import (  # noqa: F401
+    CONFIG_FILE,
+    STATE_FILE,
+    fingerprint,
+    push_to_serving,
+    read_state,
+    write_models_config,
+    write_state,
+)
 
 logger = logging.getLogger(__name__)
-
-STATE_FILE = "serving.json"
-CONFIG_FILE = "models.config"
 
 
 @dataclasses.dataclass
@@ -45,87 +52,6 @@ class DeployResult:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def fingerprint(saved_model_dir: str) -> str:
-    """SHA-256 over the SavedModel's files (names and bytes), warm-up requests excluded."""
-    h = hashlib.sha256()
-    for root, dirs, files in os.walk(saved_model_dir):
-        dirs.sort()
-        for f in sorted(files):
-            path = os.path.join(root, f)
-            rel = os.path.relpath(path, saved_model_dir)
-            if rel.startswith("assets.extra"):
-                continue
-            h.update(rel.encode())
-            with open(path, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-    return h.hexdigest()
-
-
-# --------------------------------------------------------------------------- TF Serving files
-
-
-def push_to_serving(saved_model_dir: str, serving_base: str, model_name: str, version: str) -> tuple[str, bool]:
-    """Copy a SavedModel to ``<base>/<model>/<version>`` atomically. Returns (path, created)."""
-    if not str(version).isdigit():
-        raise DeployError(f"TF Serving versions must be integers, got {version!r}")
-    model_base = os.path.join(serving_base, model_name)
-    target = os.path.join(model_base, str(version))
-    if os.path.exists(target):
-        if fingerprint(target) == fingerprint(saved_model_dir):
-            return target, False
-        raise DeployError(f"{target} already holds a different model; refusing to overwrite a served version")
-    os.makedirs(model_base, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=model_base)
-    try:
-        shutil.copytree(saved_model_dir, tmp, dirs_exist_ok=True)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target, True
-
-
-def read_state(serving_base: str, model_name: str) -> dict:
-    if not serving_base:
-        return {"stable": None, "previous": None, "canary": None}
-    path = os.path.join(serving_base, model_name, STATE_FILE)
-    return io.read_json(path) if os.path.exists(path) else {"stable": None, "previous": None, "canary": None}
-
-
-def write_state(serving_base: str, model_name: str, state: dict) -> str:
-    if not serving_base:
-        return ""
-    io.write_json(state, os.path.join(serving_base, model_name, STATE_FILE))
-    return write_models_config(serving_base)
-
-
-def write_models_config(serving_base: str) -> str:
-    """Regenerate ``<base>/models.config`` (TF Serving's --model_config_file) from every model's state."""
-    configs = []
-    for name in sorted(os.listdir(serving_base)):
-        state_path = os.path.join(serving_base, name, STATE_FILE)
-        if not os.path.exists(state_path):
-            continue
-        state = io.read_json(state_path)
-        labels = {k: state[k] for k in ("stable", "canary", "previous") if state.get(k)}
-        versions = sorted({int(v) for v in labels.values()}, reverse=True)
-        if not versions:
-            continue
-        body = [f'    name: "{name}"', f'    base_path: "{os.path.abspath(os.path.join(serving_base, name))}"',
-                '    model_platform: "tensorflow"',
-                "    model_version_policy { specific { " + " ".join(f"versions: {v}" for v in versions) + " } }"]
-        body += [f'    version_labels {{ key: "{k}" value: {int(v)} }}' for k, v in labels.items()]
-        configs.append("  config {\n" + "\n".join(body) + "\n  }")
-    text = "model_config_list {\n" + "\n".join(configs) + "\n}\n"
-    path = os.path.join(serving_base, CONFIG_FILE)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-    return path
 
 
 # --------------------------------------------------------------------------- model card
@@ -224,7 +150,7 @@ def deploy(
             :func:`components._shared.champion.stage_artifacts` returns it).
         card: The model card (Markdown) stored as the version's description and as an artifact.
         verify: ``verify(path) -> int`` loads a pushed version and replays its warm-up requests;
-            defaults to :func:`components.export.core.replay_warmup`.
+            defaults to :func:`components._shared.warmup.replay_warmup`.
         before_promote: ``before_promote(version) -> dict`` runs after verification and before
             any alias or serving label moves (e.g. the Vertex AI upload); if it raises, nothing is
             promoted. Not called when approval is required. Its result is in ``DeployResult.extra``.
@@ -235,7 +161,7 @@ def deploy(
     if not os.path.exists(os.path.join(saved_model_dir, "saved_model.pb")):
         raise DeployError(f"{saved_model_dir} is not a SavedModel (no saved_model.pb)")
     if verify is None:
-        from components.export.core import replay_warmup as verify
+        from components._shared.warmup import replay_warmup as verify
     fp = fingerprint(saved_model_dir)
     client = registry.configure(tracking_uri, model_name)
     with tempfile.TemporaryDirectory() as tmp:
@@ -253,7 +179,7 @@ def deploy(
         logger.info("version %s answered %d warm-up requests", version, n)
     except Exception as exc:
         if created:
-            shutil.rmtree(target, ignore_errors=True)
+            serving.remove_version(target)
         _mark_failed(client, model_name, version, f"warm-up failed: {exc}")
         raise DeployError(f"version {version} of {model_name} failed its warm-up requests and was not promoted: {exc}") from exc
 
@@ -261,7 +187,7 @@ def deploy(
         _check_champion(client, model_name, expected_champion, version)
     except DeployError as exc:
         if created:
-            shutil.rmtree(target, ignore_errors=True)
+            serving.remove_version(target)
         _mark_failed(client, model_name, version, str(exc))
         raise
     extra = {}
@@ -270,7 +196,7 @@ def deploy(
             extra = before_promote(version) or {}
         except Exception as exc:
             if created:
-                shutil.rmtree(target, ignore_errors=True)
+                serving.remove_version(target)
             _mark_failed(client, model_name, version, str(exc))
             raise DeployError(f"version {version} of {model_name} was not promoted: {exc}") from exc
     champion = registry.get_alias(client, model_name, registry.CHAMPION)
@@ -278,19 +204,13 @@ def deploy(
         client.set_registered_model_alias(model_name, registry.CANDIDATE, version)
         # A candidate is loaded by TF Serving under the "canary" label only; "stable" (what
         # clients get by default) stays on the approved champion until `approve`.
-        state = read_state(serving_base, model_name)
-        state["canary"] = int(version)
-        config = write_state(serving_base, model_name, state)
+        config = serving.mark_canary(serving_base, model_name, version)
         client.set_model_version_tag(model_name, version, "deploy_status", "candidate")
         return DeployResult(model_name, version, target, registry.CANDIDATE,
                             champion.version if champion else None, reused, config, extra)
     previous = champion.version if champion and champion.version != version else (
         (registry.get_alias(client, model_name, registry.PREVIOUS) or registry.ModelRef("", "", None, "", {})).version or None)
-    state = read_state(serving_base, model_name)
-    if state.get("stable") and int(state["stable"]) != int(version):
-        state["previous"] = int(state["stable"])
-    state["stable"], state["canary"] = int(version), None
-    config = write_state(serving_base, model_name, state)
+    config = serving.promote(serving_base, model_name, version)
     if champion and champion.version != version:
         client.set_registered_model_alias(model_name, registry.PREVIOUS, champion.version)
     client.set_registered_model_alias(model_name, registry.CHAMPION, version)
@@ -315,14 +235,7 @@ def rollback(model_name: str, tracking_uri: str, serving_base: str) -> dict:
     previous = registry.get_alias(client, model_name, registry.PREVIOUS)
     if previous is None:
         raise DeployError(f"model {model_name!r} has no 'previous' version to roll back to")
-    served = os.path.join(serving_base, model_name, previous.version)
-    if not os.path.exists(os.path.join(served, "saved_model.pb")):
-        raise DeployError(f"version {previous.version} of {model_name!r} is no longer on the serving path {served}")
-    state = read_state(serving_base, model_name)
-    state["stable"] = int(previous.version)
-    state["previous"] = int(champion.version) if champion else None
-    state["canary"] = None
-    write_state(serving_base, model_name, state)
+    served = serving.roll_back(serving_base, model_name, previous.version, champion.version if champion else None)
     client.set_registered_model_alias(model_name, registry.CHAMPION, previous.version)
     if champion:
         client.set_registered_model_alias(model_name, registry.PREVIOUS, champion.version)
@@ -337,11 +250,7 @@ def approve(model_name: str, tracking_uri: str, serving_base: str) -> dict:
     if cand is None:
         raise DeployError(f"model {model_name!r} has no 'candidate' version awaiting approval")
     champion = registry.get_alias(client, model_name, registry.CHAMPION)
-    state = read_state(serving_base, model_name)
-    if state.get("stable") and int(state["stable"]) != int(cand.version):
-        state["previous"] = int(state["stable"])
-    state["stable"], state["canary"] = int(cand.version), None
-    write_state(serving_base, model_name, state)
+    serving.promote(serving_base, model_name, cand.version)
     if champion and champion.version != cand.version:
         client.set_registered_model_alias(model_name, registry.PREVIOUS, champion.version)
     client.set_registered_model_alias(model_name, registry.CHAMPION, cand.version)
@@ -428,5 +337,5 @@ def find_deployment(tracking_uri: str, model_name: str, saved_model_dir: str, se
     alias = {"promoted": registry.CHAMPION, "candidate": registry.CANDIDATE}.get(status)
     if alias is None:
         return None
-    served = os.path.join(serving_base, model_name, ref.version) if serving_base else saved_model_dir
+    served = serving.version_dir(serving_base, model_name, ref.version) if serving_base else saved_model_dir
     return {"version": ref.version, "alias": alias, "serving_dir": served}

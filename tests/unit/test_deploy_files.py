@@ -10,11 +10,11 @@ import pytest
 
 from components._shared import io
 from components._shared.errors import DeployError
-from components.deploy.core import (
+from components.deploy.core import model_card
+from components.deploy.serving import (
     CONFIG_FILE,
     STATE_FILE,
     fingerprint,
-    model_card,
     push_to_serving,
     read_state,
     write_models_config,
