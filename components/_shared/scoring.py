@@ -2,8 +2,8 @@
 the registry keeps under ``model/``) on raw rows: evaluate, compare (the champion, re-scored)
 and the monitor (performance decay) all score this way.
 
-The mapping from raw columns to model inputs is the engineer stage's ``encode`` and the model
-is the trainer's; both are imported when called, so importing this module costs nothing.
+The mapping from raw columns to model inputs is ``_shared.transform.encode`` and the model format
+is ``_shared.model``; both are imported when called, so importing this module costs nothing.
 """
 
 from __future__ import annotations
