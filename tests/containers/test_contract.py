@@ -34,6 +34,7 @@ import pytest
 import yaml
 
 from components._shared.images import ROLES, Images
+from components._shared.params import TABLE, with_defaults
 
 pytestmark = pytest.mark.heavy
 
@@ -183,6 +184,9 @@ def executor_input(comp: dict, params: dict, inputs: dict, out_dir: str) -> dict
             values[name] = params[name]
         elif "defaultValue" in d:
             values[name] = d["defaultValue"]
+        elif name in TABLE and TABLE[name].default is not None:
+            # Wrappers declare no defaults of their own: the pipeline passes the table's value.
+            values[name] = TABLE[name].default
         else:
             assert d.get("isOptional"), f"contract case lacks the required parameter {name!r}"
         # protobuf numbers are doubles; the backend casts NUMBER_INTEGER inputs back to int
@@ -501,7 +505,7 @@ def _upstream(root: str) -> dict:
             "model_card": Markdown,
         }.items()
     }
-    ingest_data.python_func(
+    ingest_data.python_func(**with_defaults(ingest_data,
         data_uri=csv,
         label=LABEL,
         train_data=a["train_data"],
@@ -510,9 +514,9 @@ def _upstream(root: str) -> dict:
         ingest_info=a["ingest_info"],
         metrics=a["ingest_metrics"],
         id_column=ID_COLUMN,
-    )
-    champion_reference.python_func(reference=a["reference"], model_name=MODEL)
-    validate_data.python_func(
+    ))
+    champion_reference.python_func(**with_defaults(champion_reference, reference=a["reference"], model_name=MODEL))
+    validate_data.python_func(**with_defaults(validate_data,
         train_data=a["train_data"],
         eval_data=a["eval_data"],
         test_data=a["test_data"],
@@ -523,11 +527,11 @@ def _upstream(root: str) -> dict:
         report=a["validation_report"],
         metrics=a["validation_metrics"],
         id_column=ID_COLUMN,
-    )
-    engineer_features.python_func(
+    ))
+    engineer_features.python_func(**with_defaults(engineer_features,
         train_data=a["train_data"], schema=a["schema"], transform_spec=a["transform_spec"]
-    )
-    train_model.python_func(
+    ))
+    train_model.python_func(**with_defaults(train_model,
         train_data=a["train_data"],
         eval_data=a["eval_data"],
         transform_spec=a["transform_spec"],
@@ -537,8 +541,8 @@ def _upstream(root: str) -> dict:
         model_name=MODEL,
         epochs=2,
         batch_size=256,
-    )
-    evaluate_model.python_func(
+    ))
+    evaluate_model.python_func(**with_defaults(evaluate_model,
         model=a["model"],
         test_data=a["test_data"],
         eval_data=a["eval_data"],
@@ -546,8 +550,8 @@ def _upstream(root: str) -> dict:
         classification_metrics=a["classification_metrics"],
         evaluation=a["evaluation"],
         report=a["evaluation_report"],
-    )
-    compare_models.python_func(
+    ))
+    compare_models.python_func(**with_defaults(compare_models,
         model=a["model"],
         test_data=a["test_data"],
         evaluation=a["evaluation"],
@@ -558,8 +562,8 @@ def _upstream(root: str) -> dict:
         max_ece=-1.0,
         max_auc_gap=-1.0,
         bootstrap_samples=50,
-    )
-    export_model.python_func(
+    ))
+    export_model.python_func(**with_defaults(export_model,
         model=a["model"],
         test_data=a["test_data"],
         evaluation=a["evaluation"],
@@ -567,7 +571,7 @@ def _upstream(root: str) -> dict:
         tflite_model=a["tflite_model"],
         metrics=a["export_metrics"],
         model_name=MODEL,
-    )
+    ))
     # A registry whose champion compare re-scores and the monitor compares against.
     from components._shared import registry
 
@@ -576,7 +580,7 @@ def _upstream(root: str) -> dict:
     registry.configure(
         tracking, MODEL, artifact_location=os.path.join(root, "registry", "mlartifacts")
     )
-    deploy_model.python_func(
+    deploy_model.python_func(**with_defaults(deploy_model,
         saved_model=a["saved_model"],
         model=a["model"],
         train_data=a["train_data"],
@@ -589,7 +593,7 @@ def _upstream(root: str) -> dict:
         model_name=MODEL,
         mlflow_tracking_uri=tracking,
         serving_base_dir=os.path.join(root, "registry", "serving"),
-    )
+    ))
     window = os.path.join(root, "window.csv")
     generate_churn(800, seed=99).to_csv(window, index=False)
     return {
