@@ -104,6 +104,12 @@ def _add_compile(sub) -> None:
     p.add_argument("--gpu-type", default="", help="Kubeflow resource name or Vertex accelerator type")
     p.add_argument("--gpu-count", type=int, default=1)
     p.add_argument("--gpu-node-selector", default=None, help="Kubeflow node label key=value of GPU nodes")
+    p.add_argument("--serving-pvc", default="", metavar="CLAIM[:/PATH]",
+                   help="Kubeflow: mount this PersistentVolumeClaim into deploy's pod at PATH (default /models) "
+                        "and make PATH the default serving_base_dir; without it the serving base must be gs://...")
+    p.add_argument("--mlflow-secret", default=None, metavar="NAME",
+                   help="Kubeflow: secret whose MLFLOW_TRACKING_USERNAME/PASSWORD keys reach the MLflow tasks "
+                        "(default: mlflow-credentials; empty for none)")
 
 
 def cmd_compile(args) -> int:
@@ -114,7 +120,15 @@ def cmd_compile(args) -> int:
     options = {"gpu_type": args.gpu_type, "gpu_count": args.gpu_count}
     if args.gpu_node_selector is not None:
         options["gpu_node_selector"] = args.gpu_node_selector
-    changed = compile_all(args.out, images, check=args.check, options=options)
+    if args.serving_pvc:
+        options["serving_pvc"] = args.serving_pvc
+    if args.mlflow_secret is not None:
+        options["mlflow_secret"] = args.mlflow_secret
+    try:
+        changed = compile_all(args.out, images, check=args.check, options=options)
+    except ValueError as exc:  # a bad compile option (CompileOptions says which)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     if args.check:
         if changed:
             print(f"stale: {', '.join(changed)} (run `python -m pipelines compile`)", file=sys.stderr)

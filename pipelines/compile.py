@@ -13,6 +13,8 @@ from components._shared.images import DEFAULT_REGISTRY, ROLES, VERSION, Images
 from pipelines.training import CompileOptions, build_pipeline
 
 COMPILED_TARGETS = ("kubeflow", "vertex")
+# Compile options that only the Kubeflow target has (Vertex AI Pipelines mount no PVCs).
+KUBEFLOW_ONLY = ("serving_pvc", "mlflow_secret")
 
 
 def _pipelines() -> dict[str, Callable[[CompileOptions], object]]:
@@ -49,7 +51,8 @@ def compile_all(out_dir: str = "compiled", images: Optional[Images] = None, chec
     images = images or Images()
     changed = []
     for target in COMPILED_TARGETS:
-        opts = CompileOptions(target=target, **(options or {}))
+        given = {k: v for k, v in (options or {}).items() if target == "kubeflow" or k not in KUBEFLOW_ONLY}
+        opts = CompileOptions(target=target, **given)
         for name, builder in _pipelines().items():
             text = compile_text(builder(opts), images)
             path = os.path.join(out_dir, target, f"{name}.yaml")

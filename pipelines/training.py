@@ -33,6 +33,7 @@ Args:
 {args_doc()}
 """
 TARGETS = ("local", "kubeflow", "vertex")
+DEFAULT_SERVING_MOUNT = "/models"
 # The pipeline's declared outputs: compare's decision and export's artifacts.
 class PipelineOutputs(NamedTuple):
     decision: Artifact
@@ -53,6 +54,9 @@ class CompileOptions:
         gpu_node_selector: Kubeflow node label "key=value" that GPU nodes carry.
         train_cpu / train_memory: Requests (Kubeflow) / limits (Vertex) of the train task.
         mlflow_secret: Kubeflow secret whose keys become MLflow env vars on tracking tasks; empty for none.
+        serving_pvc: Kubeflow: "CLAIM[:/mount/path]" mounts that PersistentVolumeClaim into deploy's pod
+            (default path /models) and makes the mount path serving_base_dir's default; empty for no
+            volume (the serving base must then be an object-store URI such as gs://...).
     """
 
     target: str = "kubeflow"
@@ -62,10 +66,30 @@ class CompileOptions:
     train_cpu: str = "4"
     train_memory: str = "16G"
     mlflow_secret: str = "mlflow-credentials"
+    serving_pvc: str = ""
 
     def __post_init__(self):
         if self.target not in TARGETS:
             raise ValueError(f"unknown target {self.target!r}; expected one of {TARGETS}")
+        if self.serving_pvc and self.target == "vertex":
+            raise ValueError("--serving-pvc is a Kubeflow option: Vertex AI Pipelines mount no PVCs "
+                             "(use a gs:// serving base)")
+        claim, _, path = self.serving_pvc.partition(":")
+        if self.serving_pvc and (not claim or (path and not path.startswith("/"))):
+            raise ValueError(f"--serving-pvc expects CLAIM or CLAIM:/absolute/path, got {self.serving_pvc!r}")
+
+    @property
+    def cluster(self) -> bool:
+        """Compiled for a cluster: the registry and serving base must outlive the pods."""
+        return self.target != "local"
+
+    @property
+    def serving_mount(self) -> tuple[str, str]:
+        """(claim, mount path) of the serving PVC, or ("", "") for none."""
+        if not self.serving_pvc or self.target != "kubeflow":
+            return "", ""
+        claim, _, path = self.serving_pvc.partition(":")
+        return claim, (path or DEFAULT_SERVING_MOUNT).rstrip("/") or "/"
 
     @property
     def accelerator(self) -> str:
@@ -108,6 +132,7 @@ def _secrets(task, opts: CompileOptions) -> None:
 def build_pipeline(opts: Optional[CompileOptions] = None):
     """Return the @dsl.pipeline function for these compile options."""
     opts = opts or CompileOptions()
+    serving_claim, serving_mount = opts.serving_mount
     retry = dict(num_retries=3, backoff_duration="30s", backoff_factor=2.0, backoff_max_duration="600s")
 
     def training_pipeline(
@@ -115,7 +140,7 @@ def build_pipeline(opts: Optional[CompileOptions] = None):
         label: str,
         model_name: str = PARAMS.model_name,
         mlflow_tracking_uri: str = PARAMS.mlflow_tracking_uri,
-        serving_base_dir: str = PARAMS.serving_base_dir,
+        serving_base_dir: str = serving_mount or PARAMS.serving_base_dir,
         id_column: str = PARAMS.id_column,
         exclude_columns: str = PARAMS.exclude_columns,
         positive_label: str = PARAMS.positive_label,
@@ -149,11 +174,19 @@ def build_pipeline(opts: Optional[CompileOptions] = None):
         ingest_task = ingest_data(data_uri=data_uri, label=label, id_column=id_column,
                                   positive_label=positive_label, eval_fraction=PARAMS.eval_fraction,
                                   test_fraction=PARAMS.test_fraction, seed=seed, min_rows=PARAMS.min_rows)
+        # No task is cached. KFP's cache key includes the input artifacts, and ingest must re-read its
+        # source every run (the same URI may hold new rows), so it writes new artifacts every run and
+        # no downstream task could ever hit the cache: flags saying otherwise would promise what never
+        # happens.
         ingest_task.set_display_name("ingest").set_caching_options(False)
 
         # The registry lookup does not depend on ingest: on a cluster both run at once.
+        # ... and, compiled for a cluster, it checks first that the registry and the serving base
+        # outlive the pods (one-sentence error otherwise; see components/_shared/wiring.py).
         reference_task = champion_reference(model_name=model_name, mlflow_tracking_uri=mlflow_tracking_uri,
-                                            schema_uri=schema_uri)
+                                            schema_uri=schema_uri, require_remote_registry=opts.cluster,
+                                            serving_base_dir=serving_base_dir, serving_mounts=serving_mount,
+                                            vertex_project=vertex_project)
         reference_task.set_display_name("champion-reference").set_caching_options(False).set_retry(**retry)
         _secrets(reference_task, opts)
 
@@ -168,14 +201,14 @@ def build_pipeline(opts: Optional[CompileOptions] = None):
         # Report only (validate's PSI gates): beside engineer and train, off the path to training.
         drift_task = drift_report(train_data=ingest_task.outputs["train_data"], test_data=ingest_task.outputs["test_data"],
                                   reference=reference_task.outputs["reference"], schema=validate_task.outputs["schema"])
-        drift_task.set_display_name("drift-report")
+        drift_task.set_display_name("drift-report").set_caching_options(False)
 
         engineer_task = engineer_features(train_data=ingest_task.outputs["train_data"],
                                           schema=validate_task.outputs["schema"],
                                           max_vocab=PARAMS.max_vocab, log_skew_threshold=PARAMS.log_skew_threshold,
                                           bucketize_columns=bucketize_columns, num_buckets=num_buckets,
                                           crosses=crosses)
-        engineer_task.set_display_name("engineer")
+        engineer_task.set_display_name("engineer").set_caching_options(False)
 
         train_task = train_model(
             train_data=ingest_task.outputs["train_data"], eval_data=ingest_task.outputs["eval_data"],
@@ -183,20 +216,22 @@ def build_pipeline(opts: Optional[CompileOptions] = None):
             model_name=model_name, mlflow_tracking_uri=mlflow_tracking_uri, epochs=epochs,
             batch_size=batch_size, learning_rate=learning_rate, hidden_units=hidden_units, dropout=dropout,
             early_stopping_patience=PARAMS.early_stopping_patience, class_weight=PARAMS.class_weight,
-            seed=seed, checkpoint_root=checkpoint_root, pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER)
-        train_task.set_display_name("train")
+            seed=seed, checkpoint_root=checkpoint_root, pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER, job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+        # Preemption: a retry resumes from the checkpoints under <root>/checkpoints/<job id>/train.
+        train_task.set_display_name("train").set_caching_options(False).set_retry(**retry)
         _place_train(train_task, opts)
         _secrets(train_task, opts)
 
         evaluate_task = evaluate_model(model=train_task.outputs["model"], test_data=ingest_task.outputs["test_data"],
                                        eval_data=ingest_task.outputs["eval_data"], slice_columns=slice_columns,
                                        min_slice_rows=PARAMS.min_slice_rows)
-        evaluate_task.set_display_name("evaluate")
+        evaluate_task.set_display_name("evaluate").set_caching_options(False)
 
         export_task = export_model(model=train_task.outputs["model"], test_data=ingest_task.outputs["test_data"],
                                    evaluation=evaluate_task.outputs["evaluation"], model_name=model_name,
                                    tflite_quantization=tflite_quantization, max_tflite_diff=max_tflite_diff)
-        export_task.set_display_name("export")
+        export_task.set_display_name("export").set_caching_options(False)
 
         compare_task = compare_models(
             model=train_task.outputs["model"], test_data=ingest_task.outputs["test_data"],
@@ -221,6 +256,10 @@ def build_pipeline(opts: Optional[CompileOptions] = None):
             # Lineage for the model card; compile rewrites the image name with --image-registry/--image-tag.
             deploy_task.set_env_variable("KFP_TF_GATE_IMAGE", IMAGES.trainer)
             _secrets(deploy_task, opts)
+            if serving_claim:
+                from kfp import kubernetes
+
+                kubernetes.mount_pvc(deploy_task, pvc_name=serving_claim, mount_path=serving_mount)
 
         # What a run's summary is made of (see pipelines/local.py: summary_from_outputs). Deploy runs
         # inside dsl.If, so its result is not an output: it is read from the registry deploy writes.

@@ -12,24 +12,39 @@ def champion_reference(
     model_name: str,
     mlflow_tracking_uri: str = "",
     schema_uri: str = "",
+    require_remote_registry: bool = False,
+    serving_base_dir: str = "",
+    serving_mounts: str = "",
+    vertex_project: str = "",
 ):
     """Fetch what validation enforces: the champion's schema and reference sample, and a user schema file.
 
     Its own step, so validate never imports MLflow and, on a cluster, the registry lookup runs
     while ingest reads the data. With neither a schema file nor a champion the folder says so and
-    validate infers the schema from this run's training split.
+    validate infers the schema from this run's training split. In a compiled (cluster) pipeline it
+    is also the first check of the wiring: it fails at once, with one sentence, when the registry or
+    the serving base would not outlive the pod.
 
     Args:
         model_name: Registered model whose champion's schema and reference sample are enforced.
-        mlflow_tracking_uri: MLflow tracking/registry URI; empty to skip the champion lookup.
+        mlflow_tracking_uri: MLflow tracking/registry URI; empty to skip the champion lookup (local runs only).
         schema_uri: A schema JSON (local path or gs://...; validate's schema artifact, possibly edited)
             enforced as well as the champion's, or alone before there is a champion.
+        require_remote_registry: Set at compile time for cluster targets: fail unless the registry is a
+            reachable server and the serving base outlives the pod.
+        serving_base_dir: TF Serving model base the run would deploy to (checked, not written).
+        serving_mounts: Set at compile time: comma-separated paths where volumes are mounted into deploy's pod.
+        vertex_project: Google Cloud project for Vertex AI (a promotion then has somewhere to go).
     """
     import logging
 
     from components.validate.component_io import fetch_reference
 
     logging.basicConfig(level=logging.INFO)
+    if require_remote_registry:
+        from components._shared.wiring import check_cluster_wiring
+
+        check_cluster_wiring(mlflow_tracking_uri, serving_base_dir, serving_mounts, vertex_project)
     info = fetch_reference(schema_uri, mlflow_tracking_uri, model_name, reference.path)
     reference.metadata.update({"source": info["source"], "version": info["version"] or ""})
 

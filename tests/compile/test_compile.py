@@ -156,3 +156,72 @@ def test_modules_do_not_import_heavy_libraries():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def _all_tasks(spec: dict) -> dict:
+    """Every task of the pipeline, the ones inside dsl.If included: name -> task spec."""
+    tasks = dict(spec["root"]["dag"]["tasks"])
+    for comp in spec["components"].values():
+        tasks.update((comp.get("dag") or {}).get("tasks") or {})
+    return {name: t for name, t in tasks.items() if "componentRef" in t and "triggerPolicy" not in t}
+
+
+@pytest.mark.parametrize("target", ["kubeflow", "vertex"])
+def test_no_task_promises_a_cache_hit(target):
+    # ingest re-reads its source every run and so writes new artifacts every run; every other task
+    # consumes them (directly or through another task) or talks to the registry, so none could hit
+    # KFP's cache. Caching is off on every task, and the test would catch a new task left cached.
+    tasks = _all_tasks(_docs(target)[0])
+    assert set(STAGES) | {"deploy-model"} <= set(tasks)
+    cached = {name for name, t in tasks.items() if (t.get("cachingOptions") or {}).get("enableCache")}
+    assert cached == set()
+
+
+@pytest.mark.parametrize("target", ["kubeflow", "vertex"])
+def test_cluster_targets_check_their_wiring_in_the_first_step(target):
+    spec = _docs(target)[0]
+    ref = spec["root"]["dag"]["tasks"]["champion-reference"]
+    assert "dependentTasks" not in ref  # nothing runs before it but ingest, beside it
+    params = ref["inputs"]["parameters"]
+    assert params["require_remote_registry"] == {"runtimeValue": {"constant": True}}
+    assert params["serving_mounts"] == {"runtimeValue": {"constant": ""}}  # no PVC in the committed files
+    assert params["mlflow_tracking_uri"] == {"componentInputParameter": "mlflow_tracking_uri"}
+    assert params["serving_base_dir"] == {"componentInputParameter": "serving_base_dir"}
+    assert spec["root"]["inputDefinitions"]["parameters"]["serving_base_dir"]["defaultValue"] == ""
+
+
+def test_local_target_keeps_its_local_registry():
+    spec = yaml.safe_load_all(compile_text(build_pipeline(CompileOptions("local")), Images()))
+    ref = next(spec)["root"]["dag"]["tasks"]["champion-reference"]
+    assert ref["inputs"]["parameters"]["require_remote_registry"] == {"runtimeValue": {"constant": False}}
+
+
+def test_serving_pvc_mounts_deploy_and_sets_the_default_base():
+    opts = CompileOptions("kubeflow", serving_pvc="tf-serving-models:/mnt/models")
+    docs = list(yaml.safe_load_all(compile_text(build_pipeline(opts), Images())))
+    k8s = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    mounted = {name: ex["pvcMount"] for name, ex in k8s.items() if ex.get("pvcMount")}
+    assert list(mounted) == ["exec-deploy-model"]
+    assert mounted["exec-deploy-model"][0]["mountPath"] == "/mnt/models"
+    assert mounted["exec-deploy-model"][0]["constant"] == "tf-serving-models"
+    spec = docs[0]
+    assert spec["root"]["inputDefinitions"]["parameters"]["serving_base_dir"]["defaultValue"] == "/mnt/models"
+    ref = spec["root"]["dag"]["tasks"]["champion-reference"]["inputs"]["parameters"]
+    assert ref["serving_mounts"] == {"runtimeValue": {"constant": "/mnt/models"}}
+    assert CompileOptions("kubeflow", serving_pvc="claim").serving_mount == ("claim", "/models")
+    for bad in (dict(target="vertex", serving_pvc="claim"), dict(target="kubeflow", serving_pvc="claim:relative"),
+                dict(target="kubeflow", serving_pvc=":/models")):
+        with pytest.raises(ValueError, match="serving-pvc"):
+            CompileOptions(**bad)
+
+
+def test_compile_cli_takes_the_serving_pvc(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "pipelines", "compile", "--out", str(tmp_path),
+                          "--serving-pvc", "models-pvc"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    kfp_docs = list(yaml.safe_load_all(open(tmp_path / "kubeflow" / "training.yaml")))
+    assert kfp_docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-deploy-model"]["pvcMount"]
+    assert "pvcMount" not in open(tmp_path / "vertex" / "training.yaml").read()
+    bad = subprocess.run([sys.executable, "-m", "pipelines", "compile", "--out", str(tmp_path),
+                          "--serving-pvc", "x:rel"], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --serving-pvc expects")
