@@ -175,7 +175,7 @@ def deploy(
     else:  # registry-only deploy (e.g. Vertex endpoints): verify the exported copy itself
         target, created = saved_model_dir, False
     try:
-        n = verify(target)
+        n = serving.verify_pushed(target, verify)  # the copy as TF Serving will read it
         logger.info("version %s answered %d warm-up requests", version, n)
     except Exception as exc:
         if created:

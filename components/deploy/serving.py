@@ -1,4 +1,4 @@
-"""The TF Serving model base: versions, labels and ``models.config``, in a local folder.
+"""The TF Serving model base: versions, labels and ``models.config``, in a folder or an object store.
 
 Layout (TF Serving's)::
 
@@ -8,14 +8,24 @@ Layout (TF Serving's)::
 
 A version appears complete or not at all, and the state/config files change only after the
 versions they name are complete, so a server polling the base never sees half a model.
+
+The base is a local path (a folder, e.g. a mounted volume) or any fsspec URI (``gs://``; the
+client follows ``STORAGE_EMULATOR_HOST``). An object store has no rename, so a push there goes as
+TFX's Pusher does it: the version is uploaded to a staging prefix (``<base>/.staging/``, which TF
+Serving ignores), then copied into ``<base>/<model>/<version>/`` object by object with
+``saved_model.pb`` last (TF Serving loads a version only once that file exists), then the staging
+copy is deleted. Objects themselves appear whole, so the state and config files are plain writes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tempfile
+import uuid
 
 from components._shared import io
 from components._shared.errors import DeployError
@@ -46,18 +56,129 @@ def fingerprint(saved_model_dir: str) -> str:
     return h.hexdigest()
 
 
+# --------------------------------------------------------------------------- object stores
+
+
+def is_remote(path: str) -> bool:
+    """An object-store URI (gs://, s3://, ...), as opposed to a local path."""
+    return "://" in (path or "") and not path.startswith("file://")
+
+
+def _join(base: str, *parts) -> str:
+    if is_remote(base):
+        return "/".join([base.rstrip("/"), *(str(p).strip("/") for p in parts)])
+    return os.path.join(base, *(str(p) for p in parts))
+
+
+def _fs(uri: str):
+    """(fsspec filesystem, path) for an object-store URI, with no cached listings (other writers exist)."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(uri, skip_instance_cache=True, use_listings_cache=False)
+    return fs, path
+
+
+def _remote_files(uri: str) -> dict:
+    """Relative path -> full object path of every object under ``uri``."""
+    fs, root = _fs(uri)
+    root = root.rstrip("/")
+    return {p[len(root) + 1:]: p for p in fs.find(root) if p.startswith(root + "/") and not p.endswith("/")}
+
+
+def _digest(files: dict, read) -> str:
+    """SHA-256 over sorted (relative name, bytes) pairs, warm-up requests excluded; ``read(path) -> bytes``."""
+    h = hashlib.sha256()
+    for rel in sorted(files):
+        if rel.startswith("assets.extra"):
+            continue
+        h.update(rel.encode())
+        h.update(read(files[rel]))
+    return h.hexdigest()
+
+
+def _local_files(folder: str) -> dict:
+    return {os.path.relpath(os.path.join(r, f), folder).replace(os.sep, "/"): os.path.join(r, f)
+            for r, _, fs in os.walk(folder) for f in fs}
+
+
+def _read_local(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def _push_remote(saved_model_dir: str, model_base: str, version: str) -> tuple[str, bool]:
+    target = _join(model_base, version)
+    fs, target_path = _fs(target)
+    local = _local_files(saved_model_dir)
+    if fs.exists(f"{target_path}/saved_model.pb"):
+        remote = _remote_files(target)
+        if _digest(remote, fs.cat_file) == _digest(local, _read_local):
+            return target, False
+        raise DeployError(f"{target} already holds a different model; refusing to overwrite a served version")
+    if fs.exists(target_path):  # objects of an interrupted push, never servable (no saved_model.pb)
+        fs.rm(target_path, recursive=True)
+    base, model = model_base.rstrip("/").rsplit("/", 1)
+    staging = _join(base, ".staging", model, f"{version}-{uuid.uuid4().hex[:12]}")
+    _, staging_path = _fs(staging)
+    # saved_model.pb last: TF Serving starts loading a version when that object appears.
+    order = sorted(local, key=lambda rel: (rel == "saved_model.pb", rel))
+    try:
+        for rel in order:
+            fs.put_file(local[rel], f"{staging_path}/{rel}")
+        for rel in order:
+            fs.copy(f"{staging_path}/{rel}", f"{target_path}/{rel}")
+    except BaseException:
+        with contextlib.suppress(Exception):
+            fs.rm(target_path, recursive=True)
+        raise
+    finally:
+        with contextlib.suppress(Exception):
+            fs.rm(staging_path, recursive=True)
+    return target, True
+
+
+@contextlib.contextmanager
+def readable_copy(path: str):
+    """A local folder holding the pushed version as the store has it (itself when ``path`` is local)."""
+    if not is_remote(path):
+        yield path
+        return
+    fs, _ = _fs(path)
+    with tempfile.TemporaryDirectory(prefix="served-") as tmp:
+        for rel, obj in _remote_files(path).items():
+            dest = os.path.join(tmp, *rel.split("/"))
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            fs.get_file(obj, dest)
+        yield tmp
+
+
+def verify_pushed(path: str, verify) -> int:
+    """``verify(folder)`` on the version read back from where TF Serving will read it."""
+    with readable_copy(path) as folder:
+        return verify(folder)
+
+
+# --------------------------------------------------------------------------- versions
+
+
 def version_dir(serving_base: str, model_name: str, version) -> str:
-    return os.path.join(serving_base, model_name, str(version))
+    return _join(serving_base, model_name, str(version))
 
 
 def has_version(serving_base: str, model_name: str, version) -> bool:
-    return os.path.exists(os.path.join(version_dir(serving_base, model_name, version), "saved_model.pb"))
+    pb = _join(version_dir(serving_base, model_name, version), "saved_model.pb")
+    if is_remote(pb):
+        fs, path = _fs(pb)
+        return fs.exists(path)
+    return os.path.exists(pb)
 
 
 def push_to_serving(saved_model_dir: str, serving_base: str, model_name: str, version: str) -> tuple[str, bool]:
     """Copy a SavedModel to ``<base>/<model>/<version>`` atomically. Returns (path, created)."""
     if not str(version).isdigit():
         raise DeployError(f"TF Serving versions must be integers, got {version!r}")
+    if is_remote(serving_base):
+        return _push_remote(saved_model_dir, _join(serving_base, model_name), str(version))
     model_base = os.path.join(serving_base, model_name)
     target = os.path.join(model_base, str(version))
     if os.path.exists(target):
@@ -77,42 +198,73 @@ def push_to_serving(saved_model_dir: str, serving_base: str, model_name: str, ve
 
 def remove_version(path: str) -> None:
     """Take back a version this deploy pushed (it failed verification or was not promoted)."""
+    if is_remote(path):
+        fs, p = _fs(path)
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm(p, recursive=True)
+        return
     shutil.rmtree(path, ignore_errors=True)
 
 
 def read_state(serving_base: str, model_name: str) -> dict:
     if not serving_base:
         return empty_state()
-    path = os.path.join(serving_base, model_name, STATE_FILE)
+    path = _join(serving_base, model_name, STATE_FILE)
+    if is_remote(path):
+        fs, p = _fs(path)
+        return json.loads(fs.cat_file(p)) if fs.exists(p) else empty_state()
     return io.read_json(path) if os.path.exists(path) else empty_state()
 
 
 def write_state(serving_base: str, model_name: str, state: dict) -> str:
     if not serving_base:
         return ""
-    io.write_json(state, os.path.join(serving_base, model_name, STATE_FILE))
+    path = _join(serving_base, model_name, STATE_FILE)
+    if is_remote(path):
+        fs, p = _fs(path)
+        fs.pipe_file(p, json.dumps(state, indent=2, sort_keys=True).encode())  # an object appears whole
+    else:
+        io.write_json(state, path)
     return write_models_config(serving_base)
+
+
+def _model_states(serving_base: str):
+    """(model name, state) of every model folder of the base that has a state file, by name."""
+    if is_remote(serving_base):
+        fs, root = _fs(serving_base)
+        names = sorted({p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)})
+        for name in names:
+            path = f"{root.rstrip('/')}/{name}/{STATE_FILE}"
+            if not name.startswith(".") and fs.exists(path):
+                yield name, json.loads(fs.cat_file(path))
+        return
+    for name in sorted(os.listdir(serving_base)):
+        state_path = os.path.join(serving_base, name, STATE_FILE)
+        if os.path.exists(state_path):
+            yield name, io.read_json(state_path)
 
 
 def write_models_config(serving_base: str) -> str:
     """Regenerate ``<base>/models.config`` (TF Serving's --model_config_file) from every model's state."""
     configs = []
-    for name in sorted(os.listdir(serving_base)):
-        state_path = os.path.join(serving_base, name, STATE_FILE)
-        if not os.path.exists(state_path):
-            continue
-        state = io.read_json(state_path)
+    for name, state in _model_states(serving_base):
         labels = {k: state[k] for k in ("stable", "canary", "previous") if state.get(k)}
         versions = sorted({int(v) for v in labels.values()}, reverse=True)
         if not versions:
             continue
-        body = [f'    name: "{name}"', f'    base_path: "{os.path.abspath(os.path.join(serving_base, name))}"',
+        base_path = _join(serving_base, name) if is_remote(serving_base) else os.path.abspath(
+            os.path.join(serving_base, name))
+        body = [f'    name: "{name}"', f'    base_path: "{base_path}"',
                 '    model_platform: "tensorflow"',
                 "    model_version_policy { specific { " + " ".join(f"versions: {v}" for v in versions) + " } }"]
         body += [f'    version_labels {{ key: "{k}" value: {int(v)} }}' for k, v in labels.items()]
         configs.append("  config {\n" + "\n".join(body) + "\n  }")
     text = "model_config_list {\n" + "\n".join(configs) + "\n}\n"
-    path = os.path.join(serving_base, CONFIG_FILE)
+    path = _join(serving_base, CONFIG_FILE)
+    if is_remote(path):
+        fs, p = _fs(path)
+        fs.pipe_file(p, text.encode())
+        return path
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w") as fh:
         fh.write(text)
