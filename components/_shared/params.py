@@ -77,8 +77,8 @@ _ROWS = (
     Param("class_weight", str, "none", '"balanced" to reweight classes (hurts calibration), "none" otherwise.',
           pipeline=False),
     Param("seed", int, 42, "Seed of the random split, initialisation and shuffling."),
-    Param("checkpoint_root", str, "", "Durable folder (gs:// or a mounted path) for preemption checkpoints; "
-          "empty for none."),
+    Param("checkpoint_root", str, "", "Durable folder (gs:// or a mounted path) for preemption checkpoints "
+          "(<root>/checkpoints/<job id>/train, removed when train succeeds); empty for the pipeline root."),
     # --- evaluate and compare
     Param("slice_columns", str, "", "Comma-separated columns to slice metrics by (sensitive attributes); empty "
           "for every categorical feature."),

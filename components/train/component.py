@@ -26,12 +26,15 @@ def train_model(
     seed: int,
     checkpoint_root: str,
     pipeline_run: str = "",
+    pipeline_root: str = "",
+    job_id: str = "",
 ):
     """Train the Keras model (preprocessing layers from the transform spec + MLP head).
 
-    Uses mixed precision and MirroredStrategy when the node has GPUs. With checkpoint_root set,
-    BackupAndRestore checkpoints each epoch under checkpoint_root/<pipeline_run>, so a preempted
-    pod resumes.
+    Uses mixed precision and MirroredStrategy when the node has GPUs. Every epoch is checkpointed
+    under <checkpoint_root or pipeline_root>/checkpoints/<job_id>/train, the same folder for every
+    retry of one run, so a retried (e.g. preempted) attempt resumes; it is removed when training
+    succeeds.
 
     Args:
         model_name: Registered model name (MLflow experiment kfp-tf-gate/<model_name>).
@@ -44,11 +47,12 @@ def train_model(
         early_stopping_patience: Epochs without eval-AUC improvement before stopping; 0 disables.
         class_weight: "balanced" to reweight classes (hurts calibration), "none" otherwise.
         seed: Seed of initialisation and shuffling.
-        checkpoint_root: Durable folder (gs:// or a mounted path) for preemption checkpoints.
-        pipeline_run: Pipeline run id, for lineage and the checkpoint folder.
+        checkpoint_root: Durable folder (gs:// or a mounted path) for preemption checkpoints; empty for the pipeline root.
+        pipeline_run: Pipeline run name, for lineage.
+        pipeline_root: The run's pipeline root (set by the pipeline), the default checkpoint root.
+        job_id: The pipeline job's id (set by the pipeline): the same for every retry of the task.
     """
     import logging
-    import os
 
     from components._shared import io
     from components._shared.metrics import loggable
@@ -60,12 +64,14 @@ def train_model(
     config = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                          hidden_units=hidden_units, dropout=dropout,
                          early_stopping_patience=early_stopping_patience, class_weight=class_weight, seed=seed)
-    ckpt = os.path.join(checkpoint_root, pipeline_run or "run", "train") if checkpoint_root else None
+    root = (checkpoint_root or pipeline_root).rstrip("/")
+    ckpt = "/".join([root, "checkpoints", job_id or pipeline_run or "run", "train"]) if root else None
     result = train(train_data.path, eval_data.path, spec, model.path, config, checkpoint_dir=ckpt,
                    mlflow_tracking_uri=mlflow_tracking_uri, model_name=model_name,
                    lineage={"pipeline_run": pipeline_run, "data_hash": info["content_hash"],
                             "data_uri": info["source_uri"]})
     model.metadata.update({"framework": "keras", "device": result.device, "epochs_run": result.epochs_run,
-                           "mlflow_run_id": result.mlflow_run_id or ""})
+                           "mlflow_run_id": result.mlflow_run_id or "",
+                           "mlflow_model_uri": result.mlflow_model_uri or ""})
     for k, v in loggable(result.metrics).items():  # NaN (e.g. no scorer) would fail the task
         metrics.log_metric(k, v)

@@ -2,8 +2,9 @@
 
 Runs on whatever the node has: with GPUs it uses mixed precision and a
 MirroredStrategy across them, on CPU it runs as is; the device is logged either way.
-``BackupAndRestore`` checkpoints into ``checkpoint_dir`` each epoch, so a preempted pod
-that restarts with the same directory resumes instead of starting over.
+With ``checkpoint_dir`` (a durable folder or URL, the same for every retry of one run), each
+epoch is checkpointed there (see ``components/train/checkpoint.py``), so a preempted pod that
+restarts resumes instead of starting over; the checkpoints are removed once training succeeded.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class TrainResult:
     examples_per_second: float
     train_seconds: float
     mlflow_run_id: Optional[str] = None
+    mlflow_model_uri: Optional[str] = None
 
 
 def _device_strategy():
@@ -143,11 +145,26 @@ def train(
     batch_size = config.batch_size or auto_batch_size(n)
     tp = _Throughput()
     callbacks = [keras.callbacks.TerminateOnNaN(), tp.callback]
-    if config.early_stopping_patience > 0 and len(y_eval) and len(np.unique(y_eval)) > 1:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_auc", mode="max", patience=config.early_stopping_patience, restore_best_weights=True))
+    mirror = local_backup = None
     if checkpoint_dir:
-        callbacks.append(keras.callbacks.BackupAndRestore(checkpoint_dir))
+        import tempfile
+
+        from components.train import checkpoint
+
+        local_backup = tempfile.mkdtemp(prefix="train-backup-")
+        mirror = checkpoint.Mirror(checkpoint_dir, local_backup)
+        mirror.restore()
+    early_stopping = None
+    if config.early_stopping_patience > 0 and len(y_eval) and len(np.unique(y_eval)) > 1:
+        from components.train.checkpoint import resumable_early_stopping
+
+        early_stopping = resumable_early_stopping(
+            mirror, monitor="val_auc", mode="max", patience=config.early_stopping_patience, restore_best_weights=True)
+        callbacks.append(early_stopping)
+    epochs_cb = None
+    if mirror is not None:
+        backup_cb, epochs_cb = checkpoint.callbacks(mirror, early_stopping)
+        callbacks += [backup_cb, epochs_cb]
     mlflow_run_id = None
     run_ctx = None
     if mlflow_tracking_uri:
@@ -156,8 +173,16 @@ def train(
         from components._shared import registry
 
         registry.configure(mlflow_tracking_uri, model_name)
-        run_ctx = mlflow.start_run(run_name=(lineage or {}).get("pipeline_run", None) or "train")
+        resumed = mirror.state.get("mlflow_run_id") if mirror is not None else None
+        try:  # a retried attempt continues the training run its first attempt started
+            run_ctx = mlflow.start_run(run_id=resumed) if resumed else None
+        except Exception as exc:
+            logger.warning("cannot resume MLflow run %s (%s): starting a new one", resumed, exc)
+        if run_ctx is None:
+            run_ctx = mlflow.start_run(run_name=(lineage or {}).get("pipeline_run", None) or "train")
         mlflow_run_id = run_ctx.info.run_id
+        if mirror is not None:
+            mirror.write_state(mlflow_run_id=mlflow_run_id)
         mlflow.log_params({**{k: str(v) for k, v in dataclasses.asdict(config).items()}, "batch_size_used": batch_size,
                            "train_rows": n, "eval_rows": len(y_eval), "device": device,
                            "features": len(spec["numeric"]) + len(spec["categorical"])})
@@ -184,6 +209,9 @@ def train(
         raise
     seconds = time.perf_counter() - t0
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    if epochs_cb is not None and epochs_cb.history:
+        # Every epoch of the run, those of a preempted attempt included.
+        hist = {k: [float(e.get(k, float("nan"))) for e in epochs_cb.history] for k in epochs_cb.history[-1]}
     losses = hist.get("loss", [])
     if not losses or any(not math.isfinite(v) for v in losses):
         if run_ctx is not None:
@@ -217,6 +245,11 @@ def train(
         mlflow.end_run()
     with open(os.path.join(model_dir, "train_metrics.json"), "w") as fh:
         json.dump({"metrics": metrics, "history": hist, "device": device}, fh, indent=2)
+    if mirror is not None:
+        import shutil
+
+        mirror.clean()
+        shutil.rmtree(local_backup, ignore_errors=True)
     logger.info("trained %d epochs in %.1fs (%.0f examples/s after the first epoch); eval AUC %.4f",
                 len(losses), seconds, eps, metrics["eval_auc"])
     return TrainResult(metrics, hist, device, len(losses), eps, seconds, mlflow_run_id)

@@ -143,13 +143,21 @@ def test_vertex_rehearsal(tmp_path, small_csv, services_open, base_params, pipel
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="compiled train has no retryPolicy and checkpoint_root defaults to '' "
-                                       "(issue 13, part 2: preemption); remove when compiled/ carries the fix")
 def test_preempted_train_is_retried_and_resumes(tmp_path, small_csv, services_auth, pipeline_file):
+    # Never promoted (min_auc above 1), so deploy and its serving base play no part; the serving
+    # base is a bucket URI only to pass the first step's wiring check.
     summary = rehearse("kubeflow", small_csv, "churned", runs_dir=str(tmp_path / "runs"), model_name="reh-preempt",
-                       params={"id_column": "customer_id", "epochs": 4}, services=services_auth,
-                       pipeline_file=pipeline_file("kubeflow"), preempt={"train"}, backoff_scale=0.0)
+                       params={"id_column": "customer_id", "epochs": 4, "min_auc": 2.0},
+                       serving_base=f"gs://{services_auth.bucket}/serving-preempt",
+                       services=services_auth, pipeline_file=pipeline_file("kubeflow"), preempt={"train"},
+                       backoff_scale=0.0)
     train = [t for t in summary["rehearsal"]["tasks"] if t["task"] == "train-model"]
     assert [t["status"] for t in train] == ["FAILURE", "SUCCESS"]
     assert train[0]["killed"].startswith("preempted")
     assert train[1]["first_epoch"] >= 2, "the retried attempt started from epoch 1: no resume"
+    assert not summary["promoted"]
+    # the checkpoints lived in the bucket under the pipeline root, keyed by the job id, and are gone
+    store = services_auth.store
+    left = [b.name for b in store.client().list_blobs(services_auth.bucket, prefix="pipeline-root/")
+            if "/checkpoints/" in b.name]
+    assert left == []

@@ -157,6 +157,34 @@ def test_diverging_training_raises_model_error_and_saves_nothing(prepared, tmp_p
     assert not os.path.exists(os.path.join(model_dir, "model.keras"))
 
 
+def test_checkpoints_resume_count_every_epoch_and_are_removed_on_success(prepared, tmp_path, monkeypatch, capsys):
+    from components.train import checkpoint
+    from components.train.core import TrainConfig, train
+
+    def train_small(prepared, model_dir, epochs, checkpoint_dir, **config):
+        cfg = TrainConfig(epochs=epochs, batch_size=128, seed=0, **config)
+        return train(prepared.train, prepared.eval, prepared.spec, model_dir, cfg, checkpoint_dir=checkpoint_dir)
+
+    ckpt = str(tmp_path / "root" / "checkpoints" / "job-1" / "train")
+    # A first attempt that dies after its second epoch: its checkpoints stay (no clean-up).
+    monkeypatch.setattr(checkpoint.Mirror, "clean", lambda self: None)
+    first = train_small(prepared, str(tmp_path / "m1"), epochs=2, checkpoint_dir=ckpt, early_stopping_patience=5)
+    state = io.read_json(os.path.join(ckpt, checkpoint.STATE_FILE))
+    assert len(state["history"]) == 2 and state["snapshot"] == "epoch-0002"
+    assert set(os.listdir(ckpt)) == {"state.json", "epoch-0002"}  # older snapshots removed
+    assert state["early_stopping"]["best_epoch"] in (0, 1)
+    monkeypatch.undo()
+    capsys.readouterr()
+
+    # The retry (same folder, more epochs allowed) starts at epoch 3 and counts all four.
+    second = train_small(prepared, str(tmp_path / "m2"), epochs=4, checkpoint_dir=ckpt, early_stopping_patience=5)
+    epochs_printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Epoch ")]
+    assert epochs_printed[0] == "Epoch 3/4"
+    assert second.epochs_run == 4
+    assert second.history["loss"][:2] == first.history["loss"]
+    assert not os.path.exists(ckpt)  # removed once training succeeded
+
+
 @pytest.mark.parametrize("setting", [{"epochs": 0}, {"learning_rate": 0.0}, {"dropout": 1.0}])
 def test_invalid_training_settings(setting):
     from components.train.core import TrainConfig
