@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
     p.add_argument("--pipeline-file", default=None, help="compiled YAML to run (default: compiled/<target>/training.yaml)")
     p.add_argument("--serving-base", default=None,
                    help="serving_base_dir of the run: a gs:// URI, a PVC mount path of the spec, or a "
-                        "folder (default: the deploy pod's PVC mount, else <runs-dir>/rehearsal/pvc/serving)")
+                        "folder (default: the deploy pod's PVC mount, else gs://<emulated bucket>/serving)")
     p.add_argument("--preempt", action="append", default=[], metavar="TASK",
                    help="kill this task's first attempt mid-epoch (e.g. train); its retryPolicy decides the rest")
     p.add_argument("--backoff-scale", type=float, default=1.0,

@@ -183,14 +183,13 @@ def mlflow_auth_route(pipeline: platform_mod.CompiledPipeline) -> bool:
                for _, _, keys, _ in pod.secret_env) or any(USER_KEY in pod.env for pod in pipeline.pods.values())
 
 
-def _default_serving_base(pipeline: platform_mod.CompiledPipeline, rehearsal_dir: str) -> str:
-    """Deploy's PVC mount path when the spec mounts one, else a PVC-like local folder."""
+def _default_serving_base(pipeline: platform_mod.CompiledPipeline, bucket: str) -> str:
+    """Deploy's PVC mount path when the spec mounts one, else ``gs://<bucket>/serving`` on the emulator
+    (what a user of a file compiled without ``--serving-pvc`` must give: a pod folder would be refused)."""
     deploy = pipeline.pods.get("exec-deploy-model")
     if deploy and deploy.pvc_mounts:
         return deploy.pvc_mounts[0][1]
-    path = os.path.join(rehearsal_dir, "pvc", "serving")
-    os.makedirs(path, exist_ok=True)
-    return path
+    return f"gs://{bucket}/serving"
 
 
 def rehearse(
@@ -254,7 +253,7 @@ def rehearse(
             "label": label,
             "model_name": model_name,
             "mlflow_tracking_uri": services.mlflow.url,
-            "serving_base_dir": serving_base or _default_serving_base(pipeline, rehearsal_dir),
+            "serving_base_dir": serving_base or _default_serving_base(pipeline, services.bucket),
             **(params or {}),
         }
         unknown = sorted(set(arguments) - set(pipeline.parameters()))
