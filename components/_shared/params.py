@@ -45,10 +45,12 @@ _ROWS = (
     Param("min_rows", int, 50, "Fewest labelled rows a table may have to train on.", pipeline=False),
     # --- registry and serving
     Param("model_name", str, "churn-model", "Registered model name (MLflow, TF Serving, Vertex AI)."),
-    Param("mlflow_tracking_uri", str, "", "MLflow tracking/registry URI; empty to skip tracking and the champion "
-          "lookup."),
+    Param("mlflow_tracking_uri", str, "", "MLflow tracking/registry server URI (e.g. http://mlflow.mlflow:5000). "
+          "A compiled run refuses an empty, sqlite: or file URI in its first step (it would live in the "
+          "pod); local runs default to SQLite under the runs dir."),
     Param("serving_base_dir", str, "", "TF Serving model base path; a promoted version goes to "
-          "<base>/<model_name>/<version>/. Empty to register only."),
+          "<base>/<model_name>/<version>/ (local, a PVC mount, or gs://). Empty to register only (a compiled "
+          "run then needs vertex_project)."),
     # --- validate
     Param("schema_uri", str, "", "A schema JSON (local path or gs://...) enforced as well as the champion's, or "
           "alone before there is a champion."),
