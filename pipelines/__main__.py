@@ -57,9 +57,10 @@ def _coerce(value: str):
     return value
 
 
-def cmd_run(args) -> int:
+def run_arguments(args) -> tuple:
+    """(data, label, pipeline parameters) from the data options `run` and `rehearse` share."""
+    from components._shared.params import TABLE
     from pipelines.data import ID_COLUMN, LABEL, write_default_dataset
-    from pipelines.local import format_summary, run_local
 
     data, label = args.data, args.label
     params: dict = {}
@@ -80,8 +81,6 @@ def cmd_run(args) -> int:
             params[key] = val
     if args.require_approval:
         params["require_approval"] = True
-    from components._shared.params import TABLE
-
     for item in args.param:
         name, sep, value = item.partition("=")
         if not sep:
@@ -89,6 +88,13 @@ def cmd_run(args) -> int:
         if name.strip() not in TABLE or not TABLE[name.strip()].pipeline:
             raise SystemExit(f"error: --param {name.strip()!r} is not a parameter of the training pipeline")
         params[name.strip()] = _coerce(value.strip())
+    return data, label, params
+
+
+def cmd_run(args) -> int:
+    from pipelines.local import format_summary, run_local
+
+    data, label, params = run_arguments(args)
     summary = run_local(data, label, runs_dir=args.runs_dir, model_name=args.model_name,
                         quiet=not args.verbose, params=params)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))

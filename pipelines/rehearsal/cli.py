@@ -6,12 +6,6 @@ import argparse
 import json
 import os
 
-# run's option -> pipeline parameter (mirrors pipelines.__main__.cmd_run)
-_RUN_PARAMS = (("exclude", "exclude_columns"), ("positive_label", "positive_label"),
-               ("bucketize", "bucketize_columns"), ("num_buckets", "num_buckets"), ("crosses", "crosses"),
-               ("epochs", "epochs"), ("batch_size", "batch_size"), ("min_auc", "min_auc"),
-               ("min_improvement", "min_improvement"))
-
 
 def add_parser(sub) -> None:
     from pipelines.__main__ import _add_run
@@ -37,32 +31,11 @@ def add_parser(sub) -> None:
 
 
 def cmd_rehearse(args) -> int:
-    from pipelines.__main__ import _coerce
-    from pipelines.data import ID_COLUMN, LABEL, write_default_dataset
+    from pipelines.__main__ import run_arguments
     from pipelines.local import format_summary
     from pipelines.rehearsal.runner import rehearse
 
-    data, label = args.data, args.label
-    params: dict = {}
-    if data is None:
-        data = write_default_dataset(os.path.join(os.path.abspath(args.runs_dir), "data", "churn.csv"))
-        label = label or LABEL
-        params["id_column"] = args.id_column or ID_COLUMN
-    if not label:
-        raise SystemExit("error: --label is required with --data")
-    if args.id_column:
-        params["id_column"] = args.id_column
-    for attr, name in _RUN_PARAMS:
-        val = getattr(args, attr, None)
-        if val not in (None, ""):
-            params[name] = val
-    if args.require_approval:
-        params["require_approval"] = True
-    for item in args.param:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"error: --param expects NAME=VALUE, got {item!r}")
-        params[name.strip()] = _coerce(value.strip())
+    data, label, params = run_arguments(args)
     summary = rehearse(args.target, data, label, runs_dir=args.runs_dir, model_name=args.model_name,
                        params=params, preempt=args.preempt, serving_base=args.serving_base,
                        backoff_scale=args.backoff_scale, keep_sandboxes=args.keep_sandboxes,
