@@ -32,7 +32,7 @@ def new_run_id() -> str:
 
 
 @contextlib.contextmanager
-def _output_to(path: str, quiet: bool):
+def output_to(path: str, quiet: bool):
     """Send fd 1/2 (this process and its task subprocesses) to a log file."""
     if not quiet:
         yield
@@ -120,7 +120,7 @@ def run_local(
     env_before = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        with _output_to(log_path, quiet):
+        with output_to(log_path, quiet):
             local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=root, raise_on_error=True)
             outputs = pipeline(**arguments).outputs
     except Exception as exc:

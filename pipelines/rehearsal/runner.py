@@ -22,13 +22,13 @@ import contextlib
 import json
 import os
 import re
-import sys
 import time
 import warnings
 from collections.abc import Iterable
 from typing import Optional
 
 from components._shared.errors import PipelineError
+from pipelines.local import output_to
 from pipelines.rehearsal import platform as platform_mod
 from pipelines.rehearsal.launcher import Context, make_handler
 from pipelines.rehearsal.services import (
@@ -126,29 +126,6 @@ def patched_kfp_local(ctx: Context, backoff_scale: float):
         raise
     finally:
         subprocess_task_handler.SubprocessTaskHandler, task_executor.time = saved
-
-
-@contextlib.contextmanager
-def _output_to(path: str, quiet: bool):
-    """Send fd 1/2 (this process, kfp.local's logging, the pods' streamed lines) to a log file."""
-    if not quiet:
-        yield
-        return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with open(path, "ab") as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
 
 
 def _last_error(log_path: Optional[str]) -> Optional[str]:
@@ -269,7 +246,7 @@ def rehearse(
 
         component = components.load_component_from_file(pipeline_file)
         try:
-            with _output_to(log_path, quiet), patched_kfp_local(ctx, backoff_scale), warnings.catch_warnings():
+            with output_to(log_path, quiet), patched_kfp_local(ctx, backoff_scale), warnings.catch_warnings():
                 # resources/accelerators/display names: reported per pod in the facts instead
                 warnings.filterwarnings("ignore", message=".*no effect in the current local runner")
                 local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=local_root,
