@@ -9,8 +9,12 @@ compare, validate's ``champion_reference`` and the monitor read them through :cl
     reports/      evaluation.json, decision.json, ingest.json
     card/         model_card.md
 
-The version's registry ``source`` points at ``model/``. MLflow is imported only when a
-registry is actually read.
+These folders are artifacts of the version's run, the training run (train logs ``model/``,
+deploy the rest). The version's registry ``source`` is the MLflow model train logged in that
+run (``components._shared.pyfunc``), so ``mlflow.pyfunc.load_model("models:/<name>@champion")``
+scores raw rows; a version registered without a training run (older versions, or train not
+tracked in this registry) has them in a ``register-<name>`` run and its ``source`` is ``model/``.
+MLflow is imported only when a registry is actually read.
 """
 
 from __future__ import annotations

@@ -101,3 +101,48 @@ def find_version_by_tag(client, model_name: str, key: str, value: str) -> Option
         if (mv.tags or {}).get(key) == value:
             return ModelRef(model_name, str(mv.version), mv.run_id, mv.source, dict(mv.tags or {}))
     return None
+
+
+def training_run(client, meta: Optional[dict]) -> tuple[Optional[str], Optional[str]]:
+    """(run id, MLflow model URI) of the training run named in a model's metadata, when this
+    registry has that run and train logged a model in it; else (None, None)."""
+    run_id = (meta or {}).get("mlflow_run_id") or ""
+    model_uri = (meta or {}).get("mlflow_model_uri") or ""
+    if not (run_id and model_uri):
+        return None, None
+    try:
+        client.get_run(run_id)
+    except Exception as exc:  # tracked elsewhere (another tracking URI) or deleted
+        logger.warning("training run %s is not in this registry (%s): registering under a new run", run_id, exc)
+        return None, None
+    return run_id, model_uri
+
+
+def log_run_artifacts(client, run_id: str, artifacts: dict, tags: Optional[dict] = None) -> None:
+    """Log folder -> local path (a folder or one file) into an existing run, and set tags on it."""
+    for dest, local in artifacts.items():
+        if local and os.path.isdir(local):
+            client.log_artifacts(run_id, local, artifact_path=dest)
+        elif local and os.path.exists(local):
+            client.log_artifact(run_id, local, artifact_path=dest)
+    for key, value in (tags or {}).items():
+        client.set_tag(run_id, key, str(value))
+
+
+def log_run_metrics(client, run_id: str, metrics: dict) -> int:
+    """Log the finite numbers of ``metrics`` (bools as 0/1) on a run; returns how many."""
+    import math
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    batch = []
+    for key, value in metrics.items():
+        if isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, (int, float)) and math.isfinite(float(value)):
+            batch.append(Metric(key, float(value), now, 0))
+    for start in range(0, len(batch), 1000):  # MLflow's batch limit
+        client.log_batch(run_id, metrics=batch[start:start + 1000])
+    return len(batch)

@@ -55,5 +55,16 @@ def compare_models(
     with open(decision_report.path, "w") as fh:
         fh.write(decision_markdown(d))
     decision.metadata.update({"promote": d.promote, "champion_version": version or ""})
+    run_id = model.metadata.get("mlflow_run_id") or ""
+    if mlflow_tracking_uri and run_id:  # evaluation and decision as metrics of the training run
+        from components._shared import registry
+        from components.compare.core import run_metrics
+
+        try:
+            client = registry.configure(mlflow_tracking_uri)
+            n = registry.log_run_metrics(client, run_id, run_metrics(d, io.read_json(evaluation.path)))
+            logging.getLogger(__name__).info("logged %d metrics on training run %s", n, run_id)
+        except Exception as exc:  # the decision stands; its record is in the decision artifact
+            logging.getLogger(__name__).warning("could not log metrics on training run %s: %s", run_id, exc)
     logging.getLogger(__name__).info("decision: %s", "; ".join(d.reasons))
     return d.promote

@@ -142,6 +142,20 @@ def decide(
     return Decision(ok, reasons, challenger, champion, champion_version, comparison, dataclasses.asdict(gates))
 
 
+def run_metrics(d: Decision, evaluation: dict) -> dict:
+    """The numbers of a decision as flat MLflow metric names (non-numbers are left out by the logger).
+
+    ``test_<m>``: the challenger's evaluation on the test split; ``decision_promote`` (1/0);
+    ``champion_<m>``: the champion re-scored on the same rows; ``comparison_<m>``: the paired
+    comparison (``auc_diff``, ``ci_low``, ``ci_high``, ...).
+    """
+    out = {f"test_{k}": v for k, v in (evaluation.get("metrics") or {}).items()}
+    out["decision_promote"] = bool(d.promote)
+    out.update({f"champion_{k}": v for k, v in (d.champion or {}).items()})
+    out.update({f"comparison_{k}": v for k, v in (d.comparison or {}).items()})
+    return out
+
+
 def decision_markdown(d: Decision) -> str:
     lines = [f"# Promotion decision: {'PROMOTE' if d.promote else 'KEEP CHAMPION'}", ""]
     lines += [f"- {r}" for r in d.reasons]

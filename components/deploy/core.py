@@ -84,14 +84,32 @@ def model_card(model_name: str, version: str, evaluation: dict, decision: dict, 
 # --------------------------------------------------------------------------- registry + serving
 
 
-def register_version(client, model_name: str, fp: str, artifacts: dict, description: str, tags: dict):
-    """Log artifacts in an MLflow run and register them as a new model version (or find it)."""
+def register_version(client, model_name: str, fp: str, artifacts: dict, description: str, tags: dict,
+                     training_run: Optional[dict] = None):
+    """Register a new model version with its artifacts (or find the one holding this SavedModel).
+
+    With ``training_run`` (``mlflow_run_id`` and ``mlflow_model_uri`` from train's model metadata),
+    the artifacts are logged into that training run and the MLflow model train logged there is
+    registered: the version loads with ``mlflow.pyfunc`` and its run has the params and metrics.
+    Without it (or when that run is not in this registry), a run ``register-<name>`` holds them.
+    """
     import mlflow
 
     existing = registry.find_version_by_tag(client, model_name, "fingerprint", fp)
     if existing is not None:
         logger.info("model %s version %s already holds this SavedModel: reusing it", model_name, existing.version)
         return existing, True
+    run_id, model_uri = registry.training_run(client, training_run)
+    if run_id:
+        registry.log_run_artifacts(client, run_id, {k: v for k, v in artifacts.items() if k != layout.MODEL},
+                                   tags={k: str(v) for k, v in tags.items()})
+        try:
+            client.create_registered_model(model_name)
+        except Exception:  # already exists
+            pass
+        mv = mlflow.register_model(model_uri, model_name, tags={"fingerprint": fp, **{k: str(v) for k, v in tags.items()}})
+        client.update_model_version(model_name, mv.version, description=description[:5000])
+        return registry.ModelRef(model_name, str(mv.version), run_id, mv.source, dict(mv.tags or {})), False
     with mlflow.start_run(run_name=f"register-{model_name}") as run:
         for dest, local in artifacts.items():
             if local and os.path.isdir(local):
@@ -142,6 +160,7 @@ def deploy(
     verify=None,
     before_promote=None,
     expected_champion: str = ANY_CHAMPION,
+    training_run: Optional[dict] = None,
 ) -> DeployResult:
     """Register, push, verify and promote one SavedModel (see the module docstring for the order).
 
@@ -157,6 +176,8 @@ def deploy(
         expected_champion: The champion version compare measured the challenger against ("" for
             none). If another run or a rollback moved the champion since, nothing is promoted (the
             challenger only beat the old one). ``ANY_CHAMPION`` skips the check.
+        training_run: Train's ``mlflow_run_id`` / ``mlflow_model_uri``: register that run's MLflow
+            model (see :func:`register_version`).
     """
     if not os.path.exists(os.path.join(saved_model_dir, "saved_model.pb")):
         raise DeployError(f"{saved_model_dir} is not a SavedModel (no saved_model.pb)")
@@ -168,7 +189,8 @@ def deploy(
         card_path = os.path.join(tmp, layout.CARD_FILE)
         with open(card_path, "w") as fh:
             fh.write(card)
-        ref, reused = register_version(client, model_name, fp, {**artifacts, layout.CARD: card_path}, card, tags or {})
+        ref, reused = register_version(client, model_name, fp, {**artifacts, layout.CARD: card_path}, card, tags or {},
+                                       training_run=training_run)
     version = ref.version
     if serving_base:
         target, created = push_to_serving(saved_model_dir, serving_base, model_name, version)
@@ -301,7 +323,7 @@ def deploy_run(
     lineage = {"pipeline_run": pipeline_run, "data_hash": ingest_info["content_hash"],
                "data_uri": ingest_info["source_uri"], "saved_model_uri": saved_model_uri, "trainer_image": image}
     train_meta = {"features": [f["name"] for f in spec["numeric"] + spec["categorical"]],
-                  "params": {k: v for k, v in meta.items() if k != "mlflow_run_id"},
+                  "params": {k: v for k, v in meta.items() if k not in ("mlflow_run_id", "mlflow_model_uri")},
                   "device": meta.get("device", "")}
     card = model_card(model_name, CARD_VERSION, evaluation, decision, ingest_info, train_meta, lineage)
     tags = {"pipeline_run": pipeline_run, "data_hash": ingest_info["content_hash"],
@@ -318,7 +340,7 @@ def deploy_run(
                                            evaluation, decision, ingest_info)
         result = deploy(saved_model_dir, model_name, tracking_uri, serving_base, artifacts=artifacts, card=card,
                         tags=tags, require_approval=require_approval, before_promote=before_promote, verify=verify,
-                        expected_champion=decision.get("champion_version") or "")
+                        expected_champion=decision.get("champion_version") or "", training_run=meta)
     return result, card.replace(f"v{CARD_VERSION}", f"v{result.version}")
 
 

@@ -165,7 +165,7 @@ def train(
     if mirror is not None:
         backup_cb, epochs_cb = checkpoint.callbacks(mirror, early_stopping)
         callbacks += [backup_cb, epochs_cb]
-    mlflow_run_id = None
+    mlflow_run_id = mlflow_model_uri = None
     run_ctx = None
     if mlflow_tracking_uri:
         import mlflow
@@ -242,6 +242,10 @@ def train(
 
         mlflow.log_metrics({f"final_{k}": float(v) for k, v in metrics.items() if math.isfinite(float(v))})
         mlflow.log_artifacts(model_dir, artifact_path="model")
+        from components._shared import pyfunc
+
+        # The registered version (deploy) is this logged model: loadable with mlflow.pyfunc, raw rows in.
+        mlflow_model_uri = pyfunc.log_model(model_dir, spec, train_path)
         mlflow.end_run()
     with open(os.path.join(model_dir, "train_metrics.json"), "w") as fh:
         json.dump({"metrics": metrics, "history": hist, "device": device}, fh, indent=2)
@@ -252,4 +256,4 @@ def train(
         shutil.rmtree(local_backup, ignore_errors=True)
     logger.info("trained %d epochs in %.1fs (%.0f examples/s after the first epoch); eval AUC %.4f",
                 len(losses), seconds, eps, metrics["eval_auc"])
-    return TrainResult(metrics, hist, device, len(losses), eps, seconds, mlflow_run_id)
+    return TrainResult(metrics, hist, device, len(losses), eps, seconds, mlflow_run_id, mlflow_model_uri)

@@ -112,6 +112,49 @@ def test_better_model_is_promoted_and_rollback_restores_the_old_one(runs):
     assert 'key: "stable" value: 1' in config
 
 
+_PYFUNC_SCRIPT = """
+import json, sys
+import mlflow
+import pandas as pd
+mlflow.set_tracking_uri(sys.argv[1])
+model = mlflow.pyfunc.load_model("models:/churn-model@champion")
+rows = pd.read_csv(sys.argv[2]).head(200)
+print(json.dumps([float(p) for p in model.predict(rows)]))
+"""
+
+
+def test_champion_is_an_mlflow_model_of_its_training_run(runs, tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from components._shared import registry
+    from components._shared.champion import find_champion
+    from components._shared.scoring import score
+    from pipelines.local import default_tracking_uri
+
+    base, runs_dir, *_ = runs
+    uri = default_tracking_uri(runs_dir)
+    # a fresh process in another directory: nothing but the installed package and the registry
+    r = subprocess.run([sys.executable, "-c", _PYFUNC_SCRIPT, uri, str(base / "small.csv")], cwd=str(tmp_path),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    probs = np.asarray(json.loads(r.stdout.strip().splitlines()[-1]))
+    assert probs.shape == (200,) and np.all((probs >= 0) & (probs <= 1))
+
+    champ = find_champion(uri, "churn-model")
+    expected = score(champ.model_dir(str(tmp_path / "champion")), pd.read_csv(base / "small.csv").head(200))
+    assert np.max(np.abs(probs - expected)) < 1e-4
+
+    # the version's run is the training run: training params, evaluation and decision metrics,
+    # and the one artifact layout beside the model
+    client = registry.configure(uri)
+    run = client.get_run(champ.ref.run_id)
+    assert run.data.params["epochs"] and "final_eval_auc" in run.data.metrics
+    assert 0.5 < run.data.metrics["test_auc"] <= 1 and run.data.metrics["decision_promote"] == 1.0
+    top = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"model", "data", "saved_model", "reports", "card"} <= top
+
+
 def test_failed_step_exits_nonzero_with_one_sentence_and_keeps_champion(runs):
     base, runs_dir, _, _, _ = runs
     from pipelines.data import generate_churn
