@@ -116,6 +116,10 @@ def _add_compile(sub) -> None:
     p.add_argument("--mlflow-secret", default=None, metavar="NAME",
                    help="Kubeflow: secret whose MLFLOW_TRACKING_USERNAME/PASSWORD keys reach the MLflow tasks "
                         "(default: mlflow-credentials; empty for none)")
+    p.add_argument("--vertex-mlflow-secret", default="", metavar="projects/P/secrets/NAME[/versions/V]",
+                   help="Vertex: Secret Manager secret with JSON {\"username\", \"password\"}; its name (never "
+                        "its value) is set as KFP_TF_GATE_MLFLOW_SECRET on the MLflow tasks, which read it with "
+                        "the run's service account (needs roles/secretmanager.secretAccessor); default: none")
 
 
 def cmd_compile(args) -> int:
@@ -130,6 +134,8 @@ def cmd_compile(args) -> int:
         options["serving_pvc"] = args.serving_pvc
     if args.mlflow_secret is not None:
         options["mlflow_secret"] = args.mlflow_secret
+    if args.vertex_mlflow_secret:
+        options["vertex_mlflow_secret"] = args.vertex_mlflow_secret
     try:
         changed = compile_all(args.out, images, check=args.check, options=options)
     except ValueError as exc:  # a bad compile option (CompileOptions says which)

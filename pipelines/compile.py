@@ -15,6 +15,8 @@ from pipelines.training import CompileOptions, build_pipeline
 COMPILED_TARGETS = ("kubeflow", "vertex")
 # Compile options that only the Kubeflow target has (Vertex AI Pipelines mount no PVCs).
 KUBEFLOW_ONLY = ("serving_pvc", "mlflow_secret")
+# ... and those only Vertex has (a Secret Manager secret instead of a Kubernetes one).
+VERTEX_ONLY = ("vertex_mlflow_secret",)
 
 
 def _pipelines() -> dict[str, Callable[[CompileOptions], object]]:
@@ -51,7 +53,8 @@ def compile_all(out_dir: str = "compiled", images: Optional[Images] = None, chec
     images = images or Images()
     changed = []
     for target in COMPILED_TARGETS:
-        given = {k: v for k, v in (options or {}).items() if target == "kubeflow" or k not in KUBEFLOW_ONLY}
+        only_other = VERTEX_ONLY if target == "kubeflow" else KUBEFLOW_ONLY
+        given = {k: v for k, v in (options or {}).items() if k not in only_other}
         opts = CompileOptions(target=target, **given)
         for name, builder in _pipelines().items():
             text = compile_text(builder(opts), images)

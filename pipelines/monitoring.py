@@ -92,6 +92,10 @@ def build_monitoring_pipeline(opts: Optional[CompileOptions] = None):
                 backoff_factor=2.0,
                 backoff_max_duration="600s",
             )
+        if opts.target == "vertex" and opts.vertex_mlflow_secret:
+            from components._shared.credentials import SECRET_ENV
+
+            monitor_task.set_env_variable(SECRET_ENV, opts.vertex_mlflow_secret)  # the name, read in the task
         if opts.target == "kubeflow":
             from kfp import kubernetes
 

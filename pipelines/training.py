@@ -54,6 +54,9 @@ class CompileOptions:
         gpu_node_selector: Kubeflow node label "key=value" that GPU nodes carry.
         train_cpu / train_memory: Requests (Kubeflow) / limits (Vertex) of the train task.
         mlflow_secret: Kubeflow secret whose keys become MLflow env vars on tracking tasks; empty for none.
+        vertex_mlflow_secret: Vertex: Secret Manager secret (``projects/P/secrets/NAME[/versions/V]``)
+            holding JSON {"username", "password"}; its *name* goes into KFP_TF_GATE_MLFLOW_SECRET on the
+            tracking tasks, which read it with the run's service account; empty for none.
         serving_pvc: Kubeflow: "CLAIM[:/mount/path]" mounts that PersistentVolumeClaim into deploy's pod
             (default path /models) and makes the mount path serving_base_dir's default; empty for no
             volume (the serving base must then be an object-store URI such as gs://...).
@@ -67,6 +70,7 @@ class CompileOptions:
     train_memory: str = "16G"
     mlflow_secret: str = "mlflow-credentials"
     serving_pvc: str = ""
+    vertex_mlflow_secret: str = ""
 
     def __post_init__(self):
         if self.target not in TARGETS:
@@ -74,6 +78,18 @@ class CompileOptions:
         if self.serving_pvc and self.target == "vertex":
             raise ValueError("--serving-pvc is a Kubeflow option: Vertex AI Pipelines mount no PVCs "
                              "(use a gs:// serving base)")
+        if self.vertex_mlflow_secret and self.target == "kubeflow":
+            raise ValueError("--vertex-mlflow-secret is a Vertex option: on Kubeflow, --mlflow-secret names a "
+                             "Kubernetes secret")
+        if self.vertex_mlflow_secret:
+            from components._shared.credentials import secret_version_name
+            from components._shared.errors import ConfigError
+
+            try:
+                secret_version_name(self.vertex_mlflow_secret)
+            except ConfigError:
+                raise ValueError(f"--vertex-mlflow-secret expects projects/PROJECT/secrets/NAME[/versions/V], "
+                                 f"got {self.vertex_mlflow_secret!r}") from None
         claim, _, path = self.serving_pvc.partition(":")
         if self.serving_pvc and (not claim or (path and not path.startswith("/"))):
             raise ValueError(f"--serving-pvc expects CLAIM or CLAIM:/absolute/path, got {self.serving_pvc!r}")
@@ -118,7 +134,12 @@ def _place_train(task, opts: CompileOptions) -> None:
 
 
 def _secrets(task, opts: CompileOptions) -> None:
-    """MLflow credentials from a Kubernetes secret (never in the YAML itself)."""
+    """MLflow credentials from a Kubernetes secret, or on Vertex the name of a Secret Manager secret
+    the task reads itself (never the credentials in the YAML)."""
+    if opts.target == "vertex" and opts.vertex_mlflow_secret:
+        from components._shared.credentials import SECRET_ENV
+
+        task.set_env_variable(SECRET_ENV, opts.vertex_mlflow_secret)
     if opts.target == "kubeflow" and opts.mlflow_secret:
         from kfp import kubernetes
 

@@ -37,6 +37,9 @@ def configure(tracking_uri: str, model_name: Optional[str] = None, artifact_loca
     """Point MLflow at ``tracking_uri`` and (optionally) select the model's experiment."""
     import mlflow
 
+    from components._shared.credentials import load_mlflow_credentials
+
+    load_mlflow_credentials()  # Vertex: from the Secret Manager secret the task names, if any
     if tracking_uri:
         # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI to this process's environment;
         # restore it, so one store chosen here does not leak into later defaults (tests, CLI).

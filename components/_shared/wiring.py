@@ -53,7 +53,8 @@ def registry_problem(tracking_uri: str, timeout: float = PROBE_TIMEOUT) -> Optio
             who = "no credentials were given" if not _auth_headers() else "the credentials were refused"
             return (f"the MLflow server {uri} answered {exc.code} ({who}): give the tasks "
                     f"MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD (Kubeflow: the compile option "
-                    f"--mlflow-secret names the Kubernetes secret)")
+                    f"--mlflow-secret names the Kubernetes secret; Vertex: --vertex-mlflow-secret names "
+                    f"a Secret Manager secret)")
         return f"the MLflow server {uri} answered HTTP {exc.code} to {PROBE.split('?')[0]}: is it an MLflow server?"
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
@@ -105,6 +106,9 @@ def serving_problem(serving_base: str, mounts: str = "", vertex_project: str = "
 
 def check_cluster_wiring(tracking_uri: str, serving_base: str, mounts: str = "", vertex_project: str = "") -> None:
     """Raise :class:`ConfigError` (one sentence) when a cluster run would lose its registry or served model."""
+    from components._shared.credentials import load_mlflow_credentials
+
+    load_mlflow_credentials()  # before the probe: a Vertex task's credentials live in Secret Manager
     problem = registry_problem(tracking_uri) or serving_problem(serving_base, mounts, vertex_project)
     if problem:
         raise ConfigError(problem)
