@@ -161,3 +161,19 @@ def test_preempted_train_is_retried_and_resumes(tmp_path, small_csv, services_au
     left = [b.name for b in store.client().list_blobs(services_auth.bucket, prefix="pipeline-root/")
             if "/checkpoints/" in b.name]
     assert left == []
+
+
+@pytest.mark.slow
+def test_compiled_run_without_a_registry_fails_in_its_first_step(tmp_path, small_csv, services_open, pipeline_file):
+    # The compiled default of mlflow_tracking_uri is "": on a cluster that would be a registry in the
+    # pod's working directory. The first step refuses it with one sentence, before any training.
+    with pytest.raises(PipelineError) as err:
+        rehearse("vertex", small_csv, "churned", runs_dir=str(tmp_path / "runs"), model_name="reh-noreg",
+                 params={"id_column": "customer_id", "mlflow_tracking_uri": ""}, services=services_open,
+                 pipeline_file=pipeline_file("vertex"), backoff_scale=0.0)
+    message = str(err.value)
+    assert "mlflow_tracking_uri" in message and "Traceback" not in message
+    facts = json.load(open(next((tmp_path / "runs").glob("*/rehearsal.json"))))
+    ran = {t["task"] for t in facts["tasks"]}
+    assert "champion-reference" in ran and not ran & {"train-model", "compare-models", "deploy-model"}
+    assert not any(t["left_in_workdir"] for t in facts["tasks"])
