@@ -65,6 +65,7 @@ ROLE_IMPORTS = {
         "gcsfs",
         "google.cloud.bigquery",
         "db_dtypes",
+        "google.cloud.secretmanager",
     ],
     "trainer": [
         "kfp.dsl.executor_main",
@@ -85,6 +86,9 @@ ROLE_IMPORTS = {
         "mlflow",
         "google.cloud.storage",
         "mlflow.store.artifact.gcs_artifact_repo",
+        "fsspec",
+        "gcsfs",
+        "google.cloud.secretmanager",
     ],
     "deploy": [
         "kfp.dsl.executor_main",
@@ -94,7 +98,9 @@ ROLE_IMPORTS = {
         "components.export.core",
         "components.monitor.component",
         "components.monitor.core",
-        "components._shared.launch.kfp", "components._shared.launch.vertex", "components.monitor.outputs",
+        "components.monitor.outputs",
+        "components._shared.launch.kfp",
+        "components._shared.launch.vertex",
         "tensorflow",
         "tensorflow_serving.apis.prediction_log_pb2",
         "ai_edge_litert.interpreter",
@@ -109,6 +115,7 @@ ROLE_IMPORTS = {
         "google.cloud.bigquery",
         "db_dtypes",
         "sklearn.metrics",
+        "google.cloud.secretmanager",
     ],
 }
 # Modules an image must NOT carry (the data steps must not pay for TensorFlow).
