@@ -17,6 +17,8 @@ import os
 import sys
 from typing import Optional
 
+from components._shared.params import PARAMS
+
 DEFAULT_STATE = "monitor/state.json"
 
 
@@ -54,7 +56,7 @@ def add_trigger_flags(p, experiment: str = "") -> None:
     v.add_argument(
         "--project", default="", help="Google Cloud project (default: $GOOGLE_CLOUD_PROJECT)"
     )
-    v.add_argument("--location", default="us-central1")
+    v.add_argument("--location", default=PARAMS.vertex_location)
     v.add_argument("--network", default="", help="VPC network to peer the job with")
     c = p.add_argument_group("both")
     c.add_argument(
@@ -130,7 +132,7 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--runs-dir", default="runs", help="runs dir: MLflow (SQLite) default, reports, state"
     )
-    p.add_argument("--model-name", default="churn-model")
+    p.add_argument("--model-name", default=PARAMS.model_name)
     p.add_argument(
         "--out", default=None, help="report folder (default: <runs-dir>/monitor/<model>-<time>)"
     )

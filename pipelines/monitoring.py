@@ -13,6 +13,7 @@ from kfp import dsl
 from components._shared.launch.kfp import DEFAULT_EXPERIMENT
 from components._shared.launch.package import TRAINING_PIPELINE
 from components._shared.launch.vertex import DEFAULT_LOCATION
+from components._shared.params import PARAMS
 from components.monitor.component import monitor_data
 from components.monitor.policy import COOLDOWN_HOURS, Thresholds
 from pipelines.training import CompileOptions
@@ -38,7 +39,7 @@ def build_monitoring_pipeline(opts: Optional[CompileOptions] = None):
     )
     def monitoring_pipeline(
         current_uri: str,
-        model_name: str = "churn-model",
+        model_name: str = PARAMS.model_name,
         mlflow_tracking_uri: str = "",
         drift_share_threshold: float = default.drift_share,
         drift_share_critical: float = default.drift_share_critical,

@@ -210,3 +210,20 @@ def record_trigger(
     triggers = [t for t in state.get("triggers", []) if t.get("dedupe_key") != decision.dedupe_key]
     triggers = (triggers + [entry])[-keep:]
     return {"version": STATE_VERSION, "last_trigger": entry, "triggers": triggers}
+
+
+def component_defaults() -> dict:
+    """The monitor wrapper's tuning parameters as the monitoring pipeline passes them by default.
+
+    The wrapper declares no defaults of its own (a lightweight component ships only its source, so
+    they would be a second copy): these values come from :class:`Thresholds` and the launch modules.
+    """
+    from components._shared.launch.kfp import DEFAULT_EXPERIMENT
+    from components._shared.launch.package import TRAINING_PIPELINE
+    from components._shared.launch.vertex import DEFAULT_LOCATION
+
+    t = Thresholds()
+    return {"drift_share_threshold": t.drift_share, "drift_share_critical": t.drift_share_critical,
+            "auc_decay_threshold": t.auc_decay, "auc_decay_critical": t.auc_decay_critical,
+            "min_rows": t.min_rows, "cooldown_hours": COOLDOWN_HOURS, "training_pipeline": TRAINING_PIPELINE,
+            "kfp_experiment": DEFAULT_EXPERIMENT, "vertex_location": DEFAULT_LOCATION}

@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from typing import Optional
 
 from components._shared.errors import PipelineError
+from components._shared.params import PARAMS
 from pipelines.local import output_to
 from pipelines.rehearsal import platform as platform_mod
 from pipelines.rehearsal.launcher import Context, make_handler
@@ -174,7 +175,7 @@ def rehearse(
     data: str,
     label: str,
     runs_dir: str = "runs",
-    model_name: str = "churn-model",
+    model_name: str = PARAMS.model_name,
     params: Optional[dict] = None,
     run_id: Optional[str] = None,
     preempt: Iterable[str] = (),

@@ -35,6 +35,7 @@ import yaml
 
 from components._shared.images import ROLES, Images
 from components._shared.params import TABLE, with_defaults
+from components.monitor.policy import component_defaults
 
 pytestmark = pytest.mark.heavy
 
@@ -693,6 +694,7 @@ def case_inputs(fn: str, up: dict, tmp: str) -> tuple[dict, dict]:
     if fn == "monitor_data":
         return (
             {
+                **component_defaults(),
                 "current_uri": up["window"],
                 "model_name": MODEL,
                 "mlflow_tracking_uri": _fresh_registry(tmp, up["registry"]),

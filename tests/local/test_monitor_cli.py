@@ -204,6 +204,8 @@ def test_the_component_runs_the_same_check(runs_dir, windows, tmp_path):
         art(Artifact, "summary"),
         art(Metrics, "metrics"),
     )
+    from components.monitor.policy import component_defaults
+
     status = monitor_data.python_func(
         current_uri=windows["unlabelled"],
         model_name="churn-model",
@@ -213,6 +215,7 @@ def test_the_component_runs_the_same_check(runs_dir, windows, tmp_path):
         summary=summary,
         metrics=metrics,
         trigger="none",
+        **component_defaults(),
     )
     assert status == "not-configured"
     result = json.load(open(os.path.join(summary.path, "summary.json")))

@@ -16,10 +16,11 @@ from typing import Any, Optional
 
 from components._shared.errors import ConfigError, PipelineError, TriggerError
 from components._shared.launch.package import fetch_pipeline_file, first_line
+from components._shared.params import PARAMS
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_LOCATION = "us-central1"
+DEFAULT_LOCATION = PARAMS.vertex_location
 # Appended to a refused-credentials sentence of a pipeline job (deploy passes its own hint).
 SUBMIT_HINT = (
     "; the caller needs roles/aiplatform.user and iam.serviceAccounts.actAs on the pipeline's "
