@@ -165,7 +165,8 @@ def summary_from_outputs(
             Otherwise, when compare promoted, it is read back from the registry deploy wrote (deploy
             runs inside dsl.If, so it is not a pipeline output).
     """
-    from components.deploy.core import find_deployment, read_state
+    from components.deploy.core import find_deployment
+    from components.deploy.serving import read_state
 
     decision = _read_json(decision_path) or {}
     if deployment is None and decision.get("promote"):

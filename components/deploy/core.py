@@ -24,17 +24,7 @@ from components._shared import champion as layout
 from components._shared import registry
 from components._shared.errors import DeployError
 from components.deploy import serving
-
-# The TF Serving model base lives in components/deploy/serving.py; re-exported for callers of core.
-from components.deploy.serving import (  # noqa: F401
-    CONFIG_FILE,
-    STATE_FILE,
-    fingerprint,
-    push_to_serving,
-    read_state,
-    write_models_config,
-    write_state,
-)
+from components.deploy.serving import fingerprint, push_to_serving
 
 logger = logging.getLogger(__name__)
 

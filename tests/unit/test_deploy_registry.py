@@ -11,7 +11,8 @@ import pytest
 
 from components._shared import registry
 from components._shared.errors import DeployError
-from components.deploy.core import CONFIG_FILE, approve, deploy, read_state, rollback
+from components.deploy.core import approve, deploy, rollback
+from components.deploy.serving import CONFIG_FILE, read_state
 from pipelines.data import generate_churn
 from tests.stage_helpers import prepare, train_small
 
