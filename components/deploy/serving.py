@@ -20,7 +20,6 @@ copy is deleted. Objects themselves appear whole, so the state and config files 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -29,81 +28,22 @@ import uuid
 
 from components._shared import io
 from components._shared.errors import DeployError
-
-STATE_FILE = "serving.json"
-CONFIG_FILE = "models.config"
-LABELS = ("stable", "previous", "canary")
-
-
-def empty_state() -> dict:
-    return {"stable": None, "previous": None, "canary": None}
-
-
-def fingerprint(saved_model_dir: str) -> str:
-    """SHA-256 over the SavedModel's files (names and bytes), warm-up requests excluded."""
-    h = hashlib.sha256()
-    for root, dirs, files in os.walk(saved_model_dir):
-        dirs.sort()
-        for f in sorted(files):
-            path = os.path.join(root, f)
-            rel = os.path.relpath(path, saved_model_dir)
-            if rel.startswith("assets.extra"):
-                continue
-            h.update(rel.encode())
-            with open(path, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-    return h.hexdigest()
-
-
-# --------------------------------------------------------------------------- object stores
-
-
-def is_remote(path: str) -> bool:
-    """An object-store URI (gs://, s3://, ...), as opposed to a local path."""
-    return "://" in (path or "") and not path.startswith("file://")
-
-
-def _join(base: str, *parts) -> str:
-    if is_remote(base):
-        return "/".join([base.rstrip("/"), *(str(p).strip("/") for p in parts)])
-    return os.path.join(base, *(str(p) for p in parts))
-
-
-def _fs(uri: str):
-    """(fsspec filesystem, path) for an object-store URI, with no cached listings (other writers exist)."""
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(uri, skip_instance_cache=True, use_listings_cache=False)
-    return fs, path
-
-
-def _remote_files(uri: str) -> dict:
-    """Relative path -> full object path of every object under ``uri``."""
-    fs, root = _fs(uri)
-    root = root.rstrip("/")
-    return {p[len(root) + 1:]: p for p in fs.find(root) if p.startswith(root + "/") and not p.endswith("/")}
-
-
-def _digest(files: dict, read) -> str:
-    """SHA-256 over sorted (relative name, bytes) pairs, warm-up requests excluded; ``read(path) -> bytes``."""
-    h = hashlib.sha256()
-    for rel in sorted(files):
-        if rel.startswith("assets.extra"):
-            continue
-        h.update(rel.encode())
-        h.update(read(files[rel]))
-    return h.hexdigest()
-
-
-def _local_files(folder: str) -> dict:
-    return {os.path.relpath(os.path.join(r, f), folder).replace(os.sep, "/"): os.path.join(r, f)
-            for r, _, fs in os.walk(folder) for f in fs}
-
-
-def _read_local(path: str) -> bytes:
-    with open(path, "rb") as fh:
-        return fh.read()
+from components._shared.serving_state import (  # noqa: F401 (the read side, re-exported for deploy's callers)
+    CONFIG_FILE,
+    LABELS,
+    STATE_FILE,
+    empty_state,
+    fingerprint,
+    has_version,
+    is_remote,
+    read_state,
+    readable_copy,
+    verify_pushed,
+    version_dir,
+)
+from components._shared.serving_state import fs_for as _fs
+from components._shared.serving_state import join as _join
+from components._shared.serving_state import local_files as _local_files
 
 
 def _push_remote(saved_model_dir: str, model_base: str, version: str) -> tuple[str, bool]:
@@ -111,8 +51,7 @@ def _push_remote(saved_model_dir: str, model_base: str, version: str) -> tuple[s
     fs, target_path = _fs(target)
     local = _local_files(saved_model_dir)
     if fs.exists(f"{target_path}/saved_model.pb"):
-        remote = _remote_files(target)
-        if _digest(remote, fs.cat_file) == _digest(local, _read_local):
+        if fingerprint(target) == fingerprint(saved_model_dir):
             return target, False
         raise DeployError(f"{target} already holds a different model; refusing to overwrite a served version")
     if fs.exists(target_path):  # objects of an interrupted push, never servable (no saved_model.pb)
@@ -135,42 +74,6 @@ def _push_remote(saved_model_dir: str, model_base: str, version: str) -> tuple[s
         with contextlib.suppress(Exception):
             fs.rm(staging_path, recursive=True)
     return target, True
-
-
-@contextlib.contextmanager
-def readable_copy(path: str):
-    """A local folder holding the pushed version as the store has it (itself when ``path`` is local)."""
-    if not is_remote(path):
-        yield path
-        return
-    fs, _ = _fs(path)
-    with tempfile.TemporaryDirectory(prefix="served-") as tmp:
-        for rel, obj in _remote_files(path).items():
-            dest = os.path.join(tmp, *rel.split("/"))
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
-            fs.get_file(obj, dest)
-        yield tmp
-
-
-def verify_pushed(path: str, verify) -> int:
-    """``verify(folder)`` on the version read back from where TF Serving will read it."""
-    with readable_copy(path) as folder:
-        return verify(folder)
-
-
-# --------------------------------------------------------------------------- versions
-
-
-def version_dir(serving_base: str, model_name: str, version) -> str:
-    return _join(serving_base, model_name, str(version))
-
-
-def has_version(serving_base: str, model_name: str, version) -> bool:
-    pb = _join(version_dir(serving_base, model_name, version), "saved_model.pb")
-    if is_remote(pb):
-        fs, path = _fs(pb)
-        return fs.exists(path)
-    return os.path.exists(pb)
 
 
 def push_to_serving(saved_model_dir: str, serving_base: str, model_name: str, version: str) -> tuple[str, bool]:
@@ -204,16 +107,6 @@ def remove_version(path: str) -> None:
             fs.rm(p, recursive=True)
         return
     shutil.rmtree(path, ignore_errors=True)
-
-
-def read_state(serving_base: str, model_name: str) -> dict:
-    if not serving_base:
-        return empty_state()
-    path = _join(serving_base, model_name, STATE_FILE)
-    if is_remote(path):
-        fs, p = _fs(path)
-        return json.loads(fs.cat_file(p)) if fs.exists(p) else empty_state()
-    return io.read_json(path) if os.path.exists(path) else empty_state()
 
 
 def write_state(serving_base: str, model_name: str, state: dict) -> str:
