@@ -209,7 +209,9 @@ def format_summary(s: dict) -> str:
         f"run {s['run_id']}: {'PROMOTED' if s['promoted'] else 'not promoted'}"
         + (f" -> {s['model_name']} v{s['model_version']} ({s['alias']})" if s.get("model_version") else ""),
         f"  challenger AUC {f(ch.get('auc'))}  PR-AUC {f(ch.get('pr_auc'))}  ECE {f(ch.get('ece'))}  F1 {f(ch.get('f1'))}",
-        "  champion   " + (f"AUC {f(cp.get('auc'))} (v{s.get('champion_version')}, re-scored on this test split)" if cp else "none"),
+        "  champion   " + (f"AUC {f(cp.get('auc'))} (v{s.get('champion_version')}, re-scored on this test split)" if cp
+                             else f"v{s['champion_version']}, could not be re-scored on this test split"
+                             if s.get("champion_version") else "none registered"),
         f"  TFLite max |diff| vs SavedModel {f(s.get('tflite_max_abs_diff'))}",
         f"  serving    {s.get('serving_dir') or 'nothing served yet'}",
     ]

@@ -257,11 +257,16 @@ def build_pipeline(opts: Optional[CompileOptions] = None):
         compare_task = compare_models(
             model=train_task.outputs["model"], test_data=ingest_task.outputs["test_data"],
             evaluation=evaluate_task.outputs["evaluation"], model_name=model_name,
-            mlflow_tracking_uri=mlflow_tracking_uri, min_auc=min_auc, max_ece=max_ece, max_auc_gap=max_auc_gap,
+            mlflow_tracking_uri=mlflow_tracking_uri, serving_base_dir=serving_base_dir,
+            min_auc=min_auc, max_ece=max_ece, max_auc_gap=max_auc_gap,
             min_improvement=min_improvement, require_significance=require_significance,
             bootstrap_samples=PARAMS.bootstrap_samples)
         compare_task.set_display_name("compare").set_caching_options(False).set_retry(**retry)
         _secrets(compare_task, opts)
+        if serving_claim:  # compare checks that the served champion is the registered one and loads
+            from kfp import kubernetes
+
+            kubernetes.mount_pvc(compare_task, pvc_name=serving_claim, mount_path=serving_mount)
 
         with dsl.If(compare_task.outputs["Output"] == True, name="promote"):  # noqa: E712 (KFP condition syntax)
             deploy_task = deploy_model(

@@ -32,3 +32,7 @@ class ConfigError(PipelineError):
 
 class TriggerError(PipelineError):
     """Starting a run failed (host unreachable, credentials refused); nothing was recorded."""
+
+
+class ServingStateError(PipelineError):
+    """What is served, the serving state and the registry disagree; nothing is decided or moved."""

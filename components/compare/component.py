@@ -15,6 +15,7 @@ def compare_models(
     decision_report: Output[Markdown],
     model_name: str,
     mlflow_tracking_uri: str,
+    serving_base_dir: str,
     min_auc: float,
     max_ece: float,
     max_auc_gap: float,
@@ -26,10 +27,13 @@ def compare_models(
 
     The champion (registry alias "champion") is re-scored on this run's test split and the
     AUC difference is bootstrapped on the same rows. A negative gate value disables that gate.
+    First, what TF Serving serves as "stable" must be that champion, byte for byte, and must load
+    and answer its warm-up requests; otherwise the task fails with one sentence and decides nothing.
 
     Args:
         model_name: Registered model whose champion is the baseline.
         mlflow_tracking_uri: MLflow registry URI; empty means no champion lookup.
+        serving_base_dir: TF Serving model base whose served champion is checked; empty to skip.
         min_auc: Absolute gate: minimum test AUC.
         max_ece: Absolute gate: maximum expected calibration error.
         max_auc_gap: Absolute gate: maximum AUC gap between slices.
@@ -42,11 +46,14 @@ def compare_models(
 
     from components._shared import io
     from components._shared.champion import find_champion
+    from components._shared.served_check import check_served_champion
     from components.compare.core import Gates, compare, decision_markdown
 
     logging.basicConfig(level=logging.INFO)
     champ = find_champion(mlflow_tracking_uri, model_name)
     version = champ.version if champ else None
+    check_served_champion(serving_base_dir, model_name, version, champ.tags.get("fingerprint") if champ else None,
+                          mlflow_tracking_uri)
     d = compare(model.path, test_data.path, io.read_json(evaluation.path),
                 Gates.from_params(min_auc, max_ece, max_auc_gap, min_improvement, require_significance),
                 champion_dir=champ.model_dir(tempfile.mkdtemp(prefix="champion-")) if champ else None,

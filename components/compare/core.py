@@ -138,8 +138,22 @@ def decide(
     if ok:
         reasons.insert(0, "promote: the challenger passes every gate" + (" and beats the champion" if champion else ""))
     else:
-        reasons.insert(0, "keep the current model: the challenger " + ("is not better than the champion" if champion and not any(r.startswith("fails") for r in reasons) else "does not pass the gates"))
+        reasons.insert(0, "keep the current model: " + _why_kept(reasons, champion, champion_version, champion_error))
     return Decision(ok, reasons, challenger, champion, champion_version, comparison, dataclasses.asdict(gates))
+
+
+def _why_kept(reasons: list, champion: Optional[dict], champion_version: Optional[str],
+              champion_error: Optional[str]) -> str:
+    """The first line of a decision that keeps the current model: the reason that decided it."""
+    failed = [r for r in reasons if r.startswith(("fails", "gate ", "no absolute gate", "the challenger's AUC"))]
+    if failed:
+        return "the challenger does not pass the gates"
+    if champion_error:
+        return (f"the champion (version {champion_version}) could not be re-scored on this test split, "
+                "so the challenger cannot be shown to beat it")
+    if champion is not None:
+        return "the challenger is not better than the champion"
+    return "the challenger does not pass the gates"
 
 
 def run_metrics(d: Decision, evaluation: dict) -> dict:

@@ -9,7 +9,7 @@ import pytest
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Markdown, Metrics, Model
 
 from components._shared import io
-from components._shared.errors import DataError, ValidationError
+from components._shared.errors import DataError, ServingStateError, ValidationError
 from components._shared.params import with_defaults
 from components.engineer.component import engineer_features
 from components.ingest.component import ingest_data
@@ -347,7 +347,7 @@ def test_train_evaluate_export_compare_deploy_chain(data_stage, tracking_uri, tm
     assert tflite.metadata["max_abs_diff"] == export_metrics.metadata["tflite_max_abs_diff"] <= 1e-3
     assert export_metrics.metadata["threshold"] == pytest.approx(ev["threshold"])
 
-    def compare(tag):
+    def compare(tag, serving_base_dir=""):
         decision = _out(Artifact, tmp_path, f"decision-{tag}")
         decision_report = _out(Markdown, tmp_path, f"decision-{tag}.md")
         promote = compare_models.python_func(
@@ -360,6 +360,7 @@ def test_train_evaluate_export_compare_deploy_chain(data_stage, tracking_uri, tm
                 decision_report=decision_report,
                 model_name=MODEL,
                 mlflow_tracking_uri=tracking_uri,
+                serving_base_dir=serving_base_dir,
                 min_auc=0.55,
                 max_ece=0.5,
                 max_auc_gap=1.0,
@@ -413,11 +414,20 @@ def test_train_evaluate_export_compare_deploy_chain(data_stage, tracking_uri, tm
     assert text.startswith(f"# Model card: {MODEL} v1\n") and "pipeline_run: `run-1`" in text
 
     # The same model against itself as champion: re-scored on the same rows, not better, kept.
-    promote, decision, _ = compare("second")
+    # Compare checked first that the served stable version is that champion and loads.
+    promote, decision, _ = compare("second", serving_base_dir=str(serving))
     dec = io.read_json(decision.path)
     assert promote is False and dec["champion_version"] == "1"
     assert dec["comparison"]["auc_diff"] == 0.0
     assert any(r.startswith("does not beat the champion (version 1)") for r in dec["reasons"])
+
+    # A corrupted served champion: compare decides nothing, one sentence says what is wrong.
+    pb = serving / MODEL / "1" / "saved_model.pb"
+    good = pb.read_bytes()
+    pb.write_bytes(b"garbage")
+    with pytest.raises(ServingStateError, match=r"the files served as version 1 of .* are not the SavedModel"):
+        compare("corrupt", serving_base_dir=str(serving))
+    pb.write_bytes(good)
 
     # validate_data now enforces the champion's schema and compares with its reference sample.
     val_dir = tmp_path / "validate-again"
