@@ -67,16 +67,17 @@ def check_against_schema(df, schema: dict, split: str, min_rows: int, max_missin
         ):
             bad = series.dropna()
             bad = bad[pd.to_numeric(bad, errors="coerce").isna()]
-            example = repr(bad.iloc[0]) if len(bad) else "?"
-            anomalies.append(Anomaly(
-                "type_change", name,
-                f"{split}: column {name!r} should be {kind} but holds text such as {example} ({len(bad)} values)"))
-            continue
-        missing = float(series.isna().mean())
+            if len(bad):  # an all-missing column (read as text, having no values) is no type change
+                anomalies.append(Anomaly(
+                    "type_change", name,
+                    f"{split}: column {name!r} should be {kind} but holds text such as {bad.iloc[0]!r} "
+                    f"({len(bad)} values)"))
+                continue
+        missing = float(series.isna().mean()) if len(series) else 0.0
         if "missing_rate" in entry and missing - entry["missing_rate"] > max_missing_jump:
+            what = "is entirely empty: every value is missing" if missing == 1.0 else f"is missing in {missing:.1%} of rows"
             anomalies.append(Anomaly(
-                "missing_rate_jump", name,
-                f"{split}: column {name!r} is missing in {missing:.1%} of rows (schema: {entry['missing_rate']:.1%})"))
+                "missing_rate_jump", name, f"{split}: column {name!r} {what} (schema: {entry['missing_rate']:.1%})"))
         values = column_values(series, kind)
         if kind in NUMERIC_KINDS and (entry.get("min") is not None or entry.get("max") is not None):
             lo = entry["min"] if entry.get("min") is not None else -np.inf
@@ -105,9 +106,15 @@ def check_new_schema(schema: dict, split: str = "train") -> list:
     """Anomalies visible in a freshly inferred schema: corrupted types, constants, exclusions."""
     anomalies = []
     for name, entry in schema["columns"].items():
-        if entry.get("kind") == "constant":
-            anomalies.append(Anomaly("constant_column", name, f"{split}: column {name!r} is constant ({entry['reason']}); excluded"))
-        elif entry.get("role") == "excluded":
+        if entry.get("role") != "excluded":
+            continue
+        if entry.get("kind") == "constant" and entry.get("missing_rate") == 1.0:
+            anomalies.append(Anomaly("constant_column", name, f"{split}: column {name!r} is entirely empty (every "
+                                     "value is missing); excluded from features"))
+        elif entry.get("kind") == "constant":
+            anomalies.append(Anomaly("constant_column", name, f"{split}: column {name!r} is constant ({entry['reason']}); "
+                                     "excluded from features"))
+        else:
             anomalies.append(Anomaly("excluded_column", name, f"column {name!r} is excluded from features: {entry['reason']}"))
     return anomalies
 

@@ -75,6 +75,71 @@ def list_shards(uri: str) -> tuple[list[str], str]:
     return files, formats.pop()
 
 
+def clean_column_name(name) -> str:
+    """A header name as every stage sees it: surrounding whitespace and a UTF-8 byte-order mark
+    (which some editors write before the first name) removed."""
+    return str(name).replace("\ufeff", "").strip()
+
+
+def _check_text_start(head: bytes, name: str) -> None:
+    """Refuse a "CSV" whose first bytes are not UTF-8 text (a binary file, a compressed file
+    without its .gz suffix, another encoding), with one sentence instead of junk column names."""
+    import codecs
+
+    if head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:]
+    what = None
+    if head.startswith(b"PAR1"):
+        what = "it is a Parquet file; name it .parquet"
+    elif head.startswith(b"\x1f\x8b"):
+        what = "it is gzip-compressed; name it .csv.gz"
+    elif b"\x00" in head:
+        what = "its first bytes are binary data, not text"
+    else:
+        try:
+            codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+        except UnicodeDecodeError:
+            what = "its first bytes are not UTF-8 text (binary data, or text in another encoding)"
+    if what:
+        raise DataError(f"the file {name} is not a readable CSV or Parquet table: {what}")
+
+
+def _read_head(path: str, pa_fs=None, size: int = 64 * 1024) -> bytes:
+    """The first ``size`` bytes of a CSV file, decompressed when it is named .gz."""
+    import gzip
+
+    try:
+        if pa_fs is not None:
+            with pa_fs.open_input_stream(path) as fh:  # compression detected from the suffix
+                return fh.read(size)
+        opener = gzip.open if path.lower().endswith(".gz") else open
+        with opener(path, "rb") as fh:
+            return fh.read(size)
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+        raise DataError(f"the file {path} is not a readable CSV or Parquet table: {exc}") from exc
+
+
+def csv_header(path: str) -> tuple[list[str], bool]:
+    """(column names of a local CSV file's header line, whether a data line follows).
+
+    Tolerates a UTF-8 byte-order mark; a file that is not text fails with one sentence.
+
+    Raises:
+        DataError: The file is empty, binary, or has no header line.
+    """
+    import csv
+
+    head = _read_head(path)
+    if not head:
+        raise DataError(f"the data file {path} is empty")
+    _check_text_start(head, path)
+    lines = head.decode("utf-8-sig", errors="replace").splitlines()
+    if not lines or not lines[0].strip():
+        raise DataError(f"the data file {path} has no header line")
+    names = [clean_column_name(c) for c in next(csv.reader([lines[0]]))]
+    return names, len(lines) > 1 and bool(lines[1].strip())
+
+
 def read_table(uri: str, columns: Optional[list[str]] = None):
     """Read a CSV/Parquet file, a folder of shards, a gs:// URI or a bq:// table into pandas.
 
@@ -107,6 +172,9 @@ def read_arrow(uri: str, columns: Optional[list[str]] = None):
             else:
                 if pa_fs is None and os.path.getsize(f) == 0:
                     raise DataError(f"the data file {f} is empty")
+                # pyarrow skips a UTF-8 byte-order mark itself; binary junk would otherwise
+                # come back as column names.
+                _check_text_start(_read_head(f, pa_fs), f)
                 opener = pa_fs.open_input_stream(f) if pa_fs is not None else f
                 tables.append(
                     pacsv.read_csv(
@@ -136,6 +204,7 @@ def read_arrow(uri: str, columns: Optional[list[str]] = None):
             raise DataError(f"the shards of {uri} disagree on column types: {exc}") from exc
     else:
         table = tables[0]
+    table = table.rename_columns([clean_column_name(c) for c in table.column_names])
     if columns is not None and fmt == "csv":
         missing = [c for c in columns if c not in table.column_names]
         if missing:

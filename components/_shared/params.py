@@ -34,7 +34,8 @@ _ROWS = (
           "bq://project.dataset.table."),
     Param("label", str, None, "Binary label column (two distinct values; encoded 0/1 downstream)."),
     Param("id_column", str, "", "Column whose hash assigns splits, so a record never changes split (excluded from "
-          "features); empty for a seeded random split."),
+          "features); empty to detect one (a unique integer or string column named like an id); none for a seeded "
+          "split by row position."),
     Param("exclude_columns", str, "", "Comma-separated columns that must not become features."),
     Param("positive_label", str, "", "Label value that counts as positive; empty to infer (1/true/yes, else the "
           "larger value)."),

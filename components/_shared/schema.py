@@ -14,6 +14,7 @@ transform spec (engineer), drift and the monitor, so they all see the same numbe
 
 from __future__ import annotations
 
+import re
 from typing import Optional
 
 from components._shared import io
@@ -54,8 +55,29 @@ def _looks_like_dates(sample) -> bool:
     return parsed.notna().mean() > 0.98
 
 
+ID_GIVEN_REASON = "the configured id column"
+ID_DETECTED_REASON = "the id column the splits are hashed on (detected by ingest)"
+
+# Names of identifier columns: id, uuid, guid, key alone or as the last word (customer_id,
+# user-uuid, order key, customerID, userId).
+_ID_NAME = re.compile(r"(?:^|[_\-\s.])(?:id|uuid|guid|key)$", re.IGNORECASE)
+_ID_NAME_CAMEL = re.compile(r"[a-z0-9](?:Id|ID|Uuid|UUID|Guid|GUID|Key)$")
+
+
+def id_like_name(name) -> bool:
+    """Whether a column name reads as an identifier's (``id``, ``customer_id``, ``customerID``, ``uuid``, ``key``)."""
+    name = str(name).strip()
+    return bool(_ID_NAME.search(name) or _ID_NAME_CAMEL.search(name))
+
+
 def infer_kind(series, n_rows: int) -> tuple[str, Optional[str]]:
-    """Return (kind, reason) of a column from its dtype and statistics."""
+    """Return (kind, reason) of a column from its dtype and statistics.
+
+    This is the one rule of what an identifier is (validate excludes it from the features,
+    ingest hashes the split on it, see :func:`detect_id_column`): an integer column unique per
+    row (at least 100 rows, or 20 when it is named like an identifier), or a string column whose
+    values are almost all distinct and are not free text. A float column is never an identifier.
+    """
     import pandas as pd
 
     nonnull_count = int(series.notna().sum())
@@ -70,7 +92,8 @@ def infer_kind(series, n_rows: int) -> tuple[str, Optional[str]]:
     if pd.api.types.is_datetime64_any_dtype(series):
         return "timestamp", None
     if pd.api.types.is_numeric_dtype(series):
-        if pd.api.types.is_integer_dtype(series) and n_rows >= 100 and nunique == nonnull_count == n_rows:
+        if (pd.api.types.is_integer_dtype(series) and nunique == nonnull_count == n_rows
+                and (n_rows >= 100 or (n_rows >= 20 and id_like_name(series.name)))):
             return "id", "an integer that is unique per row (an identifier)"
         return "numeric", None
     nonnull = series.dropna()
@@ -89,12 +112,56 @@ def infer_kind(series, n_rows: int) -> tuple[str, Optional[str]]:
     return "categorical", None
 
 
+def detect_id_column(table, label: Optional[str] = None) -> tuple[Optional[str], Optional[str]]:
+    """The identifier column to split a table on, and why; (None, None) when there is none.
+
+    A column qualifies when :func:`infer_kind` calls it an identifier, it has no missing value,
+    and its name reads as an identifier's (:func:`id_like_name`): a unique float feature, a
+    pandas index written as ``Unnamed: 0`` or a column of names is never picked. Several
+    qualify: the integer one first, then the first in column order.
+
+    Args:
+        table: A pyarrow Table or a pandas DataFrame.
+        label: The label column (never an identifier).
+    """
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(table, pd.DataFrame):
+        table = pa.Table.from_pandas(table, preserve_index=False)
+    n = table.num_rows
+    found = []
+    for i, field in enumerate(table.schema):
+        name = field.name
+        if name == label or not id_like_name(name):
+            continue
+        is_int = pa.types.is_integer(field.type)
+        if not (is_int or pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+            continue
+        col = table.column(i)
+        # Cheap checks in Arrow first; the rule itself runs on the few columns left.
+        if col.null_count or n == 0 or pc.count_distinct(col).as_py() < 0.95 * n:
+            continue
+        series = col.to_pandas() if is_int else col.dictionary_encode().to_pandas()
+        kind, reason = infer_kind(series.rename(name), n)
+        if kind == "id":
+            found.append((not is_int, i, name))
+    if not found:
+        return None, None
+    text, _, name = min(found)
+    return name, ("named like an identifier, with text values almost all distinct" if text
+                  else "named like an identifier, with integer values unique per row")
+
+
 def _as_timestamp(series):
     import pandas as pd
 
     if pd.api.types.is_datetime64_any_dtype(series):
         return series
-    return pd.to_datetime(series.astype("string"), errors="coerce", format="ISO8601", utc=True).dt.tz_localize(None)
+    from components._shared.timestamps import parse_timestamps
+
+    return parse_timestamps(series)
 
 
 def column_values(series, kind: str):
@@ -151,8 +218,13 @@ def infer_schema(
     positive_label: Optional[str] = None,
     id_column: Optional[str] = None,
     exclude: Optional[list] = None,
+    id_detected: bool = False,
 ) -> dict:
-    """Infer a schema (kinds, ranges, domains, feature roles) from a training split."""
+    """Infer a schema (kinds, ranges, domains, feature roles) from a training split.
+
+    ``id_column`` is excluded from the features as an identifier; ``id_detected`` says ingest
+    found it (:func:`detect_id_column`) rather than the user naming it.
+    """
     exclude = set(exclude or [])
     n = len(df)
     columns = {}
@@ -165,7 +237,7 @@ def infer_schema(
             continue
         kind, reason = infer_kind(series, n)
         if name == id_column:
-            kind, reason = "id", "the configured id column"
+            kind, reason = "id", ID_DETECTED_REASON if id_detected else ID_GIVEN_REASON
         entry["kind"] = kind
         if name in exclude:
             entry.update(role="excluded", reason="excluded by configuration")

@@ -86,7 +86,7 @@ def fit_transform_spec(
     """
     import numpy as np
 
-    numeric, categorical, taken, filled_values = [], [], set(), {}
+    numeric, categorical, taken, filled_values, empty = [], [], set(), {}, []
     for name in feature_names(schema):
         if name not in train.columns:
             raise DataError(f"the feature {name!r} of the schema is not in the train split")
@@ -95,6 +95,9 @@ def fit_transform_spec(
         if kind in NUMERIC_KINDS:
             finite = values[np.isfinite(values)]
             if len(finite) == 0:
+                # Nothing to fit on: the spec (and so the model) leaves it out, and says so.
+                logger.warning("the feature %r has no finite value in the train split; excluded from the model", name)
+                empty.append(name)
                 continue
             fill = float(np.median(finite))
             log = bool(kind == "numeric" and finite.min() >= 0 and
@@ -124,7 +127,7 @@ def fit_transform_spec(
         "positive_label": schema.get("positive_label"),
         "numeric": numeric,
         "categorical": categorical,
-        "excluded": [c for c, e in schema["columns"].items() if e.get("role") == "excluded"],
+        "excluded": [c for c, e in schema["columns"].items() if e.get("role") == "excluded" or c in empty],
         "train_rows": int(len(train)),
     }
     # A boolean in a cross needs no configuration: it is bucketized at 0.5 (two buckets).

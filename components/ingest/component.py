@@ -27,7 +27,7 @@ def ingest_data(
     Args:
         data_uri: Table to train on: a CSV or Parquet file, a folder of shards, gs://..., or bq://project.dataset.table.
         label: Binary label column (two distinct values; encoded 0/1 downstream).
-        id_column: Column whose hash assigns splits, so a record never changes split; empty for a seeded random split.
+        id_column: Column whose hash assigns splits, so a record never changes split; empty to detect one (a unique integer or string column named like an id); none for a seeded split by row position.
         positive_label: Label value that counts as positive; empty to infer (1/true/yes, else the larger value).
         eval_fraction: Share of rows in the eval split (early stopping, threshold choice).
         test_fraction: Share of rows in the test split (metrics, champion comparison).
@@ -47,6 +47,8 @@ def ingest_data(
     write_json(result.to_dict(), ingest_info.path)
     for art, split in ((train_data, "train"), (eval_data, "eval"), (test_data, "test")):
         art.metadata.update({"rows": result.rows[split], "content_hash": result.content_hash, "source_uri": data_uri})
-    ingest_info.metadata.update({"content_hash": result.content_hash, "positive_label": result.positive_label})
+    ingest_info.metadata.update({"content_hash": result.content_hash, "positive_label": result.positive_label,
+                                 "id_column": result.id_column or "", "id_column_source": result.id_column_source or "",
+                                 "split": result.split, "warnings": result.warnings})
     for split, n in result.rows.items():
         metrics.log_metric(f"{split}_rows", n)

@@ -28,17 +28,52 @@ class IngestResult:
     columns: list
     content_hash: str
     dropped_missing_label: int
+    id_column: Optional[str] = None  # the column the split is hashed on
+    id_column_source: Optional[str] = None  # "given" | "detected" | None (split by row position)
+    split: str = ""  # how rows were assigned to splits, in a sentence
+    warnings: list = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+NO_ID = "none"  # id_column value that turns detection off: a seeded split by row position
+
+
+def choose_id_column(table, label: str, id_column: Optional[str]) -> tuple[Optional[str], Optional[str], str]:
+    """(id column, "given" | "detected" | None, a sentence saying how rows are split).
+
+    A given column wins; ``"none"`` means no id column; otherwise the identifier column
+    validate would see (:func:`components._shared.schema.detect_id_column`) when there is one.
+    """
+    from components._shared.schema import detect_id_column
+
+    given = (id_column or "").strip()
+    if given.lower() == NO_ID:
+        return None, None, "by row position (seeded), as id_column is 'none'"
+    if given:
+        return given, "given", f"by a hash of the given id column {given!r}"
+    found, reason = detect_id_column(table, label)
+    if found:
+        return found, "detected", (f"by a hash of the id column {found!r}, detected ({reason}); "
+                                   "set id_column to choose another, or 'none' to split by row position")
+    return None, None, "by row position (seeded): no id column was given or found"
+
+
+def no_id_warning(how: str) -> str:
+    """The warning of a split without an id column."""
+    return (f"rows are split {how}; when rows are inserted, removed or reordered, rows the champion trained on "
+            "can land in this run's test split, so the champion comparison may favour the champion: "
+            "set id_column to a column that identifies a row")
 
 
 def split_assignments(df, id_column: Optional[str], eval_fraction: float, test_fraction: float, seed: int):
     """Return an int8 array: 0 train, 1 eval, 2 test.
 
     With an id column the split is a hash of the id, so a record never moves between
-    splits as the table grows; otherwise a seeded uniform draw. ``df`` is a pandas
-    DataFrame or a pyarrow Table.
+    splits as the table grows; otherwise a seeded uniform draw per row position (the same row
+    position gets the same split, whatever row is there). ``df`` is a pandas DataFrame or a
+    pyarrow Table.
     """
     import numpy as np
     import pandas as pd
@@ -94,7 +129,7 @@ def ingest(
     table = io.read_arrow(data_uri)
     if table.num_columns == 0 or table.num_rows == 0:
         raise DataError(f"the data {data_uri} has no rows")
-    names = [str(c).strip() for c in table.column_names]
+    names = [io.clean_column_name(c) for c in table.column_names]
     if len(set(names)) != len(names):
         dup = next(c for c in names if names.count(c) > 1)
         raise DataError(f"the data {data_uri} has the column {dup!r} twice")
@@ -116,14 +151,21 @@ def ingest(
     y, pos, neg = encode_label(table.column(label).to_pandas(), label, positive_label)
     table = table.set_column(names.index(label), label, pa.array(y, type=pa.int8()))
     digest = io.content_hash(table)
-    split = split_assignments(table, id_column or None, eval_fraction, test_fraction, seed)
+    id_column, id_source, how = choose_id_column(table, label, id_column)
+    warnings = []
+    if id_column:
+        logger.info("rows are split %s", how)
+    else:
+        warnings.append(no_id_warning(how))
+        logger.warning("%s", warnings[-1])
+    split = split_assignments(table, id_column, eval_fraction, test_fraction, seed)
     rows = {}
     for name, code, path in (("train", 0, train_path), ("eval", 1, eval_path), ("test", 2, test_path)):
         mask = split == code
         part = table.filter(pa.array(mask))
         if part.num_rows == 0:
-            if id_column:
-                distinct = len(pc.unique(table.column(id_column)))
+            distinct = len(pc.unique(table.column(id_column))) if id_column else table.num_rows
+            if distinct < table.num_rows:  # the id column is the cause, not the fractions
                 raise DataError(
                     f"the {name} split of {data_uri} is empty: rows are split by the id column {id_column!r}, "
                     f"which has {distinct} distinct value{'s' if distinct != 1 else ''} in {table.num_rows} rows")
@@ -142,6 +184,10 @@ def ingest(
         columns=names,
         content_hash=digest,
         dropped_missing_label=dropped,
+        id_column=id_column,
+        id_column_source=id_source,
+        split=how,
+        warnings=warnings,
     )
 
 
@@ -164,25 +210,12 @@ def preflight(data_uri: str, label: str) -> None:
             meta = pq.read_schema(first)
         except Exception as exc:
             raise DataError(f"could not read {first} as Parquet: {exc}") from exc
-        names = list(meta.names)
+        names = [io.clean_column_name(c) for c in meta.names]
         if pq.ParquetFile(first).metadata.num_rows == 0 and len(files) == 1:
             raise DataError(f"the data file {first} has no rows")
     else:
-        import gzip
-        import os
-
-        if os.path.getsize(first) == 0:
-            raise DataError(f"the data file {first} is empty")
-        opener = gzip.open if first.endswith(".gz") else open
-        with opener(first, "rt", errors="replace") as fh:
-            header = fh.readline()
-            second = fh.readline()
-        if not header.strip():
-            raise DataError(f"the data file {first} has no header line")
-        if not second.strip() and len(files) == 1:
+        names, has_rows = io.csv_header(first)
+        if not has_rows and len(files) == 1:
             raise DataError(f"the data file {first} has a header but no rows")
-        import csv
-
-        names = [c.strip() for c in next(csv.reader([header]))]
     if label not in names:
         raise DataError(f"the label column {label!r} is not in the data {data_uri} (columns: {', '.join(names[:20])})")

@@ -72,7 +72,7 @@ def validate_data(
 
     Args:
         reference: Output of champion_reference: the schema to enforce and a reference sample, if any.
-        id_column: Identifier column (excluded from features).
+        id_column: Identifier column (excluded from features); ingest's choice (given or detected) takes precedence.
         exclude_columns: Comma-separated columns that must not become features.
         anomaly_severity: JSON object overriding severities, e.g. {"unseen_categories": "blocking"}.
         psi_drift_share: Share of features drifted by PSI above which a drift anomaly is raised.
@@ -93,7 +93,9 @@ def validate_data(
     result = validate(
         train, others, info["label"], info["positive_label"],
         reference_schema=ref.schema, user_schema=ref.user_schema,
-        id_column=id_column or None,
+        # The column ingest split on (given or detected; none when id_column is "none") is the identifier.
+        id_column=info["id_column"] if "id_column" in info else (id_column or None),
+        id_detected=info.get("id_column_source") == "detected",
         exclude=[c.strip() for c in exclude_columns.split(",") if c.strip()],
         severity=json.loads(anomaly_severity or "{}"),
         psi_drift_share=psi_drift_share, max_missing_jump=max_missing_jump,

@@ -78,6 +78,7 @@ def validate(
     reference_schema: Optional[dict] = None,
     user_schema: Optional[dict] = None,
     id_column: Optional[str] = None,
+    id_detected: bool = False,
     exclude: Optional[list] = None,
     severity: Optional[dict] = None,
     min_rows: int = 50,
@@ -96,6 +97,8 @@ def validate(
         reference_schema: The champion's (or a user's) schema to enforce; None on a first run.
             It also fixes the feature set and the bins of the drift gate.
         user_schema: A user's schema enforced as well (its anomalies name "schema file").
+        id_column: The identifier column (excluded from features); ``id_detected``: ingest found
+            it rather than the user naming it (the schema says which).
         severity: Overrides of :data:`DEFAULT_SEVERITY` by anomaly kind.
         psi_drift_share: A drift anomaly is raised when more than this share of features has a
             population stability index above ``psi_threshold`` (computed on every row,
@@ -111,10 +114,8 @@ def validate(
             raise ValidationError(f"invalid severity override {kind!r}: {level!r} (kinds: {sorted(DEFAULT_SEVERITY)})")
         sev[kind] = level
 
-    schema = infer_schema(train, label, positive_label, id_column=id_column, exclude=exclude)
-    anomalies = check_new_schema(schema) + check_corrupted_types(train, schema, "train")
-    if not feature_names(schema):
-        anomalies.append(Anomaly("too_few_rows", None, "no usable feature columns remain after feature selection", "blocking"))
+    schema = infer_schema(train, label, positive_label, id_column=id_column, exclude=exclude, id_detected=id_detected)
+    anomalies = check_corrupted_types(train, schema, "train")
     if reference_schema is not None:
         ref_pos = reference_schema.get("positive_label")
         if ref_pos is not None and positive_label is not None and str(ref_pos) != str(positive_label):
@@ -124,6 +125,8 @@ def validate(
         # Keep the reference's feature set, so the challenger's serving signature takes the same
         # inputs as the champion's.
         _keep_roles(schema, reference_schema, train)
+        if user_schema is not None:
+            _keep_roles(schema, user_schema, train)
         # A column the champion did not have becomes a feature only when a schema file lists it:
         # a new model input would break every client that sends the champion's inputs.
         listed = (user_schema or {}).get("columns", {})
@@ -142,14 +145,22 @@ def validate(
         anomalies += check_against_schema(train, reference_schema, "train", min_rows, max_missing_jump,
                                           max_unseen_share, max_out_of_range_share)
     else:
+        if user_schema is not None:
+            _keep_roles(schema, user_schema, train)
         if len(train) < min_rows:
             anomalies.append(Anomaly("too_few_rows", None, f"train: {len(train)} rows, fewer than the minimum {min_rows}"))
+    # The roles are final here (a reference or a schema file may have kept a column a feature):
+    # what is reported as excluded is what is excluded.
+    # (A column not in the champion's schema has its own sentence above.)
+    extra = {a.column for a in anomalies if a.kind == "extra_column"}
+    anomalies = [a for a in check_new_schema(schema) if a.column not in extra] + anomalies
+    if not feature_names(schema):
+        anomalies.append(Anomaly("too_few_rows", None, "no usable feature columns remain after feature selection", "blocking"))
     for split, df in others.items():
         anomalies += check_against_schema(df, reference_schema or schema, split, 1, max_missing_jump,
                                           max_unseen_share if reference_schema else 1.0,
                                           max_out_of_range_share if reference_schema else 1.0)
     if user_schema is not None:
-        _keep_roles(schema, user_schema, train)
         for split, df in {"train": train, **others}.items():
             anomalies += check_against_schema(df, user_schema, f"{split} (schema file)", 1, max_missing_jump,
                                               max_unseen_share, max_out_of_range_share)

@@ -310,7 +310,7 @@ def test_missing_rate_jump_in_the_test_split_on_a_first_run(splits):
     test = _set_rows(splits["test"], "contract", len(splits["test"]), None)
     result = validate(splits["train"], {"test": test}, LABEL, "yes")
     assert _messages(result, "missing_rate_jump") == [
-        "[blocking] test: column 'contract' is missing in 100.0% of rows (schema: 0.0%)"
+        "[blocking] test: column 'contract' is entirely empty: every value is missing (schema: 0.0%)"
     ]
 
 
