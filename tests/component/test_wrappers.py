@@ -115,7 +115,12 @@ def test_ingest_data_writes_splits_info_and_metrics(data_stage):
     assert data_stage["ingest_info"].metadata == {
         "content_hash": info["content_hash"],
         "positive_label": "yes",
+        "id_column": "customer_id",
+        "id_column_source": "given",
+        "split": "by a hash of the given id column 'customer_id'",
+        "warnings": [],
     }
+    assert (info["id_column"], info["id_column_source"], info["warnings"]) == ("customer_id", "given", [])
 
 
 def test_ingest_data_fails_with_one_sentence_on_bad_input(tmp_path):
