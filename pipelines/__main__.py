@@ -164,11 +164,12 @@ def _add_registry_cmds(sub) -> None:
 
 def cmd_registry(args) -> int:
     from components.deploy.core import approve, rollback
-    from pipelines.local import default_tracking_uri
+    from pipelines.local import default_tracking_uri, runs_dir_lock
 
     serving = args.serving_base or os.path.join(os.path.abspath(args.runs_dir), "serving")
     fn = rollback if args.command == "rollback" else approve
-    result = fn(args.model_name, default_tracking_uri(args.runs_dir), serving)
+    with runs_dir_lock(args.runs_dir):  # never beside a run (or another rollback) of this runs dir
+        result = fn(args.model_name, default_tracking_uri(args.runs_dir), serving)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -194,6 +195,10 @@ def main(argv: Optional[list] = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "model_name", None) is not None:  # before anything runs or is written
+            from components._shared.names import check_model_name
+
+            check_model_name(args.model_name)
         if args.command == "run":
             return cmd_run(args)
         if args.command == "compile":

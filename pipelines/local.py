@@ -20,11 +20,32 @@ from typing import Optional
 from components._shared.errors import PipelineError
 from components._shared.params import PARAMS
 
+RUNS_DIR_LOCK = ".lock"  # in the runs dir; holds a note of the run holding it
+RUNS_DIR_LOCK_SECONDS = 900.0  # how long a second run waits for the first (about one run)
+LOCK_TIMEOUT_ENV = "KFP_TF_GATE_LOCK_TIMEOUT"
 ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w*Error|\w*Exception): (.+)$")
 
 
 def default_tracking_uri(runs_dir: str) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{os.path.abspath(os.path.join(runs_dir, 'mlflow.db'))}"
+
+
+def runs_dir_lock(runs_dir: str, timeout: Optional[float] = None):
+    """The lock of a runs dir, held by every command that may change what it serves (a run,
+    rollback, approve): a second one waits for the first, up to ``timeout`` seconds
+    (default: $KFP_TF_GATE_LOCK_TIMEOUT, else RUNS_DIR_LOCK_SECONDS), then fails with one sentence."""
+    from components._shared.lock import hold
+
+    runs_dir = os.path.abspath(runs_dir)
+    if timeout is None:
+        env = os.environ.get(LOCK_TIMEOUT_ENV, "")
+        try:
+            timeout = float(env) if env else RUNS_DIR_LOCK_SECONDS
+        except ValueError:
+            raise PipelineError(f"{LOCK_TIMEOUT_ENV} must be a number of seconds, got {env!r}") from None
+    return hold(os.path.join(runs_dir, RUNS_DIR_LOCK), f"the runs dir {runs_dir}", timeout,
+                advice="wait for it to finish, or stop it, and try again "
+                       f"(a run waits up to {timeout:g} s; {LOCK_TIMEOUT_ENV} sets how long)")
 
 
 def new_run_id() -> str:
@@ -89,15 +110,27 @@ def run_local(
     Raises:
         PipelineError: bad input (checked before the run) or a failed task (its message).
     """
-    from kfp import local
-
+    from components._shared.names import check_model_name, path_under
     from components.ingest.core import preflight
-    from pipelines.training import CompileOptions, build_pipeline
 
+    # Checked before anything runs: the name becomes folders, a models.config entry, URLs.
+    model_name = check_model_name((params or {}).get("model_name", model_name))
     preflight(data, label)
     runs_dir = os.path.abspath(runs_dir)
     run_id = run_id or new_run_id()
-    run_dir = os.path.join(runs_dir, run_id)
+    run_dir = path_under(runs_dir, run_id)
+    # One run at a time per runs dir: they share the MLflow store and the serving base.
+    with runs_dir_lock(runs_dir):
+        return _run_locked(data, label, runs_dir, run_id, run_dir, model_name, quiet, params)
+
+
+def _run_locked(data: str, label: str, runs_dir: str, run_id: str, run_dir: str, model_name: str,
+                quiet: bool, params: Optional[dict]) -> dict:
+    """run_local's body, under the runs dir's lock."""
+    from kfp import local
+
+    from pipelines.training import CompileOptions, build_pipeline
+
     root = os.path.join(run_dir, "pipeline_root")
     os.makedirs(root, exist_ok=True)
     log_path = os.path.join(run_dir, "pipeline.log")
@@ -113,7 +146,7 @@ def run_local(
         "mlflow_tracking_uri": tracking_uri,
         "serving_base_dir": serving_base,
         "checkpoint_root": os.path.join(runs_dir, "checkpoints"),
-        **(params or {}),
+        **{k: v for k, v in (params or {}).items() if k != "model_name"},
     }
     pipeline = build_pipeline(CompileOptions(target="local"))
     started = time.time()
@@ -165,6 +198,7 @@ def summary_from_outputs(
             Otherwise, when compare promoted, it is read back from the registry deploy wrote (deploy
             runs inside dsl.If, so it is not a pipeline output).
     """
+    from components._shared.names import path_under
     from components.deploy.core import find_deployment
     from components.deploy.serving import read_state
 
@@ -172,7 +206,7 @@ def summary_from_outputs(
     if deployment is None and decision.get("promote"):
         deployment = find_deployment(tracking_uri, model_name, saved_model_dir or "", serving_base)
     state = read_state(serving_base, model_name)
-    served = os.path.join(serving_base, model_name, str(state["stable"])) if state.get("stable") else None
+    served = path_under(serving_base, model_name, str(state["stable"])) if state.get("stable") else None
     return build_summary(run_id, run_dir, decision, deployment, saved_model_dir, tflite_dir, export_metrics, served)
 
 

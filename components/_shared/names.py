@@ -9,6 +9,8 @@ letter or digit, at most 63 characters, and not containing ``..``.
 
 from __future__ import annotations
 
+import os
+import posixpath
 import re
 
 from components._shared.errors import ConfigError
@@ -40,3 +42,30 @@ def check_model_name(name) -> str:
     if why:
         raise ConfigError(f"invalid model name {name!r}: {why}")
     return name
+
+
+def path_under(root: str, *parts: str) -> str:
+    """``root/part/...`` (absolute for a local root), refused when it would leave ``root``.
+
+    For every path built from a name (a report folder, a run folder, a served model): even a
+    name that slipped past :func:`check_model_name` cannot write outside its root. The check is
+    lexical (``..``, absolute parts), so a symlink the user put inside ``root`` is followed.
+    Object-store roots (``gs://bucket/base``) are checked the same way.
+
+    Raises:
+        ConfigError: The path would leave ``root``.
+    """
+    scheme, sep, rest = root.partition("://")
+    if sep:  # gs://bucket/base: check the part after the scheme with POSIX rules
+        base = posixpath.normpath("/" + rest)
+        path = posixpath.normpath(posixpath.join(base, *parts))
+        inside = path == base or path.startswith(base.rstrip("/") + "/")
+        joined = f"{scheme}://{path.lstrip('/')}"
+    else:
+        base = os.path.normpath(os.path.abspath(root))
+        path = os.path.normpath(os.path.join(base, *parts))
+        inside = path == base or path.startswith(base.rstrip(os.sep) + os.sep)
+        joined = path
+    if not inside:
+        raise ConfigError(f"the path {'/'.join(str(p) for p in parts)!r} would leave its root {root}")
+    return joined

@@ -18,6 +18,7 @@ logger = logging.getLogger(__name__)
 CHAMPION = "champion"
 PREVIOUS = "previous"
 CANDIDATE = "candidate"
+STORE_LOCK_SECONDS = 120.0  # creating a store takes seconds; longer means its holder is stuck
 
 
 @dataclasses.dataclass
@@ -30,7 +31,32 @@ class ModelRef:
 
 
 def experiment_name(model_name: str) -> str:
-    return f"kfp-tf-gate/{model_name}"
+    """The model's MLflow experiment; refuses an invalid model name (ConfigError)."""
+    from components._shared.names import check_model_name
+
+    return f"kfp-tf-gate/{check_model_name(model_name)}"
+
+
+def sqlite_path(tracking_uri: str) -> Optional[str]:
+    """The database file of a ``sqlite:///`` URI (absolute), else None."""
+    if not (tracking_uri or "").startswith("sqlite:///"):
+        return None
+    db = tracking_uri[len("sqlite:///"):].split("?", 1)[0]
+    return os.path.abspath(db) if db and db != ":memory:" else None
+
+
+def store_lock(tracking_uri: str):
+    """A lock beside a local SQLite store (``mlflow.db.lock``), held while the store is created or
+    migrated: two first runs at once would otherwise both create its tables ("table ... already
+    exists"). A no-op for a tracking server, which creates its schema once, itself."""
+    import contextlib
+
+    from components._shared.lock import hold
+
+    db = sqlite_path(tracking_uri)
+    if db is None:
+        return contextlib.nullcontext()
+    return hold(db + ".lock", f"the MLflow store {db} (while creating or upgrading it)", STORE_LOCK_SECONDS)
 
 
 def configure(tracking_uri: str, model_name: Optional[str] = None, artifact_location: Optional[str] = None):
@@ -51,18 +77,25 @@ def configure(tracking_uri: str, model_name: Optional[str] = None, artifact_loca
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    if model_name:
-        name = experiment_name(model_name)
+    name = experiment_name(model_name) if model_name else None
+    effective = tracking_uri or mlflow.get_tracking_uri()
+    with store_lock(effective):
         client = mlflow.MlflowClient()
-        if artifact_location is None and tracking_uri.startswith("sqlite:///"):
-            # A local SQLite store keeps its artifacts beside it, not in whatever cwd a task has.
-            db = tracking_uri[len("sqlite:///"):]
-            artifact_location = os.path.join(os.path.dirname(os.path.abspath(db)), "mlartifacts")
-        if client.get_experiment_by_name(name) is None:
-            try:
-                client.create_experiment(name, artifact_location=artifact_location)
-            except Exception:  # created concurrently by another task
-                pass
+        if sqlite_path(effective):
+            # MLflow creates (or migrates) a SQLite store's tables when it first opens it, once for
+            # tracking and once for the registry: make both happen here, under the lock.
+            client.search_experiments(max_results=1)
+            client.search_registered_models(max_results=1)
+        if name:
+            if artifact_location is None and sqlite_path(tracking_uri):
+                # A local SQLite store keeps its artifacts beside it, not in whatever cwd a task has.
+                artifact_location = os.path.join(os.path.dirname(sqlite_path(tracking_uri)), "mlartifacts")
+            if client.get_experiment_by_name(name) is None:
+                try:
+                    client.create_experiment(name, artifact_location=artifact_location)
+                except Exception:  # created concurrently by another task (on a tracking server)
+                    pass
+    if name:
         mlflow.set_experiment(name)
     return mlflow.MlflowClient()
 
