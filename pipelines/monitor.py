@@ -218,6 +218,7 @@ def cmd_monitor(args) -> int:
 def _monitor(args) -> int:
     from components._shared.errors import ConfigError
     from components._shared.launch.package import parse_params
+    from components._shared.names import check_model_name, path_under
     from components.monitor.core import Outputs, monitor
     from components.monitor.policy import Thresholds
     from components.monitor.state import REGISTRY
@@ -236,9 +237,9 @@ def _monitor(args) -> int:
     user_params = parse_params(args.param)
     runs_dir = os.path.abspath(args.runs_dir)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = os.path.abspath(
-        args.out or os.path.join(runs_dir, "monitor", f"{args.model_name}-{stamp}")
-    )
+    check_model_name(args.model_name)
+    # --out is the user's choice; the default, built from the name, stays under the runs dir.
+    out = os.path.abspath(args.out or path_under(runs_dir, "monitor", f"{args.model_name}-{stamp}"))
     kfp, vertex = settings_from_args(args, args.trigger)
     summary = monitor(
         args.current,
@@ -314,9 +315,10 @@ def local_start_run(
 ) -> dict:
     """Run the training pipeline here; a finished run of that id already there counts as started."""
     from components._shared.errors import PipelineError, TriggerError
+    from components._shared.names import path_under
     from pipelines.local import run_local
 
-    summary_path = os.path.join(os.path.abspath(runs_dir), run_id, "summary.json")
+    summary_path = path_under(runs_dir, run_id, "summary.json")  # the run id holds the model name
     info = {"target": "local", "run_id": run_id, "run_name": run_id, "summary": summary_path}
     if os.path.exists(summary_path):
         return {**info, "status": "exists"}

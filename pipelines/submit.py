@@ -58,6 +58,7 @@ def cmd_submit(args) -> int:
         pipeline_spec,
         timestamped,
     )
+    from components._shared.names import check_model_name
     from pipelines.monitor import _data_uri, settings_from_args
 
     kfp, vertex = settings_from_args(args, args.target)
@@ -69,6 +70,8 @@ def cmd_submit(args) -> int:
     ):
         if value is not None:
             user[name] = _data_uri(value) if name == "data_uri" else value
+    if "model_name" in user:  # --model-name or --param model_name=...: refused before submitting
+        check_model_name(user["model_name"])
     if args.target == "kfp":
         result = submit_kfp(kfp, user, args.run_name, args.pipeline_name, upload=not args.no_upload)
     else:

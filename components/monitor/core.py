@@ -112,7 +112,9 @@ def monitor(
         The summary (also written to ``outputs.summary_json``); see :func:`run_monitor`.
     """
     from components._shared.launch.launcher import check_target, monitor_launcher
+    from components._shared.names import check_model_name
 
+    check_model_name(model_name)  # first: it names the report, the state entry and any run started
     thresholds = thresholds or Thresholds()
     user_params = dict(user_params or {})
     check_target(trigger, local)

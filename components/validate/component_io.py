@@ -20,6 +20,7 @@ from typing import Optional
 from components._shared import io
 from components._shared.champion import absent_reason, find_champion
 from components._shared.errors import DataError
+from components._shared.registry import experiment_name
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,11 @@ def fetch_reference(schema_uri: str, tracking_uri: str, model_name: str, dest: s
     columns need only a ``kind``; local path or any fsspec URI such as gs://) is enforced as
     well, and is how a column the champion did not have becomes a feature. With neither, the
     folder holds only ``reference.json`` and validate infers the schema from the training split.
+
+    Checks the model name first (``ConfigError``): this runs at the top of the training pipeline,
+    beside ingest, so an invalid name (and so experiment name) fails the run before anything trains.
     """
+    logger.info("model %s, experiment %s", model_name, experiment_name(model_name))
     user = _read_schema_file(schema_uri) if schema_uri else None
     file_source = f"schema file {schema_uri}"
     champion = find_champion(tracking_uri, model_name)
