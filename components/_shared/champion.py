@@ -155,3 +155,42 @@ def find_champion(tracking_uri: str, model_name: str, alias: str = registry.CHAM
     if ref is not None:
         logger.info("%s of %s is version %s", alias, model_name, ref.version)
     return Champion(client, ref) if ref is not None else None
+
+
+def find_version(tracking_uri: str, model_name: str, version: str = "", alias: str = registry.CHAMPION) -> Champion:
+    """Registered version ``version`` (a number) of ``model_name``, or the one behind ``alias``.
+
+    For users who ask for a version (``python -m pipelines predict``, the prediction pipeline):
+    unlike :func:`find_champion`, a missing model, version or alias is an error, not "none yet".
+
+    Raises:
+        DataError: No registry, no such model, version or alias, or the registry could not be read
+            (one sentence naming it).
+    """
+    version, alias = str(version or "").strip(), (alias or registry.CHAMPION).strip()
+    why = absent_reason(tracking_uri)
+    if why:
+        raise DataError(f"there is no model {model_name!r} to score with: {why} ({tracking_uri or 'no tracking URI'})")
+    if version and not version.isdigit():
+        raise DataError(f"the model version must be a number, got {version!r}")
+    try:
+        client = registry.configure(tracking_uri)
+        known = [str(mv.version) for mv in client.search_model_versions(f"name = '{model_name}'")]
+        ref = registry.get_alias(client, model_name, alias) if (known and not version) else None
+    except PipelineError:
+        raise
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"cannot read the model registry at {tracking_uri}: {first}") from exc
+    if not known:
+        raise DataError(f"the model registry at {tracking_uri} has no model {model_name!r}")
+    if version:
+        if version not in known:
+            shown = ", ".join(sorted(known, key=int))
+            raise DataError(f"model {model_name!r} has no version {version} (registered versions: {shown})")
+        mv = client.get_model_version(model_name, version)
+        ref = registry.ModelRef(model_name, str(mv.version), mv.run_id, mv.source, dict(mv.tags or {}))
+    elif ref is None:
+        raise DataError(f"model {model_name!r} has no version with the alias {alias!r}")
+    logger.info("%s v%s (%s)", model_name, ref.version, f"version {version}" if version else f"alias {alias}")
+    return Champion(client, ref)

@@ -43,6 +43,15 @@ def _psi(ref_freq, cur_freq) -> float:
     return float(np.sum((cur - ref) * np.log(cur / ref)))
 
 
+def psi_of_counts(ref_freq, counts) -> float:
+    """PSI of a distribution given as ``counts`` per bin against the reference shares ``ref_freq``
+    (same bins): for a distribution accumulated batch by batch, such as a stream of scores."""
+    import numpy as np
+
+    counts = np.asarray(counts, dtype=float)
+    return _psi(ref_freq, counts / counts.sum()) if counts.sum() else float("nan")
+
+
 def population_stability(df, schema: dict) -> dict:
     """PSI of each feature of ``df`` against the schema's bins/frequencies (whole data, vectorised)."""
     import numpy as np
