@@ -92,10 +92,8 @@ def infer_kind(series, n_rows: int) -> tuple[str, Optional[str]]:
     if pd.api.types.is_datetime64_any_dtype(series):
         return "timestamp", None
     if pd.api.types.is_numeric_dtype(series):
-        if (pd.api.types.is_integer_dtype(series) and nunique == nonnull_count == n_rows
-                and (n_rows >= 100 or (n_rows >= 20 and id_like_name(series.name)))):
-            return "id", "an integer that is unique per row (an identifier)"
-        return "numeric", None
+        integer = pd.api.types.is_integer_dtype(series)
+        return (integer and _identifier(series.name, True, n_rows, nonnull_count, nunique)) or ("numeric", None)
     nonnull = series.dropna()
     sample = nonnull.sample(min(len(nonnull), 2000), random_state=0) if len(nonnull) > 2000 else nonnull
     sample = sample.astype(object)
@@ -103,19 +101,31 @@ def infer_kind(series, n_rows: int) -> tuple[str, Optional[str]]:
         return "timestamp", None  # datetime.date objects
     if _looks_like_dates(sample):
         return "timestamp", None
-    unique_ratio = nunique / nonnull_count
-    if nonnull_count >= 20 and unique_ratio > 0.95:
+    return _identifier(series.name, False, n_rows, nonnull_count, nunique, sample) or ("categorical", None)
+
+
+def _identifier(name, integer: bool, n_rows: int, nonnull_count: int, nunique: int, sample=None):
+    """The identifier rule on a column's statistics: ("id" | "text", reason), or None.
+
+    ``sample``: up to 2000 of a string column's values (not dates), to tell free text apart.
+    """
+    if integer:
+        if nunique == nonnull_count == n_rows and (n_rows >= 100 or (n_rows >= 20 and id_like_name(name))):
+            return "id", "an integer that is unique per row (an identifier)"
+        return None
+    if nonnull_count >= 20 and nunique / nonnull_count > 0.95:
         text = sample.astype(str)
         if text.str.len().mean() > 30 and text.str.contains(" ").mean() > 0.5:
             return "text", "free text (long, mostly unique values)"
         return "id", "a string that is unique per row (an identifier)"
-    return "categorical", None
+    return None
 
 
 def detect_id_column(table, label: Optional[str] = None) -> tuple[Optional[str], Optional[str]]:
     """The identifier column to split a table on, and why; (None, None) when there is none.
 
-    A column qualifies when :func:`infer_kind` calls it an identifier, it has no missing value,
+    A column qualifies when the rule of :func:`infer_kind` calls it an identifier (applied here
+    to Arrow statistics and a sample, so a 1M-row table is not converted), it has no missing value,
     and its name reads as an identifier's (:func:`id_like_name`): a unique float feature, a
     pandas index written as ``Unnamed: 0`` or a column of names is never picked. Several
     qualify: the integer one first, then the first in column order.
@@ -124,6 +134,7 @@ def detect_id_column(table, label: Optional[str] = None) -> tuple[Optional[str],
         table: A pyarrow Table or a pandas DataFrame.
         label: The label column (never an identifier).
     """
+    import numpy as np
     import pandas as pd
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -140,12 +151,17 @@ def detect_id_column(table, label: Optional[str] = None) -> tuple[Optional[str],
         if not (is_int or pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
             continue
         col = table.column(i)
-        # Cheap checks in Arrow first; the rule itself runs on the few columns left.
-        if col.null_count or n == 0 or pc.count_distinct(col).as_py() < 0.95 * n:
+        if col.null_count or n == 0:
             continue
-        series = col.to_pandas() if is_int else col.dictionary_encode().to_pandas()
-        kind, reason = infer_kind(series.rename(name), n)
-        if kind == "id":
+        nunique = pc.count_distinct(col).as_py()
+        sample = None
+        if not is_int:
+            idx = np.random.default_rng(0).choice(n, min(n, 2000), replace=False)
+            sample = pd.Series(col.take(pa.array(np.sort(idx))).to_pylist(), dtype=object)
+            if _looks_like_dates(sample):
+                continue
+        rule = _identifier(name, is_int, n, n, nunique, sample)
+        if rule and rule[0] == "id":
             found.append((not is_int, i, name))
     if not found:
         return None, None
