@@ -55,6 +55,7 @@ def train_model(
     import logging
 
     from components._shared import io
+    from components._shared.errors import attempt_marker, fail_fast
     from components._shared.metrics import loggable
     from components.train.core import TrainConfig, train
 
@@ -66,10 +67,13 @@ def train_model(
                          early_stopping_patience=early_stopping_patience, class_weight=class_weight, seed=seed)
     root = (checkpoint_root or pipeline_root).rstrip("/")
     ckpt = "/".join([root, "checkpoints", job_id or pipeline_run or "run", "train"]) if root else None
-    result = train(train_data.path, eval_data.path, spec, model.path, config, checkpoint_dir=ckpt,
-                   mlflow_tracking_uri=mlflow_tracking_uri, model_name=model_name,
-                   lineage={"pipeline_run": pipeline_run, "data_hash": info["content_hash"],
-                            "data_uri": info["source_uri"]})
+    # A retry after preemption resumes from the checkpoints; a retry after a deterministic error (bad
+    # data, NaN loss) fails at once with the same sentence (the marker shares the checkpoints' folder).
+    with fail_fast(ckpt + "/attempt-error.json" if ckpt else attempt_marker(model.uri)):
+        result = train(train_data.path, eval_data.path, spec, model.path, config, checkpoint_dir=ckpt,
+                       mlflow_tracking_uri=mlflow_tracking_uri, model_name=model_name,
+                       lineage={"pipeline_run": pipeline_run, "data_hash": info["content_hash"],
+                                "data_uri": info["source_uri"]})
     model.metadata.update({"framework": "keras", "device": result.device, "epochs_run": result.epochs_run,
                            "mlflow_run_id": result.mlflow_run_id or "",
                            "mlflow_model_uri": result.mlflow_model_uri or ""})

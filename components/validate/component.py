@@ -38,14 +38,16 @@ def champion_reference(
     """
     import logging
 
+    from components._shared.errors import attempt_marker, fail_fast
     from components.validate.component_io import fetch_reference
 
     logging.basicConfig(level=logging.INFO)
-    if require_remote_registry:
-        from components._shared.wiring import check_cluster_wiring
+    with fail_fast(attempt_marker(reference.uri)):  # a retry repeats a wiring or schema error at once
+        if require_remote_registry:
+            from components._shared.wiring import check_cluster_wiring
 
-        check_cluster_wiring(mlflow_tracking_uri, serving_base_dir, serving_mounts, vertex_project)
-    info = fetch_reference(schema_uri, mlflow_tracking_uri, model_name, reference.path)
+            check_cluster_wiring(mlflow_tracking_uri, serving_base_dir, serving_mounts, vertex_project)
+        info = fetch_reference(schema_uri, mlflow_tracking_uri, model_name, reference.path)
     reference.metadata.update({"source": info["source"], "version": info["version"] or ""})
 
 

@@ -120,12 +120,14 @@ def test_the_first_step_fails_before_writing_anything(tmp_path, monkeypatch):
     work = tmp_path / "pod"
     work.mkdir()
     monkeypatch.chdir(work)
-    ref = Artifact(uri=str(tmp_path / "out" / "reference"))
     with pytest.raises(ConfigError, match=r"^mlflow_tracking_uri is empty"):
-        champion_reference.python_func(reference=ref, model_name="m", mlflow_tracking_uri="",
-                                       require_remote_registry=True, serving_base_dir="gs://b/models")
+        champion_reference.python_func(reference=Artifact(uri=str(tmp_path / "out1" / "reference")), model_name="m",
+                                       mlflow_tracking_uri="", require_remote_registry=True,
+                                       serving_base_dir="gs://b/models")
     with pytest.raises(ConfigError, match=r"^mlflow_tracking_uri sqlite:///mlflow.db is a file inside the pod"):
-        champion_reference.python_func(reference=ref, model_name="m", mlflow_tracking_uri="sqlite:///mlflow.db",
-                                       require_remote_registry=True, serving_base_dir="gs://b/models")
+        champion_reference.python_func(reference=Artifact(uri=str(tmp_path / "out2" / "reference")), model_name="m",
+                                       mlflow_tracking_uri="sqlite:///mlflow.db", require_remote_registry=True,
+                                       serving_base_dir="gs://b/models")
     assert os.listdir(work) == []
-    assert not os.path.exists(tmp_path / "out")
+    # No output; beside it only the marker that makes the task's retries fail at once (errors.fail_fast).
+    assert os.listdir(tmp_path / "out1") == ["reference.attempt-error.json"]
