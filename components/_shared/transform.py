@@ -4,7 +4,8 @@ The spec (plain JSON, fitted by ``components/engineer``) is the contract between
 train, evaluate, export, compare and the monitor. :func:`encode` is the one host-side step
 they share: numbers as float32 with NaN for missing; categories as vocabulary indices, 0
 for out-of-vocabulary, the same mapping the SavedModel's lookup tables apply.
-:func:`raw_features` gives the per-feature arrays a serving client sends.
+:func:`raw_features` gives the per-feature arrays a serving client sends: numbers as float32,
+timestamps and categories as strings (timestamps as in the training file, or ISO 8601).
 """
 
 from __future__ import annotations
@@ -49,13 +50,22 @@ def encode(df, spec: dict) -> dict:
 
 
 def raw_features(df, spec: dict, rows: Optional[int] = None) -> dict:
-    """Raw per-feature arrays as a serving client would send them (for SavedModel calls)."""
+    """Raw per-feature arrays as a serving client would send them (for SavedModel calls).
+
+    Timestamps are strings (see :func:`components._shared.timestamps.timestamp_strings`): the
+    SavedModel parses them itself, as training did; "" for missing.
+    """
     import numpy as np
+
+    from components._shared.timestamps import timestamp_strings
 
     part = df if rows is None else df.iloc[:rows]
     out = {}
     for f in spec["numeric"]:
-        out[f["input_name"]] = column_values(part[f["name"]], f["kind"]).astype(np.float32)
+        if f["kind"] == "timestamp":
+            out[f["input_name"]] = timestamp_strings(part[f["name"]])
+        else:
+            out[f["input_name"]] = column_values(part[f["name"]], f["kind"]).astype(np.float32)
     for f in spec["categorical"]:
         out[f["input_name"]] = part[f["name"]].astype("string").fillna("").to_numpy(dtype=object).astype(str)
     return out

@@ -1,18 +1,26 @@
 """Export: a SavedModel for TF Serving over raw features, warm-up requests, and TFLite.
 
-SavedModel signatures:
-  * ``serving_default`` — one named tensor per raw feature (numbers as float32, timestamps
-    as days since 1970-01-01, categories as strings); returns ``probability``, ``class_id``
+SavedModel signatures take the raw values of the training file, so no client re-implements a
+transform:
+  * ``serving_default`` — one named tensor per raw feature: numbers (and booleans as 0/1)
+    float32, timestamps as strings in the training file's format (ISO 8601 dates or date-times,
+    optional zone; parsed in the graph exactly as training parsed them, see
+    ``components/_shared/timestamps.py``; "" or an unparseable string is a missing value, which
+    the model imputes), categories as strings; returns ``probability``, ``class_id``
     (1 = positive) and ``label`` (the raw label value).
-  * ``predict_examples`` — the same over serialized ``tf.Example`` protos (input ``examples``).
+  * ``predict_examples`` — the same over serialized ``tf.Example`` protos (input ``examples``):
+    numbers in ``float_list``, timestamps and categories in ``bytes_list``; an absent feature is
+    a missing value.
   * ``classification`` — TF Serving's Classify API (method ``tensorflow/serving/classify``,
-    input ``inputs``, outputs ``classes``/``scores``), for the classify endpoint and batch tools.
+    input ``inputs``, outputs ``classes``/``scores``), for the classify endpoint and batch tools;
+    its examples are read like ``predict_examples``.
 
 TFLite: the *core* model (numbers + vocabulary indices) is converted, so the interpreter
-needs only builtin ops; string lookups stay on the host and use the vocabulary in the
-transform spec shipped beside the ``.tflite`` file (``transform_spec.json``), applied by
-``engineer.core.encode`` — the same mapping as the SavedModel's lookup tables. Parity
-between the two is measured on the test split and bounded.
+needs only builtin ops; it takes the pre-transformed numbers, not raw rows: timestamps as
+float days since 1970-01-01 UTC and categories as vocabulary indices, from the transform spec
+shipped beside the ``.tflite`` file (``transform_spec.json``) applied by
+``components._shared.transform.encode`` — the same mapping as the SavedModel's lookup tables
+and date parser. Parity between the two is measured on the test split and bounded.
 
 Writes are atomic: everything goes to a temporary sibling folder that is renamed into
 place, so TF Serving never sees a half-written version.
@@ -36,6 +44,7 @@ from components._shared.model import (
     tflite_predict,
 )
 from components._shared.params import PARAMS
+from components._shared.timestamps import days_since_epoch
 from components._shared.transform import encode, raw_features
 from components._shared.warmup import replay_warmup, warmup_requests, write_warmup
 
@@ -55,6 +64,8 @@ def _serving_module(core, spec: dict, threshold: float):
     import tensorflow as tf
 
     num, cat = spec["numeric"], spec["categorical"]
+    dates = [f for f in num if f["kind"] == "timestamp"]
+    numbers = [f for f in num if f["kind"] != "timestamp"]
     pos = str(spec.get("positive_label") or "1")
     neg = str(spec.get("negative_label") or "0")
 
@@ -76,24 +87,30 @@ def _serving_module(core, spec: dict, threshold: float):
         def _score(self, feats):
             inputs = {}
             if num:
-                inputs["numeric"] = tf.stack([tf.cast(tf.reshape(feats[f["input_name"]], [-1]), tf.float32) for f in num], axis=1)
+                inputs["numeric"] = tf.stack([self._number(f, feats[f["input_name"]]) for f in num], axis=1)
             if cat:
                 inputs["categorical"] = tf.stack(
                     [t.lookup(tf.reshape(feats[f["input_name"]], [-1])) for f, t in zip(cat, self.tables, strict=True)], axis=1)
             return tf.reshape(self.core(inputs, training=False), [-1])
+
+        @staticmethod
+        def _number(f, value):
+            if f["kind"] == "timestamp":  # the training file's string -> days since 1970, in the graph
+                return days_since_epoch(value)
+            return tf.cast(tf.reshape(value, [-1]), tf.float32)
 
         def _outputs(self, p):
             cls = tf.cast(p >= self.threshold, tf.int64)
             return {"probability": p, "class_id": cls, "label": tf.gather(self.labels, cls)}
 
         def _parse(self, serialized):
-            feature_spec = {f["input_name"]: tf.io.FixedLenFeature([], tf.float32, default_value=float("nan")) for f in num}
-            feature_spec.update({f["input_name"]: tf.io.FixedLenFeature([], tf.string, default_value="") for f in cat})
+            feature_spec = {f["input_name"]: tf.io.FixedLenFeature([], tf.float32, default_value=float("nan")) for f in numbers}
+            feature_spec.update({f["input_name"]: tf.io.FixedLenFeature([], tf.string, default_value="") for f in dates + cat})
             return tf.io.parse_example(serialized, feature_spec)
 
     module = Serving()
-    sig = {f["input_name"]: tf.TensorSpec([None], tf.float32, name=f["input_name"]) for f in num}
-    sig.update({f["input_name"]: tf.TensorSpec([None], tf.string, name=f["input_name"]) for f in cat})
+    sig = {f["input_name"]: tf.TensorSpec([None], tf.float32, name=f["input_name"]) for f in numbers}
+    sig.update({f["input_name"]: tf.TensorSpec([None], tf.string, name=f["input_name"]) for f in dates + cat})
 
     @tf.function(input_signature=[sig])
     def serve(features):
