@@ -3,8 +3,22 @@
 Layout (TF Serving's)::
 
     <base>/models.config              --model_config_file: every model, its versions and labels
-    <base>/<model>/serving.json       this model's serving state: stable, previous, canary
+    <base>/<model>/serving.json       this model's serving record (below)
     <base>/<model>/<version>/         one SavedModel (saved_model.pb, variables/, assets.extra/)
+
+The serving record is the truth about what is served; models.config and the registry aliases
+(champion = stable, previous = previous, candidate = canary) are derived from it::
+
+    {"format": 2,
+     "stable": 8, "previous": 7, "canary": null,         TF Serving's version labels
+     "fingerprints": {"7": "<sha256>", "8": "<sha256>"}, of the versions named here
+     "history": [{"version": 8, "why": "promoted", "from": 7, "fingerprint": "...", "at": "<UTC>"}, ...],
+     "pending": null | {"change": "promote", "version": 8, "before": {labels}, "at": "<UTC>"}}
+
+``history`` lists what became stable and why (promoted, approved, rolled back), newest last;
+``pending`` is the journal of a change whose record is written but whose derived files and aliases
+may not be (see ``components.deploy.transition``). A format-1 record (labels only) reads as one
+with an empty history.
 
 The base is a local path (a folder, e.g. a mounted volume) or any fsspec URI (``gs://``; the
 client follows ``STORAGE_EMULATOR_HOST``). Deploy writes it (``components.deploy.serving``);
@@ -19,16 +33,51 @@ import json
 import os
 import tempfile
 
-from components._shared import io
+from components._shared.errors import DeployError
 
 STATE_FILE = "serving.json"
 CONFIG_FILE = "models.config"
 LABELS = ("stable", "previous", "canary")
 WARMUP_DIR = "assets.extra"  # TF Serving's warm-up requests: not part of a version's fingerprint
+FORMAT = 2
+
+
+class ServingStateError(DeployError):
+    """The serving record cannot be read (corrupt or unreadable)."""
 
 
 def empty_state() -> dict:
-    return {"stable": None, "previous": None, "canary": None}
+    return {"format": FORMAT, "stable": None, "previous": None, "canary": None, "fingerprints": {},
+            "history": [], "pending": None}
+
+
+def labels(record: dict) -> dict:
+    """The TF Serving labels of a record: ``{"stable": 8, "previous": 7, "canary": None}``."""
+    return {k: record.get(k) for k in LABELS}
+
+
+def normalize(record) -> dict:
+    """A record of either format with every field present and versions as ints.
+
+    Raises:
+        ValueError: ``record`` is not a serving record.
+    """
+    if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
+    out = empty_state()
+    for k in LABELS:
+        v = record.get(k)
+        out[k] = int(v) if v not in (None, "") else None
+    out["fingerprints"] = {str(int(k)): str(v) for k, v in (record.get("fingerprints") or {}).items()}
+    history = record.get("history") or []
+    if not isinstance(history, list):
+        raise ValueError("history is not a list")
+    out["history"] = [dict(e, version=int(e["version"])) for e in history]
+    pending = record.get("pending")
+    if pending is not None and not isinstance(pending, dict):
+        raise ValueError("pending is not an object")
+    out["pending"] = pending
+    return out
 
 
 # --------------------------------------------------------------------------- paths and stores
@@ -138,11 +187,24 @@ def has_version(serving_base: str, model_name: str, version) -> bool:
 
 
 def read_state(serving_base: str, model_name: str) -> dict:
-    """The model's serving state (``stable``, ``previous``, ``canary``); empty when nothing is served."""
+    """The model's serving record (see the module docstring); empty when nothing is served.
+
+    Raises:
+        ServingStateError: The record exists but is not a serving record (one sentence).
+    """
     if not serving_base:
         return empty_state()
     path = join(serving_base, model_name, STATE_FILE)
     if is_remote(path):
         fs, p = fs_for(path)
-        return json.loads(fs.cat_file(p)) if fs.exists(p) else empty_state()
-    return io.read_json(path) if os.path.exists(path) else empty_state()
+        if not fs.exists(p):
+            return empty_state()
+        raw = fs.cat_file(p)
+    else:
+        if not os.path.exists(path):
+            return empty_state()
+        raw = read_local(path)
+    try:
+        return normalize(json.loads(raw))
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ServingStateError(f"the serving record {path} is corrupt ({exc})") from exc

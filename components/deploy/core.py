@@ -2,13 +2,15 @@
 
 Order matters, so a failure at any step leaves the served model and the champion alias
 as they were:
+  0. the start-up check (:func:`components.deploy.repair.repair`) finishes or refuses a
+     half-done change and refuses a registry that lost the served versions;
   1. register (or find, by the SavedModel's fingerprint) the MLflow model version;
   2. copy the SavedModel to ``<serving_base>/<model>/<version>/`` through a temporary
      folder renamed into place (TF Serving never sees half a version);
   3. load that copy the way TF Serving does and replay its warm-up requests;
-  4. rewrite ``models.config`` (version labels ``stable`` / ``previous``) atomically;
-  5. move the registry alias ``champion`` (old one kept as ``previous``), or set
-     ``candidate`` when human approval is required.
+  4. one :func:`components.deploy.transition.transition`: the serving record (``serving.json``,
+     the truth), then ``models.config`` and the registry aliases derived from it (``champion``,
+     ``previous``; ``candidate`` when human approval is required).
 Every step is idempotent: a retried deploy of the same SavedModel changes nothing twice.
 """
 
@@ -21,10 +23,15 @@ import tempfile
 from typing import Optional
 
 from components._shared import champion as layout
-from components._shared import registry
+from components._shared import faults, registry
 from components._shared.errors import DeployError
+from components._shared.names import check_model_name
 from components.deploy import serving
+from components.deploy.repair import repair
+from components.deploy.repair import status as check_state
 from components.deploy.serving import fingerprint, push_to_serving
+from components.deploy.state import rollback_version
+from components.deploy.transition import Target, check_version, mark_failed, read_record, transition
 
 logger = logging.getLogger(__name__)
 
@@ -169,12 +176,15 @@ def deploy(
         training_run: Train's ``mlflow_run_id`` / ``mlflow_model_uri``: register that run's MLflow
             model (see :func:`register_version`).
     """
+    check_model_name(model_name)
     if not os.path.exists(os.path.join(saved_model_dir, "saved_model.pb")):
         raise DeployError(f"{saved_model_dir} is not a SavedModel (no saved_model.pb)")
     if verify is None:
         from components._shared.warmup import replay_warmup as verify
     fp = fingerprint(saved_model_dir)
     client = registry.configure(tracking_uri, model_name)
+    t = Target(client, serving_base, model_name)
+    repair(t)  # before registering anything: a lost registry or a half-done change stops here
     with tempfile.TemporaryDirectory() as tmp:
         card_path = os.path.join(tmp, layout.CARD_FILE)
         with open(card_path, "w") as fh:
@@ -182,93 +192,99 @@ def deploy(
         ref, reused = register_version(client, model_name, fp, {**artifacts, layout.CARD: card_path}, card, tags or {},
                                        training_run=training_run)
     version = ref.version
+    faults.point("deploy:after-register")
     if serving_base:
         target, created = push_to_serving(saved_model_dir, serving_base, model_name, version)
     else:  # registry-only deploy (e.g. Vertex endpoints): verify the exported copy itself
         target, created = saved_model_dir, False
-    try:
-        n = serving.verify_pushed(target, verify)  # the copy as TF Serving will read it
-        logger.info("version %s answered %d warm-up requests", version, n)
-    except Exception as exc:
+    faults.point("deploy:after-push")
+
+    def withdraw(why: str) -> None:
         if created:
             serving.remove_version(target)
-        _mark_failed(client, model_name, version, f"warm-up failed: {exc}")
-        raise DeployError(f"version {version} of {model_name} failed its warm-up requests and was not promoted: {exc}") from exc
+        mark_failed(t, version, why)
 
+    try:
+        checked = check_version(t, version, verify, path=target, retry_failed=True)  # the copy as TF Serving will read it
+    except DeployError as exc:
+        withdraw(str(exc))
+        raise DeployError(str(exc).replace("is not put into service", "was not promoted")) from exc
+    faults.point("deploy:after-verify")
     try:
         _check_champion(client, model_name, expected_champion, version)
     except DeployError as exc:
-        if created:
-            serving.remove_version(target)
-        _mark_failed(client, model_name, version, str(exc))
+        withdraw(str(exc))
         raise
     extra = {}
     if before_promote is not None and not require_approval:
         try:
             extra = before_promote(version) or {}
         except Exception as exc:
-            if created:
-                serving.remove_version(target)
-            _mark_failed(client, model_name, version, str(exc))
+            withdraw(str(exc))
             raise DeployError(f"version {version} of {model_name} was not promoted: {exc}") from exc
-    champion = registry.get_alias(client, model_name, registry.CHAMPION)
+    before = read_record(t)
+    kind = "candidate" if require_approval else "promote"
+    # A candidate is loaded by TF Serving under the "canary" label only; "stable" (what clients
+    # get by default) stays on the approved champion until `approve`.
+    record = transition(t, kind, checked)
+    config = serving.write_models_config(serving_base) if serving_base else ""
     if require_approval:
-        client.set_registered_model_alias(model_name, registry.CANDIDATE, version)
-        # A candidate is loaded by TF Serving under the "canary" label only; "stable" (what
-        # clients get by default) stays on the approved champion until `approve`.
-        config = serving.mark_canary(serving_base, model_name, version)
-        client.set_model_version_tag(model_name, version, "deploy_status", "candidate")
         return DeployResult(model_name, version, target, registry.CANDIDATE,
-                            champion.version if champion else None, reused, config, extra)
-    previous = champion.version if champion and champion.version != version else (
-        (registry.get_alias(client, model_name, registry.PREVIOUS) or registry.ModelRef("", "", None, "", {})).version or None)
-    config = serving.promote(serving_base, model_name, version)
-    if champion and champion.version != version:
-        client.set_registered_model_alias(model_name, registry.PREVIOUS, champion.version)
-    client.set_registered_model_alias(model_name, registry.CHAMPION, version)
-    # Overwrites a "failed: ..." left by an earlier attempt of the same SavedModel.
-    client.set_model_version_tag(model_name, version, "deploy_status", "promoted")
+                            str(before["stable"]) if before.get("stable") else None, reused, config, extra)
+    previous = str(record["previous"]) if record.get("previous") else None
     logger.info("model %s version %s is champion (previous %s); served from %s", model_name, version, previous, target)
     return DeployResult(model_name, version, target, registry.CHAMPION, previous, reused, config, extra)
 
 
-def _mark_failed(client, model_name: str, version: str, why: str) -> None:
-    """Tag a registered version that was not promoted, so nobody mistakes it for a servable one."""
-    try:
-        client.set_model_version_tag(model_name, version, "deploy_status", f"failed: {why}"[:500])
-    except Exception:  # the registry may be what failed; the DeployError says what matters
-        logger.warning("could not tag version %s of %s as failed", version, model_name)
+def _cli_target(model_name: str, tracking_uri: str, serving_base: str) -> Target:
+    check_model_name(model_name)
+    if not serving_base:
+        raise DeployError("rollback and approve need the TF Serving model base (the serving record lives there)")
+    return Target(registry.configure(tracking_uri), serving_base, model_name)
 
 
-def rollback(model_name: str, tracking_uri: str, serving_base: str) -> dict:
-    """Make ``previous`` the champion again (registry alias and TF Serving labels)."""
-    client = registry.configure(tracking_uri)
-    champion = registry.get_alias(client, model_name, registry.CHAMPION)
-    previous = registry.get_alias(client, model_name, registry.PREVIOUS)
-    if previous is None:
-        raise DeployError(f"model {model_name!r} has no 'previous' version to roll back to")
-    served = serving.roll_back(serving_base, model_name, previous.version, champion.version if champion else None)
-    client.set_registered_model_alias(model_name, registry.CHAMPION, previous.version)
-    if champion:
-        client.set_registered_model_alias(model_name, registry.PREVIOUS, champion.version)
-    return {"model": model_name, "champion": previous.version, "previous": champion.version if champion else None,
-            "serving_dir": served}
+def rollback(model_name: str, tracking_uri: str, serving_base: str, to: Optional[int] = None, verify=None) -> dict:
+    """Move ``stable`` back: to the recorded ``previous`` version, or to version ``to``.
+
+    The version is checked first (on the serving path, its registered fingerprint, not tagged
+    failed, loads and answers its warm-up requests). A second rollback never goes forward again to
+    the version just rolled back from: it goes to the stable before, or refuses.
+    """
+    if verify is None:
+        from components._shared.warmup import replay_warmup as verify
+    t = _cli_target(model_name, tracking_uri, serving_base)
+    record = repair(t)["record"]
+    version = rollback_version(record, model_name, to)
+    checked = check_version(t, version, verify, record=record)
+    faults.point("rollback:after-verify")
+    new = transition(t, "rollback", checked)
+    return {"model": model_name, "champion": str(new["stable"]),
+            "previous": str(new["previous"]) if new.get("previous") else None,
+            "rolled_back_from": str(record["stable"]) if record.get("stable") else None,
+            "serving_dir": checked.path}
 
 
-def approve(model_name: str, tracking_uri: str, serving_base: str) -> dict:
-    """Promote the ``candidate`` version (set by a deploy with approval required) to champion."""
-    client = registry.configure(tracking_uri)
-    cand = registry.get_alias(client, model_name, registry.CANDIDATE)
-    if cand is None:
+def approve(model_name: str, tracking_uri: str, serving_base: str, verify=None) -> dict:
+    """Promote the ``candidate`` (the ``canary`` of a deploy with approval required) to champion,
+    after the same checks as a rollback's."""
+    if verify is None:
+        from components._shared.warmup import replay_warmup as verify
+    t = _cli_target(model_name, tracking_uri, serving_base)
+    record = repair(t)["record"]
+    if not record.get("canary"):
         raise DeployError(f"model {model_name!r} has no 'candidate' version awaiting approval")
-    champion = registry.get_alias(client, model_name, registry.CHAMPION)
-    serving.promote(serving_base, model_name, cand.version)
-    if champion and champion.version != cand.version:
-        client.set_registered_model_alias(model_name, registry.PREVIOUS, champion.version)
-    client.set_registered_model_alias(model_name, registry.CHAMPION, cand.version)
-    client.set_model_version_tag(model_name, cand.version, "deploy_status", "promoted")
-    client.delete_registered_model_alias(model_name, registry.CANDIDATE)
-    return {"model": model_name, "champion": cand.version, "previous": champion.version if champion else None}
+    checked = check_version(t, record["canary"], verify, record=record)
+    new = transition(t, "approve", checked)
+    return {"model": model_name, "champion": str(new["stable"]),
+            "previous": str(new["previous"]) if new.get("previous") else None}
+
+
+def status(model_name: str, tracking_uri: str, serving_base: str, fix: bool = False) -> dict:
+    """The serving record, the registry aliases and models.config, and whether they agree;
+    with ``fix``, run the start-up check first (see :mod:`components.deploy.repair`)."""
+    t = _cli_target(model_name, tracking_uri, serving_base)
+    done = repair(t) if fix else {"actions": [], "warnings": []}
+    return dict(check_state(t), repaired=done["actions"], warnings=done["warnings"])
 
 
 CARD_VERSION = "next"  # the card is written before the registry numbers the version

@@ -11,6 +11,7 @@ import pytest
 
 from components._shared import registry
 from components._shared.errors import DeployError
+from components._shared.serving_state import labels
 from components.deploy.core import approve, deploy, rollback
 from components.deploy.serving import CONFIG_FILE, read_state
 from pipelines.data import generate_churn
@@ -36,7 +37,7 @@ def exports(tmp_path_factory):
     model_dir = str(root / "model")
     train_small(prepared, model_dir, epochs=1)
     out = {"model": model_dir}
-    for name, threshold in (("a", 0.5), ("b", 0.45)):
+    for name, threshold in (("a", 0.5), ("b", 0.45), ("c", 0.4)):
         out[name] = export(
             model_dir,
             prepared.test,
@@ -142,7 +143,7 @@ def test_first_deploy_makes_the_champion(exports, tracking_uri, serving):
     )
     assert _alias(tracking_uri, "champion") == "1"
     assert _alias(tracking_uri, "previous") is None
-    assert read_state(serving, MODEL) == {"stable": 1, "previous": None, "canary": None}
+    assert labels(read_state(serving, MODEL)) == {"stable": 1, "previous": None, "canary": None}
     assert result.models_config == os.path.join(serving, CONFIG_FILE)
     assert "versions: 1 }" in _config(
         serving
@@ -171,7 +172,7 @@ def test_a_second_model_becomes_champion_and_the_first_is_kept_as_previous(
         False,
     )
     assert (_alias(tracking_uri, "champion"), _alias(tracking_uri, "previous")) == ("2", "1")
-    assert read_state(serving, MODEL) == {"stable": 2, "previous": 1, "canary": None}
+    assert labels(read_state(serving, MODEL)) == {"stable": 2, "previous": 1, "canary": None}
     config = _config(serving)
     assert "model_version_policy { specific { versions: 2 versions: 1 } }" in config
     assert 'version_labels { key: "stable" value: 2 }' in config
@@ -204,7 +205,7 @@ def test_redeploying_the_same_saved_model_changes_nothing(exports, tracking_uri,
     assert runs_after == runs_before  # no second registration run
     assert (_alias(tracking_uri, "champion"), _alias(tracking_uri, "previous")) == ("2", "1")
     assert _config(serving) == config_before
-    assert read_state(serving, MODEL) == {"stable": 2, "previous": 1, "canary": None}
+    assert labels(read_state(serving, MODEL)) == {"stable": 2, "previous": 1, "canary": None}
     assert os.path.getmtime(os.path.join(serving, MODEL, "2", "saved_model.pb")) == mtime
     assert _served(serving) == ["1", "2", "serving.json"]
 
@@ -215,14 +216,14 @@ def test_a_version_failing_its_warmup_is_not_promoted(exports, tracking_uri, ser
 
     with pytest.raises(
         DeployError,
-        match=rf"^version 2 of {MODEL} failed its warm-up requests and was not promoted: "
+        match=rf"^version 2 of '{MODEL}' failed its warm-up requests and was not promoted: "
         r"a warm-up request to .*/2 failed: ",
     ):
         _deploy(exports, "broken", tracking_uri, serving)
 
     assert _alias(tracking_uri, "champion") == "1"
     assert _alias(tracking_uri, "previous") is None
-    assert read_state(serving, MODEL) == {"stable": 1, "previous": None, "canary": None}
+    assert labels(read_state(serving, MODEL)) == {"stable": 1, "previous": None, "canary": None}
     assert _config(serving) == config_before
     assert _served(serving) == [
         "1",
@@ -261,24 +262,65 @@ def test_a_champion_that_moved_after_compare_is_not_replaced(exports, tracking_u
     assert _client(tracking_uri).get_model_version(MODEL, "2").tags["deploy_status"] == "promoted"
 
 
-def test_rollback_swaps_champion_and_previous(exports, tracking_uri, serving):
-    _deploy(exports, "a", tracking_uri, serving)
-    _deploy(exports, "b", tracking_uri, serving)
+def test_rollback_goes_back_and_never_forward_again(exports, tracking_uri, serving):
+    for name in ("a", "b", "c"):
+        _deploy(exports, name, tracking_uri, serving)
+    assert labels(read_state(serving, MODEL)) == {"stable": 3, "previous": 2, "canary": None}
 
     out = rollback(MODEL, tracking_uri, serving)
 
-    assert out == {
-        "model": MODEL,
-        "champion": "1",
-        "previous": "2",
-        "serving_dir": os.path.join(serving, MODEL, "1"),
-    }
-    assert (_alias(tracking_uri, "champion"), _alias(tracking_uri, "previous")) == ("1", "2")
-    assert read_state(serving, MODEL) == {"stable": 1, "previous": 2, "canary": None}
-    assert 'version_labels { key: "stable" value: 1 }' in _config(serving)
-    # Rolling back again undoes the rollback.
-    rollback(MODEL, tracking_uri, serving)
-    assert _alias(tracking_uri, "champion") == "2"
+    assert out == {"model": MODEL, "champion": "2", "previous": "1", "rolled_back_from": "3",
+                   "serving_dir": os.path.join(serving, MODEL, "2")}
+    assert (_alias(tracking_uri, "champion"), _alias(tracking_uri, "previous")) == ("2", "1")
+    assert labels(read_state(serving, MODEL)) == {"stable": 2, "previous": 1, "canary": None}
+    assert 'version_labels { key: "stable" value: 2 }' in _config(serving)
+    assert _client(tracking_uri).get_model_version(MODEL, "3").tags["deploy_status"] == "rolled back"
+
+    # The second rollback goes to the stable before 2, not forward to 3; the third has nowhere to go.
+    assert rollback(MODEL, tracking_uri, serving)["champion"] == "1"
+    assert (_alias(tracking_uri, "champion"), _alias(tracking_uri, "previous")) == ("1", None)
+    with pytest.raises(DeployError, match=rf"^model '{MODEL}' has no earlier stable version to roll back to "
+                                          r"from version 1 \(.*use rollback --to N to choose one\)$"):
+        rollback(MODEL, tracking_uri, serving)
+    assert _alias(tracking_uri, "champion") == "1"
+
+    # Forward again only when asked for, and only after the same checks.
+    out = rollback(MODEL, tracking_uri, serving, to=3)
+    assert (out["champion"], _alias(tracking_uri, "champion")) == ("3", "3")
+    record = read_state(serving, MODEL)
+    assert [(e["version"], e["why"], e["from"]) for e in record["history"]] == [
+        (1, "promoted", None), (2, "promoted", 1), (3, "promoted", 2), (2, "rolled back", 3),
+        (1, "rolled back", 2), (3, "rolled back", 1)]
+    assert record["pending"] is None and set(record["fingerprints"]) == {"1", "2", "3"}
+    with pytest.raises(DeployError, match=rf"^version 3 of '{MODEL}' is already stable"):
+        rollback(MODEL, tracking_uri, serving, to=3)
+
+
+def test_rollback_and_approve_refuse_a_version_that_fails_its_checks(exports, tracking_uri, serving):
+    _deploy(exports, "a", tracking_uri, serving)
+    _deploy(exports, "b", tracking_uri, serving)
+    config_before = _config(serving)
+    pb = os.path.join(serving, MODEL, "1", "saved_model.pb")
+    with open(pb, "wb") as fh:
+        fh.write(b"garbage")
+    with pytest.raises(DeployError, match=rf"^the files of version 1 of '{MODEL}' at .* differ from its registered "
+                                          r"fingerprint \(corrupted or replaced\); it is not put into service$"):
+        rollback(MODEL, tracking_uri, serving)
+    assert _alias(tracking_uri, "champion") == "2" and _config(serving) == config_before
+
+    # A version that failed at deploy is never served by rollback --to.
+    with pytest.raises(DeployError):
+        _deploy(exports, "broken", tracking_uri, serving)
+    with pytest.raises(DeployError, match=rf"^version 3 of '{MODEL}' is no longer on the serving path"):
+        rollback(MODEL, tracking_uri, serving, to=3)
+
+    # approve loads the candidate first: one whose warm-up fails stays a candidate, nothing moves.
+    _deploy(exports, "c", tracking_uri, serving, require_approval=True)
+    with pytest.raises(DeployError, match=rf"^version 4 of '{MODEL}' failed its warm-up requests and is not put "
+                                          r"into service: "):
+        approve(MODEL, tracking_uri, serving, verify=lambda path: 1 / 0)
+    assert (_alias(tracking_uri, "champion"), _alias(tracking_uri, "candidate")) == ("2", "4")
+    assert labels(read_state(serving, MODEL)) == {"stable": 2, "previous": 1, "canary": 4}
 
 
 def test_rollback_needs_a_previous_version_that_is_still_served(exports, tracking_uri, serving):
@@ -304,7 +346,7 @@ def test_approval_flow(exports, tracking_uri, serving):
 
     assert (pending.version, pending.alias, pending.previous_version) == ("2", "candidate", "1")
     assert (_alias(tracking_uri, "candidate"), _alias(tracking_uri, "champion")) == ("2", "1")
-    assert read_state(serving, MODEL) == {"stable": 1, "previous": None, "canary": 2}
+    assert labels(read_state(serving, MODEL)) == {"stable": 1, "previous": None, "canary": 2}
     assert 'version_labels { key: "canary" value: 2 }' in _config(serving)
     assert 'version_labels { key: "stable" value: 1 }' in _config(serving)
 
@@ -313,7 +355,7 @@ def test_approval_flow(exports, tracking_uri, serving):
     assert out == {"model": MODEL, "champion": "2", "previous": "1"}
     assert (_alias(tracking_uri, "champion"), _alias(tracking_uri, "previous")) == ("2", "1")
     assert _alias(tracking_uri, "candidate") is None
-    assert read_state(serving, MODEL) == {"stable": 2, "previous": 1, "canary": None}
+    assert labels(read_state(serving, MODEL)) == {"stable": 2, "previous": 1, "canary": None}
     assert 'key: "canary"' not in _config(serving)
     with pytest.raises(
         DeployError, match=rf"^model '{MODEL}' has no 'candidate' version awaiting approval$"
