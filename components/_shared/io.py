@@ -119,6 +119,12 @@ def _read_head(path: str, pa_fs=None, size: int = 64 * 1024) -> bytes:
         raise DataError(f"the file {path} is not a readable CSV or Parquet table: {exc}") from exc
 
 
+def check_csv_text(path: str, pa_fs=None) -> None:
+    """Refuse, with one sentence, a CSV file whose first bytes are not UTF-8 text (every CSV reader
+    calls it first: pyarrow would read binary junk as column names)."""
+    _check_text_start(_read_head(path, pa_fs), path)
+
+
 def csv_header(path: str) -> tuple[list[str], bool]:
     """(column names of a local CSV file's header line, whether a data line follows).
 
@@ -174,7 +180,7 @@ def read_arrow(uri: str, columns: Optional[list[str]] = None):
                     raise DataError(f"the data file {f} is empty")
                 # pyarrow skips a UTF-8 byte-order mark itself; binary junk would otherwise
                 # come back as column names.
-                _check_text_start(_read_head(f, pa_fs), f)
+                check_csv_text(f, pa_fs)
                 opener = pa_fs.open_input_stream(f) if pa_fs is not None else f
                 tables.append(
                     pacsv.read_csv(

@@ -46,6 +46,7 @@ def _csv_batches(f: str, pa_fs, names: list) -> Iterator:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
+    io.check_csv_text(f, pa_fs)  # binary junk: one sentence, not junk column names
     stream = pa_fs.open_input_stream(f) if pa_fs is not None else f
     try:
         reader = pacsv.open_csv(
@@ -57,15 +58,17 @@ def _csv_batches(f: str, pa_fs, names: list) -> Iterator:
         if "Empty CSV file" in str(exc):
             return
         raise DataError(f"could not read {f} as CSV: {str(exc).strip().splitlines()[0]}") from exc
-    names[:] = names or reader.schema.names
+    # Header names as ingest sees them (a byte-order mark and surrounding spaces removed).
+    clean = [io.clean_column_name(c) for c in reader.schema.names]
+    names[:] = names or clean
     while True:
         try:
             batch = reader.read_next_batch()
         except StopIteration:
             return
         except (pa.ArrowInvalid, OSError) as exc:
-            raise _csv_error(exc, f, reader.schema.names) from exc
-        yield batch
+            raise _csv_error(exc, f, clean) from exc
+        yield batch.rename_columns(clean)
 
 
 def _file_stream(uri: str, batch_rows: int) -> TableStream:
