@@ -79,24 +79,30 @@ def test_an_interrupted_gcs_push_is_never_servable_and_a_retry_completes(tmp_pat
 
 
 def test_gcs_state_config_rollback_and_approve(tmp_path, gcs_base, object_store):
+    """The record's changes (as transition plans them) written to gs://, and models.config after them."""
+    from components._shared.serving_state import labels
+    from components.deploy.state import plan
+
     for v in (1, 2):
         serving.push_to_serving(_saved_model(tmp_path / f"m{v}", payload=b"g%d" % v), gcs_base, "churn", str(v))
-    serving.promote(gcs_base, "churn", 1)
-    config = serving.promote(gcs_base, "churn", 2)
+    record = serving.read_state(gcs_base, "churn")
+    for kind, v in (("promote", 1), ("promote", 2)):
+        record = plan(record, kind, v, f"fp{v}", [1, 2])
+        config = serving.write_state(gcs_base, "churn", record)
     assert config == f"{gcs_base}/models.config"
-    assert serving.read_state(gcs_base, "churn") == {"stable": 2, "previous": 1, "canary": None}
+    assert labels(serving.read_state(gcs_base, "churn")) == {"stable": 2, "previous": 1, "canary": None}
     back = tmp_path / "models.config"
     object_store.download_tree(config, str(back))
     text = back.read_text()
     assert f'base_path: "{gcs_base}/churn"' in text
     assert "versions: 2 versions: 1" in text and 'key: "stable" value: 2' in text
-    served = serving.roll_back(gcs_base, "churn", 1, 2)
-    assert served == f"{gcs_base}/churn/1"
-    assert serving.read_state(gcs_base, "churn") == {"stable": 1, "previous": 2, "canary": None}
-    serving.mark_canary(gcs_base, "churn", 2)
-    assert serving.read_state(gcs_base, "churn")["canary"] == 2
-    serving.promote(gcs_base, "churn", 2)  # approve's file side
-    assert serving.read_state(gcs_base, "churn") == {"stable": 2, "previous": 1, "canary": None}
+    serving.write_state(gcs_base, "churn", plan(record, "rollback", 1, "fp1", [1, 2]))
+    assert labels(serving.read_state(gcs_base, "churn")) == {"stable": 1, "previous": None, "canary": None}
+    assert serving.read_config(gcs_base) == serving.models_config_text(gcs_base)
+    # Leftovers of a killed push are removed by the start-up check.
+    fs, root = serving._fs(gcs_base)
+    fs.pipe_file(f"{root}/.staging/churn/3-abc/saved_model.pb", b"half")
+    assert serving.remove_leftovers(gcs_base, "churn") == [f"{root}/.staging/churn"]
+    assert not fs.exists(f"{root}/.staging/churn")
     serving.remove_version(f"{gcs_base}/churn/1")
-    with pytest.raises(DeployError, match=r"version 1 of 'churn' is no longer on the serving path"):
-        serving.roll_back(gcs_base, "churn", 1, 2)
+    assert not serving.has_version(gcs_base, "churn", 1)

@@ -10,6 +10,7 @@ import pytest
 
 from components._shared import io
 from components._shared.errors import DeployError
+from components._shared.serving_state import labels
 from components.deploy.core import model_card
 from components.deploy.serving import (
     CONFIG_FILE,
@@ -137,7 +138,8 @@ def test_a_failed_copy_leaves_no_version_and_no_temporary_folder(tmp_path):
 
 
 def test_read_state_defaults(tmp_path):
-    empty = {"stable": None, "previous": None, "canary": None}
+    empty = {"format": 2, "stable": None, "previous": None, "canary": None, "fingerprints": {},
+             "history": [], "pending": None}
     assert read_state(str(tmp_path), "churn") == empty
     assert read_state("", "churn") == empty
     assert write_state("", "churn", {"stable": 1}) == ""
@@ -149,8 +151,8 @@ def test_write_state_round_trips_and_writes_models_config(tmp_path):
     state = {"stable": 2, "previous": 1, "canary": None}
     config = write_state(base, "churn", state)
     assert config == os.path.join(base, CONFIG_FILE)
-    assert read_state(base, "churn") == state
-    assert io.read_json(os.path.join(base, "churn", STATE_FILE)) == state
+    assert labels(read_state(base, "churn")) == state
+    assert labels(io.read_json(os.path.join(base, "churn", STATE_FILE))) == state
     text = open(config).read()
     assert text == (
         "model_config_list {\n"
@@ -183,6 +185,38 @@ def test_models_config_with_a_canary_and_several_models(tmp_path):
     assert "not-a-model" not in text
     # Written atomically: no temporary files left beside it.
     assert sorted(os.listdir(base)) == ["churn", "fraud", CONFIG_FILE, "not-a-model"]
+
+
+def test_a_format_1_record_reads_as_one_without_history(tmp_path):
+    os.makedirs(tmp_path / "churn")
+    io.write_json({"stable": 2, "previous": 1, "canary": None}, str(tmp_path / "churn" / STATE_FILE))
+    record = read_state(str(tmp_path), "churn")
+    assert (labels(record), record["history"], record["pending"]) == (
+        {"stable": 2, "previous": 1, "canary": None}, [], None)
+
+
+@pytest.mark.parametrize("garbage", [b"\x00\xff not json", b"[1, 2]", b'{"stable": "two"}'])
+def test_a_corrupt_record_is_one_sentence(tmp_path, garbage):
+    from components._shared.serving_state import ServingStateError
+
+    os.makedirs(tmp_path / "churn")
+    (tmp_path / "churn" / STATE_FILE).write_bytes(garbage)
+    with pytest.raises(ServingStateError, match=r"^the serving record .*serving.json is corrupt \("):
+        read_state(str(tmp_path), "churn")
+    # Another model's models.config entry is kept while this one's record is unreadable.
+    write_state(str(tmp_path), "fraud", {"stable": 1})
+    assert 'name: "fraud"' in open(tmp_path / CONFIG_FILE).read()
+
+
+def test_models_config_quotes_names_and_paths_as_textproto(tmp_path):
+    from components.deploy.serving import quote
+
+    assert quote('a"b\\c\nd') == '"a\\"b\\\\c\\nd"'
+    base = tmp_path / 'odd"base'
+    os.makedirs(base)
+    write_state(str(base), "churn", {"stable": 1})
+    text = open(base / CONFIG_FILE).read()
+    assert 'odd\\"base/churn"' in text
 
 
 def test_models_config_skips_a_model_with_nothing_served(tmp_path):
