@@ -155,23 +155,40 @@ def _add_registry_cmds(sub) -> None:
     from components._shared.params import PARAMS
 
     for name, text in (("rollback", "make the previous version champion again"),
-                       ("approve", "promote the candidate version (deploys run with --require-approval)")):
+                       ("approve", "promote the candidate version (deploys run with --require-approval)"),
+                       ("status", "print the serving record, registry aliases and models.config, and whether they agree")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--runs-dir", default="runs")
         p.add_argument("--model-name", default=PARAMS.model_name)
         p.add_argument("--serving-base", default=None, help="TF Serving model base (default: <runs-dir>/serving)")
+        if name == "rollback":
+            p.add_argument("--to", type=int, default=None, metavar="N",
+                           help="move stable to version N (on the serving path, checked like any rollback) "
+                                "instead of the recorded previous version")
+        if name == "status":
+            p.add_argument("--repair", action="store_true",
+                           help="run deploy's start-up check first (finish or undo a half-done change, remove "
+                                "leftovers, tag orphan versions, re-derive models.config and the aliases)")
 
 
 def cmd_registry(args) -> int:
-    from components.deploy.core import approve, rollback
+    from components.deploy.core import approve, rollback, status
     from pipelines.local import default_tracking_uri, runs_dir_lock
 
     serving = args.serving_base or os.path.join(os.path.abspath(args.runs_dir), "serving")
-    fn = rollback if args.command == "rollback" else approve
-    with runs_dir_lock(args.runs_dir):  # never beside a run (or another rollback) of this runs dir
-        result = fn(args.model_name, default_tracking_uri(args.runs_dir), serving)
+    uri = default_tracking_uri(args.runs_dir)
+    if args.command == "status" and not args.repair:  # read-only: no lock needed
+        result = status(args.model_name, uri, serving)
+    else:
+        with runs_dir_lock(args.runs_dir):  # never beside a run (or another rollback) of this runs dir
+            if args.command == "rollback":
+                result = rollback(args.model_name, uri, serving, to=args.to)
+            elif args.command == "approve":
+                result = approve(args.model_name, uri, serving)
+            else:
+                result = status(args.model_name, uri, serving, fix=True)
     print(json.dumps(result, indent=2))
-    return 0
+    return 0 if result.get("agree", True) else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,7 +220,7 @@ def main(argv: Optional[list] = None) -> int:
             return cmd_run(args)
         if args.command == "compile":
             return cmd_compile(args)
-        if args.command in ("rollback", "approve"):
+        if args.command in ("rollback", "approve", "status"):
             return cmd_registry(args)
         return args.func(args)
     except PipelineError as exc:
