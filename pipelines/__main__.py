@@ -1,4 +1,4 @@
-"""Command line: ``python -m pipelines {run,compile,rollback,approve,monitor,submit}``.
+"""Command line: ``python -m pipelines {run,compile,rollback,approve,predict,monitor,submit}``.
 
 Exit status: 0 on success (whether or not a model was promoted), 2 on bad input or a
 failed step, with one sentence on stderr naming the problem.
@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_compile(sub)
     _add_registry_cmds(sub)
-    for module in ("pipelines.monitor", "pipelines.submit", "pipelines.rehearsal.cli"):
+    for module in ("pipelines.predict", "pipelines.monitor", "pipelines.submit", "pipelines.rehearsal.cli"):
         try:
             mod = __import__(module, fromlist=["add_parser"])
         except ImportError:

@@ -28,6 +28,9 @@ def _pipelines() -> dict[str, Callable[[CompileOptions], object]]:
         pass
     else:
         builders["monitoring"] = build_monitoring_pipeline
+    from pipelines.prediction import build_prediction_pipeline
+
+    builders["prediction"] = build_prediction_pipeline
     return builders
 
 

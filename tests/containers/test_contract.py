@@ -511,6 +511,12 @@ def _upstream(root: str) -> dict:
             "export_metrics": Metrics,
             "deployment": Artifact,
             "model_card": Markdown,
+            "resolved": Model,
+            "predictions": Dataset,
+            "prediction_sample": Dataset,
+            "prediction_summary": Artifact,
+            "prediction_report": HTML,
+            "prediction_metrics": Metrics,
         }.items()
     }
     ingest_data.python_func(**with_defaults(ingest_data,
@@ -604,6 +610,14 @@ def _upstream(root: str) -> dict:
     ))
     window = os.path.join(root, "window.csv")
     generate_churn(800, seed=99).to_csv(window, index=False)
+    from components.predict.component import predict_table, resolve_model
+
+    resolve_model.python_func(model=a["resolved"], model_name=MODEL, model_version="", model_alias="champion",
+                              mlflow_tracking_uri=tracking, require_remote_registry=False)
+    predict_table.python_func(model=a["resolved"], predictions=a["predictions"], sample=a["prediction_sample"],
+                              summary=a["prediction_summary"], report=a["prediction_report"],
+                              metrics=a["prediction_metrics"], data_uri=window, output_uri="", id_column="",
+                              anomaly_severity="{}", shard_rows=1_000_000, require_durable_output=False)
     return {
         "root": root,
         "csv": csv,
@@ -691,6 +705,31 @@ def case_inputs(fn: str, up: dict, tmp: str) -> tuple[dict, dict]:
                 "ingest_info",
             ),
         )
+    if fn == "resolve_model":
+        return (
+            {
+                "model_name": MODEL,
+                "model_version": "",
+                "model_alias": "champion",
+                "mlflow_tracking_uri": _fresh_registry(tmp, up["registry"]),
+                "require_remote_registry": False,
+            },
+            {},
+        )
+    if fn == "predict_table":
+        return (
+            {
+                "data_uri": up["window"],
+                "output_uri": "",
+                "id_column": "",
+                "anomaly_severity": "{}",
+                "shard_rows": 1_000_000,
+                "require_durable_output": False,
+            },
+            pick(model="resolved"),
+        )
+    if fn == "prediction_drift_report":
+        return {"sample_rows": 2000, "seed": 0}, pick(model="resolved", sample="prediction_sample")
     if fn == "monitor_data":
         return (
             {
@@ -719,6 +758,9 @@ CASES = [
     "export_model",
     "deploy_model",
     "monitor_data",
+    "resolve_model",
+    "predict_table",
+    "prediction_drift_report",
 ]
 ROLE_OF = {
     "ingest_data": "data",
@@ -732,6 +774,9 @@ ROLE_OF = {
     "export_model": "trainer",
     "deploy_model": "deploy",
     "monitor_data": "deploy",
+    "resolve_model": "trainer",
+    "predict_table": "trainer",
+    "prediction_drift_report": "data",
 }
 
 

@@ -6,7 +6,7 @@ import pathlib
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-STAGES = ("ingest", "validate", "engineer", "train", "evaluate", "compare", "export", "deploy", "monitor")
+STAGES = ("ingest", "validate", "engineer", "train", "evaluate", "compare", "export", "deploy", "monitor", "predict")
 MAX_LINES = 500
 
 
