@@ -46,18 +46,20 @@ def compare_models(
 
     from components._shared import io
     from components._shared.champion import find_champion
+    from components._shared.errors import attempt_marker, fail_fast
     from components._shared.served_check import check_served_champion
     from components.compare.core import Gates, compare, decision_markdown
 
     logging.basicConfig(level=logging.INFO)
-    champ = find_champion(mlflow_tracking_uri, model_name)
-    version = champ.version if champ else None
-    check_served_champion(serving_base_dir, model_name, version, champ.tags.get("fingerprint") if champ else None,
-                          mlflow_tracking_uri)
-    d = compare(model.path, test_data.path, io.read_json(evaluation.path),
-                Gates.from_params(min_auc, max_ece, max_auc_gap, min_improvement, require_significance),
-                champion_dir=champ.model_dir(tempfile.mkdtemp(prefix="champion-")) if champ else None,
-                champion_version=version, n_boot=bootstrap_samples)
+    with fail_fast(attempt_marker(decision.uri)):  # a retry repeats a deterministic error at once
+        champ = find_champion(mlflow_tracking_uri, model_name)
+        version = champ.version if champ else None
+        check_served_champion(serving_base_dir, model_name, version,
+                              champ.tags.get("fingerprint") if champ else None, mlflow_tracking_uri)
+        d = compare(model.path, test_data.path, io.read_json(evaluation.path),
+                    Gates.from_params(min_auc, max_ece, max_auc_gap, min_improvement, require_significance),
+                    champion_dir=champ.model_dir(tempfile.mkdtemp(prefix="champion-")) if champ else None,
+                    champion_version=version, n_boot=bootstrap_samples)
     io.write_json(d.to_dict(), decision.path)
     with open(decision_report.path, "w") as fh:
         fh.write(decision_markdown(d))

@@ -53,18 +53,23 @@ def deploy_model(
         import os
 
         from components._shared import io
+        from components._shared.errors import attempt_marker, fail_fast
         from components.deploy.core import deploy_run
         from components.deploy.vertex import VertexTarget
 
         logging.basicConfig(level=logging.INFO)
-        vertex = (VertexTarget(vertex_project, vertex_location, vertex_endpoint, canary_traffic_percent)
-                  if vertex_project else None)
-        result, card = deploy_run(
-            saved_model.path, model.path, train_data.path, io.read_json(schema.path), io.read_json(evaluation.path),
-            io.read_json(decision.path), io.read_json(ingest_info.path), model_name, mlflow_tracking_uri,
-            serving_base_dir, model_metadata=dict(model.metadata), saved_model_uri=saved_model.uri,
-            pipeline_run=pipeline_run, image=os.environ.get("KFP_TF_GATE_IMAGE", "local"),
-            require_approval=require_approval, vertex=vertex, verify=warmup.verify)
+        # A retry after a lost pod deploys (deploy is safe to repeat); after a deterministic error
+        # ("champion changed", "refusing to overwrite", a failed warm-up) it fails at once, same sentence.
+        with fail_fast(attempt_marker(deployment.uri)):
+            vertex = (VertexTarget(vertex_project, vertex_location, vertex_endpoint, canary_traffic_percent)
+                      if vertex_project else None)
+            result, card = deploy_run(
+                saved_model.path, model.path, train_data.path, io.read_json(schema.path),
+                io.read_json(evaluation.path), io.read_json(decision.path), io.read_json(ingest_info.path),
+                model_name, mlflow_tracking_uri, serving_base_dir, model_metadata=dict(model.metadata),
+                saved_model_uri=saved_model.uri, pipeline_run=pipeline_run,
+                image=os.environ.get("KFP_TF_GATE_IMAGE", "local"), require_approval=require_approval,
+                vertex=vertex, verify=warmup.verify)
         io.write_json(result.to_dict(), deployment.path)
         deployment.metadata.update({"version": result.version, "alias": result.alias, "serving_dir": result.serving_dir})
         with open(model_card.path, "w") as fh:
