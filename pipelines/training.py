@@ -154,7 +154,14 @@ def build_pipeline(opts: Optional[CompileOptions] = None):
     """Return the @dsl.pipeline function for these compile options."""
     opts = opts or CompileOptions()
     serving_claim, serving_mount = opts.serving_mount
-    retry = dict(num_retries=3, backoff_duration="30s", backoff_factor=2.0, backoff_max_duration="600s")
+    # KFP retries every failed attempt (no retry condition exists in the spec, on Kubeflow or Vertex), so
+    # the tasks themselves tell errors apart: a deterministic error leaves a marker and the retries fail at
+    # once (components/_shared/errors.fail_fast); a lost pod or a transient error retries in full. Backoffs
+    # are short: MLflow's client retries 429/5xx itself (7 times) and gcsfs too, so a KFP retry is for a
+    # lost pod, which waits for a node anyway; a deterministic failure then ends within ~15 s of backoff.
+    retry = dict(num_retries=2, backoff_duration="5s", backoff_factor=2.0, backoff_max_duration="60s")
+    # train on preemptible GPU nodes: one more attempt, each resuming from the per-epoch checkpoints.
+    retry_preemptible = {**retry, "num_retries": 3}
 
     def training_pipeline(
         data_uri: str,
@@ -240,7 +247,7 @@ def build_pipeline(opts: Optional[CompileOptions] = None):
             seed=seed, checkpoint_root=checkpoint_root, pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER, job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
         # Preemption: a retry resumes from the checkpoints under <root>/checkpoints/<job id>/train.
-        train_task.set_display_name("train").set_caching_options(False).set_retry(**retry)
+        train_task.set_display_name("train").set_caching_options(False).set_retry(**retry_preemptible)
         _place_train(train_task, opts)
         _secrets(train_task, opts)
 
