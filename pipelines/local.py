@@ -115,10 +115,10 @@ def run_local(
 
     # Checked before anything runs: the name becomes folders, a models.config entry, URLs.
     model_name = check_model_name((params or {}).get("model_name", model_name))
-    preflight(data, label)
     runs_dir = os.path.abspath(runs_dir)
     run_id = run_id or new_run_id()
     run_dir = path_under(runs_dir, run_id)
+    preflight(data, label)
     # One run at a time per runs dir: they share the MLflow store and the serving base.
     with runs_dir_lock(runs_dir):
         return _run_locked(data, label, runs_dir, run_id, run_dir, model_name, quiet, params)
