@@ -138,7 +138,7 @@ def test_two_first_runs_configure_a_fresh_sqlite_store_at_once(tmp_path, attempt
         time.sleep(0.01)
     (tmp_path / "go").touch()
     results = [p.communicate(timeout=180) for p in procs]
-    for proc, (out, err) in zip(procs, results):
+    for proc, (_, err) in zip(procs, results, strict=True):
         assert proc.returncode == 0, err[-2000:]
     ids = {out.strip().splitlines()[-1] for out, _ in results}
     assert len(ids) == 1  # one experiment, seen by both
