@@ -87,11 +87,13 @@ def build_monitoring_pipeline(opts: Optional[CompileOptions] = None):
         # because the trigger is deduplicated (run name / job id derived from the window).
         monitor_task.set_display_name("monitor").set_caching_options(False)
         if opts.target != "local":
+            # The task fails fast on a deterministic error (errors.fail_fast): the backoffs are for an
+            # unreachable KFP / Vertex API or a lost pod.
             monitor_task.set_retry(
                 num_retries=2,
-                backoff_duration="60s",
+                backoff_duration="15s",
                 backoff_factor=2.0,
-                backoff_max_duration="600s",
+                backoff_max_duration="60s",
             )
         if opts.target == "vertex" and opts.vertex_mlflow_secret:
             from components._shared.credentials import SECRET_ENV

@@ -66,6 +66,7 @@ def monitor_data(
     import logging
     import os
 
+    from components._shared.errors import attempt_marker, fail_fast
     from components._shared.launch.kfp import KfpSettings
     from components._shared.launch.package import parse_json_params
     from components._shared.launch.vertex import VertexSettings
@@ -73,31 +74,34 @@ def monitor_data(
     from components.monitor.policy import Thresholds
 
     logging.basicConfig(level=logging.INFO)
-    result = monitor(
-        current_uri,
-        model_name,
-        mlflow_tracking_uri,
-        Outputs(
-            summary_json=os.path.join(summary.path, "summary.json"),
-            report_html=report.path,
-            drift_html=drift_report.path,
-            metrics_file=os.path.join(summary.path, "metrics.prom"),
-        ),
-        Thresholds(drift_share=drift_share_threshold, drift_share_critical=drift_share_critical,
-                   auc_decay=auc_decay_threshold, auc_decay_critical=auc_decay_critical,
-                   min_rows=min_rows),
-        trigger=trigger,
-        dry_run=dry_run,
-        cooldown_hours=cooldown_hours,
-        state="registry",  # every scheduled run of this component sees the previous ones
-        train_data_uri=train_data_uri or None,
-        user_params=parse_json_params(training_parameters),
-        kfp=KfpSettings(host=kfp_host, experiment=kfp_experiment, namespace=kfp_namespace,
-                        pipeline=training_pipeline),
-        vertex=VertexSettings(project=vertex_project, location=vertex_location,
-                              template=training_pipeline, pipeline_root=vertex_pipeline_root,
-                              service_account=vertex_service_account),
-    )  # fmt: skip
+    # A retry after a deterministic error (bad data, bad settings, refused credentials) fails at once;
+    # after a transient one (the KFP or Vertex API unreachable) it runs again: the trigger is deduplicated.
+    with fail_fast(attempt_marker(summary.uri)):
+        result = monitor(
+            current_uri,
+            model_name,
+            mlflow_tracking_uri,
+            Outputs(
+                summary_json=os.path.join(summary.path, "summary.json"),
+                report_html=report.path,
+                drift_html=drift_report.path,
+                metrics_file=os.path.join(summary.path, "metrics.prom"),
+            ),
+            Thresholds(drift_share=drift_share_threshold, drift_share_critical=drift_share_critical,
+                       auc_decay=auc_decay_threshold, auc_decay_critical=auc_decay_critical,
+                       min_rows=min_rows),
+            trigger=trigger,
+            dry_run=dry_run,
+            cooldown_hours=cooldown_hours,
+            state="registry",  # every scheduled run of this component sees the previous ones
+            train_data_uri=train_data_uri or None,
+            user_params=parse_json_params(training_parameters),
+            kfp=KfpSettings(host=kfp_host, experiment=kfp_experiment, namespace=kfp_namespace,
+                            pipeline=training_pipeline),
+            vertex=VertexSettings(project=vertex_project, location=vertex_location,
+                                  template=training_pipeline, pipeline_root=vertex_pipeline_root,
+                                  service_account=vertex_service_account),
+        )  # fmt: skip
     for name, value in run_metrics(result).items():
         metrics.log_metric(name, value)
     summary.metadata.update(run_metadata(result))
