@@ -39,16 +39,15 @@ class FileStateStore:
 
     @contextlib.contextmanager
     def locked(self):
-        """Hold the lock across load -> trigger -> save, so two monitors cannot both trigger."""
-        import fcntl
+        """Hold the lock across load -> trigger -> save, so two monitors cannot both trigger.
 
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        with open(self.path + ".lock", "a") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            try:
-                yield self
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        A second monitor waits for as long as the first takes (its trigger may be a whole local
+        run); the lock file names the holder, and the waiting one says so once.
+        """
+        from components._shared.lock import hold
+
+        with hold(self.path + ".lock", f"the monitor state {self.path}", timeout=None):
+            yield self
 
     def _read_all(self) -> dict:
         if not os.path.exists(self.path):
