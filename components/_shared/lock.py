@@ -30,6 +30,7 @@ from components._shared.errors import PipelineError
 logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.1
+WARN_AFTER_SECONDS = 2.0
 _SECRET_FLAGS = ("token", "password", "secret", "key")
 _held: dict = {}  # lock path -> id of the thread of this process that holds it
 _held_guard = threading.Lock()
@@ -117,7 +118,8 @@ def hold(path: str, what: str, timeout: Optional[float] = None, advice: str = ""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
-        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        started = time.monotonic()
+        deadline = None if timeout is None else started + max(0.0, timeout)
         warned = False
         while True:
             try:
@@ -130,7 +132,7 @@ def hold(path: str, what: str, timeout: Optional[float] = None, advice: str = ""
                     raise LockTimeout(f"{holder} holds {what}{waited}; "
                                       + (advice or "wait for it to finish, or stop it, and try again")
                                       ) from None
-                if not warned:
+                if not warned and time.monotonic() - started >= WARN_AFTER_SECONDS:  # a wait people notice
                     limit = "" if deadline is None else f" (up to {timeout:g} s)"
                     logger.warning("waiting%s for %s: %s holds it", limit, what, holder)
                     warned = True

@@ -95,20 +95,26 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path, stop):
         assert read_holder(lock)["pid"] == os.getpid()
 
 
-def test_a_run_fails_with_one_sentence_while_another_holds_the_runs_dir(tmp_path, stop):
+@pytest.mark.parametrize("command", ["run", "rollback", "approve"])
+def test_a_command_that_may_deploy_fails_with_one_sentence_while_another_holds_the_runs_dir(tmp_path, stop,
+                                                                                            command):
     from pipelines.data import generate_churn
     from pipelines.local import RUNS_DIR_LOCK
 
     runs = tmp_path / "runs"
-    data = tmp_path / "small.csv"
-    generate_churn(300, seed=1).to_csv(data, index=False)
+    argv = ["--runs-dir", str(runs)]
+    if command == "run":
+        data = tmp_path / "small.csv"
+        generate_churn(300, seed=1).to_csv(data, index=False)
+        argv += ["--data", str(data), "--label", "churned"]
     proc = _holder(str(runs / RUNS_DIR_LOCK))
     stop(proc)
-    r = subprocess.run([sys.executable, "-m", "pipelines", "run", "--runs-dir", str(runs), "--data", str(data),
-                        "--label", "churned"], capture_output=True, text=True, timeout=120,
-                       env={**ENV, "KFP_TF_GATE_LOCK_TIMEOUT": "0.5"}, cwd=str(tmp_path))
+    r = subprocess.run([sys.executable, "-m", "pipelines", command, *argv], capture_output=True, text=True,
+                       timeout=120, env={**ENV, "KFP_TF_GATE_LOCK_TIMEOUT": "0.5"}, cwd=str(tmp_path))
     assert r.returncode == 2, r.stderr
-    last = r.stderr.strip().splitlines()[-1]
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr  # a short wait says nothing until it gives up
+    last = lines[-1]
     assert last.startswith(f"error: another process (pid {proc.pid} on ")
     assert f"holds the runs dir {runs} after waiting 0.5 s; wait for it to finish" in last
     assert sorted(p.name for p in runs.iterdir()) == [RUNS_DIR_LOCK]  # nothing ran
