@@ -126,15 +126,14 @@ def hold(path: str, what: str, timeout: Optional[float] = None, advice: str = ""
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                holder = describe_holder(read_holder(path))
                 if deadline is not None and time.monotonic() >= deadline:
                     waited = f" after waiting {timeout:g} s" if timeout else ""
-                    raise LockTimeout(f"{holder} holds {what}{waited}; "
+                    raise LockTimeout(f"{describe_holder(read_holder(path))} holds {what}{waited}; "
                                       + (advice or "wait for it to finish, or stop it, and try again")
                                       ) from None
                 if not warned and time.monotonic() - started >= WARN_AFTER_SECONDS:  # a wait people notice
                     limit = "" if deadline is None else f" (up to {timeout:g} s)"
-                    logger.warning("waiting%s for %s: %s holds it", limit, what, holder)
+                    logger.warning("waiting%s for %s: %s holds it", limit, what, describe_holder(read_holder(path)))
                     warned = True
                 time.sleep(POLL_SECONDS)
         note = json.dumps(holder_note()).encode()

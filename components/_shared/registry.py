@@ -54,7 +54,7 @@ def store_lock(tracking_uri: str):
     from components._shared.lock import hold
 
     db = sqlite_path(tracking_uri)
-    if db is None:
+    if db is None or not os.access(os.path.dirname(db), os.W_OK):  # nothing can create or migrate it
         return contextlib.nullcontext()
     return hold(db + ".lock", f"the MLflow store {db} (while creating or upgrading it)", STORE_LOCK_SECONDS)
 
