@@ -177,3 +177,12 @@ def test_compiled_run_without_a_registry_fails_in_its_first_step(tmp_path, small
     ran = {t["task"] for t in facts["tasks"]}
     assert "champion-reference" in ran and not ran & {"train-model", "compare-models", "deploy-model"}
     assert not any(t["left_in_workdir"] for t in facts["tasks"])
+    # A deterministic error: every retry (its own pod) fails at once with the same sentence, from the
+    # marker the first attempt left beside the task's output in the bucket (errors.fail_fast).
+    attempts = [t for t in facts["tasks"] if t["task"] == "champion-reference"]
+    policy = facts["retry_policies"]["champion-reference"]
+    assert len(attempts) == 1 + policy["maxRetryCount"] and {t["status"] for t in attempts} == {"FAILURE"}
+    for retry in attempts[1:]:
+        log = open(retry["log"]).read()
+        assert "an earlier attempt of this task failed with a deterministic error" in log
+        assert "ConfigError: mlflow_tracking_uri" in log
