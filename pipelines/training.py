@@ -159,9 +159,11 @@ def build_pipeline(opts: Optional[CompileOptions] = None):
     # once (components/_shared/errors.fail_fast); a lost pod or a transient error retries in full. Backoffs
     # are short: MLflow's client retries 429/5xx itself (7 times) and gcsfs too, so a KFP retry is for a
     # lost pod, which waits for a node anyway; a deterministic failure then ends within ~15 s of backoff.
-    retry = dict(num_retries=2, backoff_duration="5s", backoff_factor=2.0, backoff_max_duration="60s")
+    # A local run (one process on this machine: no pod to lose) does not retry, as the monitoring pipeline.
+    retry = dict(num_retries=2 if opts.cluster else 0, backoff_duration="5s", backoff_factor=2.0,
+                 backoff_max_duration="60s")
     # train on preemptible GPU nodes: one more attempt, each resuming from the per-epoch checkpoints.
-    retry_preemptible = {**retry, "num_retries": 3}
+    retry_preemptible = {**retry, "num_retries": 3 if opts.cluster else 0}
 
     def training_pipeline(
         data_uri: str,

@@ -39,3 +39,9 @@ def test_retried_tasks_fail_fast_and_back_off_briefly(target):
         assert sum(waits) <= (35 if name == "train-model" else 15), (name, waits)
     # train runs on preemptible GPU nodes and resumes from checkpoints: one more attempt than the others.
     assert policies["train-model"]["maxRetryCount"] == policies["compare-models"]["maxRetryCount"] + 1
+
+
+def test_a_local_run_does_not_retry():
+    # One process on this machine: no pod to lose; a failure is reported at once.
+    spec = next(yaml.safe_load_all(compile_text(build_pipeline(CompileOptions("local")), Images())))
+    assert all(not (task.get("retryPolicy") or {}).get("maxRetryCount") for _, task in _tasks(spec))
