@@ -201,9 +201,11 @@ def test_serving_pvc_mounts_deploy_and_sets_the_default_base():
     docs = list(yaml.safe_load_all(compile_text(build_pipeline(opts), Images())))
     k8s = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     mounted = {name: ex["pvcMount"] for name, ex in k8s.items() if ex.get("pvcMount")}
-    assert list(mounted) == ["exec-deploy-model"]
-    assert mounted["exec-deploy-model"][0]["mountPath"] == "/mnt/models"
-    assert mounted["exec-deploy-model"][0]["constant"] == "tf-serving-models"
+    # deploy writes the serving base; compare reads it (the served champion must be the registered one)
+    assert sorted(mounted) == ["exec-compare-models", "exec-deploy-model"]
+    for name in mounted:
+        assert mounted[name][0]["mountPath"] == "/mnt/models"
+        assert mounted[name][0]["constant"] == "tf-serving-models"
     spec = docs[0]
     assert spec["root"]["inputDefinitions"]["parameters"]["serving_base_dir"]["defaultValue"] == "/mnt/models"
     ref = spec["root"]["dag"]["tasks"]["champion-reference"]["inputs"]["parameters"]
