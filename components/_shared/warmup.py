@@ -16,7 +16,9 @@ WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 
 def warmup_requests(spec: dict, sample, model_name: str, n: int = 3) -> list:
-    """PredictionLog records for TF Serving warm-up (real rows of the test split)."""
+    """PredictionLog records for TF Serving warm-up (real rows of the test split), built as a client
+    sends them (:func:`components._shared.transform.raw_features`): dates go as strings, so TF
+    Serving's warm-up runs the SavedModel's date parser."""
     import tensorflow as tf
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 

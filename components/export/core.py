@@ -15,6 +15,13 @@ transform:
     input ``inputs``, outputs ``classes``/``scores``), for the classify endpoint and batch tools;
     its examples are read like ``predict_examples``.
 
+Through TF Serving's REST API (checked against its JSON decoder, ``json_tensor.cc``): a float32
+input of ``serving_default`` takes JSON integers as well as decimals (an integer must be within
+2**24 to be exact; larger values go as decimals), a missing number is ``NaN`` (not ``null``) and a
+boolean is 0/1 (JSON ``true`` is refused for a float input). In ``:classify`` and tf.Example JSON,
+an integer becomes an ``int64_list``, which a float feature refuses: send numbers as decimals
+(``12.0``) there, or build ``float_list`` features.
+
 TFLite: the *core* model (numbers + vocabulary indices) is converted, so the interpreter
 needs only builtin ops; it takes the pre-transformed numbers, not raw rows: timestamps as
 float days since 1970-01-01 UTC and categories as vocabulary indices, from the transform spec
