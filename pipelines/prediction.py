@@ -61,7 +61,9 @@ def build_prediction_pipeline(opts: Optional[CompileOptions] = None):
         # is cached.
         resolve_task = resolve_model(model_name=model_name, model_version=model_version, model_alias=model_alias,
                                      mlflow_tracking_uri=mlflow_tracking_uri, require_remote_registry=opts.cluster)
-        resolve_task.set_display_name("resolve-model").set_caching_options(False).set_retry(**retry)
+        resolve_task.set_display_name("resolve-model").set_caching_options(False)
+        if opts.target != "local":  # a registry that does not answer may answer later; locally it is a file
+            resolve_task.set_retry(**retry)
         _secrets(resolve_task, opts)
 
         predict_task = predict_table(model=resolve_task.outputs["model"], data_uri=data_uri, output_uri=output_uri,
