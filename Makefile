@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 REHEARSE_TARGET ?= kubeflow
 REHEARSE_ARGS ?=
 
-.PHONY: help venv run rehearse test test-containers compile check-compiled bench lint fmt clean
+.PHONY: help venv run rehearse test test-containers compile check-compiled bench bench-predict lint fmt clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ check-compiled: venv ## fail when compiled/ is stale
 
 bench: venv ## benchmarks at 100k and 1M rows (BENCH_ARGS="--rows 10000000" for 10M)
 	$(BIN)/python -m tests.benchmarks $(BENCH_ARGS)
+
+bench-predict: venv ## batch scoring rows/s and peak RSS at 1M rows (BENCH_ARGS="--rows 10000000 --formats parquet")
+	$(BIN)/python -m tests.benchmarks.predict $(BENCH_ARGS)
 
 lint: venv ## ruff lint (formatting is not enforced yet: see README)
 	$(BIN)/ruff check components pipelines tests

@@ -174,6 +174,22 @@ class _Sample:
         return self.kept
 
 
+def _prefetched(items):
+    """``items``, each produced in a worker thread while the caller works on the previous one: reading,
+    decompressing and converting a batch (Arrow, no GIL held) overlaps scoring and writing the last."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    it = iter(items)
+    with ThreadPoolExecutor(1, thread_name_prefix="read-ahead") as pool:
+        pending = pool.submit(next, it, None)
+        while True:
+            item = pending.result()
+            if item is None:
+                return
+            pending = pool.submit(next, it, None)
+            yield item
+
+
 def predict(data_uri: str, model: ResolvedModel, out_uri: str, id_column: str = "",
             severity: Optional[dict] = None, config: Optional[PredictConfig] = None,
             require_durable_output: bool = False) -> PredictResult:
@@ -236,11 +252,10 @@ def predict(data_uri: str, model: ResolvedModel, out_uri: str, id_column: str = 
     sample = _Sample(cfg.sample_rows)
     ys, ps = [], []
     rows, score_sum, started = 0, 0.0, time.time()
+    wanted = list(dict.fromkeys(needed + [c for c in (id_col, label) if c]))
+    frames = ((b, to_pandas(pa.Table.from_batches([b]).select(needed))) for b in stream.batches(wanted) if b.num_rows)
     with atomic_output(out_uri, cfg.shard_rows) as writer:
-        for batch in stream.batches:
-            if batch.num_rows == 0:
-                continue
-            df = to_pandas(pa.Table.from_batches([batch]).select(needed))
+        for batch, df in _prefetched(frames):
             types = {c: df[c].dtype.kind for c in needed}
             if first_types is None:
                 # The checks validate runs, on the first batch (up to batch_rows rows)...

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Optional
 
 from components._shared import io
@@ -28,7 +28,12 @@ class TableStream:
     uri: str
     columns: list
     rows: Optional[int]
-    batches: Iterator  # of pyarrow.RecordBatch
+    _read: Callable  # columns (or None) -> iterator of pyarrow.RecordBatch
+
+    def batches(self, columns: Optional[list] = None) -> Iterator:
+        """The record batches, of ``columns`` only (in that order) when given; read once."""
+        for batch in self._read(columns):
+            yield batch if columns is None or batch.schema.names == columns else batch.select(columns)
 
 
 def _csv_error(exc: Exception, path: str, names: list) -> DataError:
@@ -83,17 +88,17 @@ def _file_stream(uri: str, batch_rows: int) -> TableStream:
             if pf.schema_arrow.names != names:
                 raise DataError(f"the shard {f} has columns {pf.schema_arrow.names} but {files[0]} has {names}")
 
-        def parquet_batches():
-            for pf in opened:
-                yield from pf.iter_batches(batch_size=batch_rows)
+        def parquet_batches(columns):
+            for pf in opened:  # only the columns asked for are read and decompressed
+                yield from pf.iter_batches(batch_size=batch_rows, columns=columns)
 
-        return TableStream(uri, names, sum(pf.metadata.num_rows for pf in opened), parquet_batches())
+        return TableStream(uri, names, sum(pf.metadata.num_rows for pf in opened), parquet_batches)
 
     first: list = []
     batches = _csv_batches(files[0], pa_fs, first)
     head = next(batches, None)  # the header names the columns (and an empty file has none)
 
-    def csv_batches():
+    def csv_batches(columns):
         if head is not None:
             yield head
         yield from batches
@@ -104,7 +109,7 @@ def _file_stream(uri: str, batch_rows: int) -> TableStream:
                     raise DataError(f"the shard {f} has columns {names} but {files[0]} has {first}")
                 yield batch
 
-    return TableStream(uri, list(first), None, csv_batches())
+    return TableStream(uri, list(first), None, csv_batches)
 
 
 def _bigquery_stream(uri: str) -> TableStream:
@@ -125,7 +130,7 @@ def _bigquery_stream(uri: str) -> TableStream:
             raise DataError(f"{uri} is not bq://project.dataset.table or bq://project?query=...")
         rows = bigquery.Client(project=target.split(".")[0]).list_rows(target)
     names = [f.name for f in rows.schema]
-    return TableStream(uri, names, rows.total_rows, iter(rows.to_arrow_iterable()))
+    return TableStream(uri, names, rows.total_rows, lambda columns: iter(rows.to_arrow_iterable()))
 
 
 def open_table(uri: str, batch_rows: int) -> TableStream:

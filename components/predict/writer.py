@@ -37,15 +37,20 @@ class ShardWriter:
         self.rows = 0
 
     def _open(self, schema) -> None:
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         path = self.target if self.one_file else f"{self.target.rstrip('/')}/part-{len(self.files):05d}.parquet"
+        # Dictionary pages only for the columns that are dictionaries (model name and version, ...): an id
+        # column is unique per row, and trying to dictionary-encode it costs more than writing it.
+        options = {"compression": "zstd",
+                   "use_dictionary": [f.name for f in schema if pa.types.is_dictionary(f.type)] or False}
         if self.fs is None:
             self._handle = None
-            self._writer = pq.ParquetWriter(path, schema, compression="zstd")
+            self._writer = pq.ParquetWriter(path, schema, **options)
         else:
             self._handle = self.fs.open(path, "wb")
-            self._writer = pq.ParquetWriter(self._handle, schema, compression="zstd")
+            self._writer = pq.ParquetWriter(self._handle, schema, **options)
         self.files.append(path)
         self._rows_in_shard = 0
 

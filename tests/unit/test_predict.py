@@ -180,3 +180,18 @@ def test_an_unknown_model_or_version_is_one_sentence(tracking_uri):
         find_version(tracking_uri, "nope")
     with pytest.raises(DataError, match="no registry yet"):
         find_version("sqlite:////nonexistent/mlflow.db", "test-model", "1")
+
+
+def test_text_late_in_a_csv_names_the_column(built, new_rows, tmp_path, monkeypatch):
+    from components.predict import reader
+
+    model, _ = built
+    monkeypatch.setattr(reader, "CSV_BLOCK_BYTES", 16 << 10)  # many blocks: the bad value is far from the first
+    df = pd.read_csv(new_rows[0])
+    df["monthly_charges"] = df["monthly_charges"].astype(object)
+    df.loc[2200, "monthly_charges"] = "oops"
+    path = str(tmp_path / "late.csv")
+    df.to_csv(path, index=False)
+    with pytest.raises(DataError, match="column 'monthly_charges' of .* changes type part-way"):
+        predict(path, model, str(tmp_path / "out"))
+    assert os.listdir(tmp_path) == ["late.csv"]
