@@ -167,6 +167,9 @@ def find_version(tracking_uri: str, model_name: str, version: str = "", alias: s
         DataError: No registry, no such model, version or alias, or the registry could not be read
             (one sentence naming it).
     """
+    from components._shared.names import check_model_name
+
+    check_model_name(model_name)  # it goes into a registry search filter
     version, alias = str(version or "").strip(), (alias or registry.CHAMPION).strip()
     why = absent_reason(tracking_uri)
     if why:

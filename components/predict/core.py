@@ -108,12 +108,14 @@ def _labels(column, schema: dict):
 
     from components._shared.labels import _label_key
 
-    pos, neg = str(schema.get("positive_label")), str(schema.get("negative_label"))
+    pos = str(schema.get("positive_label"))
+    neg = None if schema.get("negative_label") is None else str(schema["negative_label"])
     enc = column.dictionary_encode() if not pa.types.is_dictionary(column.type) else column
     enc = enc.combine_chunks() if isinstance(enc, pa.ChunkedArray) else enc
     keys = [None if v is None else _label_key(v) for v in enc.dictionary.to_pylist()]
     is_pos = np.array([k == pos for k in keys] + [False], dtype=np.int8)
-    known = np.array([k in (pos, neg) for k in keys] + [False])
+    # A value that is neither class is not counted (a schema without its negative value: any other value).
+    known = np.array([k is not None and (k in (pos, neg) or neg is None) for k in keys] + [False])
     codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     codes = np.where(enc.is_null().to_numpy(zero_copy_only=False), len(keys), codes)
     return is_pos[codes], known[codes]

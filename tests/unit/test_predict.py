@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from components._shared import io
-from components._shared.errors import DataError, ValidationError
+from components._shared.errors import DataError, PipelineError, ValidationError
 from components.predict.core import PredictConfig, predict
 from components.predict.resolve import INFO_FILE, load
 from pipelines.data import generate_churn
@@ -180,6 +180,8 @@ def test_an_unknown_model_or_version_is_one_sentence(tracking_uri):
         find_version(tracking_uri, "nope")
     with pytest.raises(DataError, match="no registry yet"):
         find_version("sqlite:////nonexistent/mlflow.db", "test-model", "1")
+    with pytest.raises(PipelineError):
+        find_version(tracking_uri, "it's/bad")
 
 
 def test_text_late_in_a_csv_names_the_column(built, new_rows, tmp_path, monkeypatch):
