@@ -253,15 +253,23 @@ def rollback(model_name: str, tracking_uri: str, serving_base: str, to: Optional
     if verify is None:
         from components._shared.warmup import replay_warmup as verify
     t = _cli_target(model_name, tracking_uri, serving_base)
-    record = repair(t)["record"]
+    checked = repair(t)
+    record, finished = checked["record"], checked["finished"]
+    if finished and finished.get("change") == "rollback" and to in (None, finished.get("version")):
+        # This rollback was interrupted and the start-up check finished it: not a second rollback.
+        was = (finished.get("before") or {}).get("stable")
+        return _rollback_result(model_name, record, was, serving.version_dir(serving_base, model_name, record["stable"]))
     version = rollback_version(record, model_name, to)
     checked = check_version(t, version, verify, record=record)
     faults.point("rollback:after-verify")
     new = transition(t, "rollback", checked)
-    return {"model": model_name, "champion": str(new["stable"]),
-            "previous": str(new["previous"]) if new.get("previous") else None,
-            "rolled_back_from": str(record["stable"]) if record.get("stable") else None,
-            "serving_dir": checked.path}
+    return _rollback_result(model_name, new, record.get("stable"), checked.path)
+
+
+def _rollback_result(model_name: str, record: dict, was, path: str) -> dict:
+    return {"model": model_name, "champion": str(record["stable"]),
+            "previous": str(record["previous"]) if record.get("previous") else None,
+            "rolled_back_from": str(was) if was else None, "serving_dir": path}
 
 
 def approve(model_name: str, tracking_uri: str, serving_base: str, verify=None) -> dict:
@@ -270,7 +278,11 @@ def approve(model_name: str, tracking_uri: str, serving_base: str, verify=None) 
     if verify is None:
         from components._shared.warmup import replay_warmup as verify
     t = _cli_target(model_name, tracking_uri, serving_base)
-    record = repair(t)["record"]
+    checked = repair(t)
+    record, finished = checked["record"], checked["finished"]
+    if finished and finished.get("change") == "approve":  # interrupted, then finished by the start-up check
+        return {"model": model_name, "champion": str(record["stable"]),
+                "previous": str(record["previous"]) if record.get("previous") else None}
     if not record.get("canary"):
         raise DeployError(f"model {model_name!r} has no 'candidate' version awaiting approval")
     checked = check_version(t, record["canary"], verify, record=record)

@@ -82,10 +82,11 @@ def _rebuild(t: Target, problem: ServingStateError, actions: list) -> dict:
     return record
 
 
-def _settle_pending(t: Target, record: dict, actions: list) -> dict:
+def _settle_pending(t: Target, record: dict, actions: list, finished: list) -> dict:
     pending = record["pending"]
     if all(intact(t, record, v) for v in labels(record).values()):
         actions.append(f"finished the pending {pending.get('change')} of version {pending.get('version')}")
+        finished.append(pending)
     else:
         before = pending.get("before") or {}
         if not all(intact(t, record, v) for v in before.values()):
@@ -106,16 +107,17 @@ def repair(t: Target) -> dict:
     """The start-up check (see the module docstring).
 
     Returns:
-        ``{"record": ..., "actions": [what was repaired], "warnings": [what is wrong but not refused]}``
+        ``{"record": ..., "actions": [what was repaired], "warnings": [what is wrong but not refused],
+        "finished": the pending change it finished (its journal entry) or None}``
 
     Raises:
         DeployError: The state cannot be made consistent without a person (one sentence).
     """
-    actions, warnings = [], []
+    actions, warnings, finished = [], [], []
     if not t.serving_base:
         record = read_record(t)
         _tag_orphans(t, record, registered_versions(t), actions)
-        return {"record": record, "actions": actions, "warnings": warnings}
+        return {"record": record, "actions": actions, "warnings": warnings, "finished": None}
     removed = serving.remove_leftovers(t.serving_base, t.model_name)
     if removed:
         actions.append(f"removed {len(removed)} leftover(s) of interrupted pushes: {', '.join(removed)}")
@@ -131,7 +133,7 @@ def repair(t: Target) -> dict:
         if not record["fingerprints"].get(str(v)):  # a format-1 record: take the registry's
             record["fingerprints"][str(v)] = registered[v].get("fingerprint")
     if record.get("pending"):
-        record = _settle_pending(t, record, actions)
+        record = _settle_pending(t, record, actions, finished)
     _tag_orphans(t, record, registered, actions)
     config = serving.read_config(t.serving_base)
     if config != serving.models_config_text(t.serving_base) and (config or record.get("stable") or record.get("canary")):
@@ -148,7 +150,7 @@ def repair(t: Target) -> dict:
         logger.warning("start-up check of %s: %s", t.model_name, line)
     for line in warnings:
         logger.warning("start-up check of %s: %s", t.model_name, line)
-    return {"record": record, "actions": actions, "warnings": warnings}
+    return {"record": record, "actions": actions, "warnings": warnings, "finished": finished[0] if finished else None}
 
 
 def _tag_orphans(t: Target, record: dict, registered: dict, actions: list) -> None:

@@ -171,13 +171,15 @@ def read_record(t: Target) -> dict:
     return serving.read_state(t.serving_base, t.model_name)
 
 
-def derive(t: Target, record: dict) -> None:
+def derive(t: Target, record: dict, fault_points: bool = False) -> None:
     """Steps 2 and 3: models.config and the registry, from the record."""
     if t.serving_base:
         serving.write_models_config(t.serving_base)
-    faults.point("transition:after-config")
+    if fault_points:
+        faults.point("transition:after-config")
     apply_registry(t, record)
-    faults.point("transition:after-aliases")
+    if fault_points:
+        faults.point("transition:after-aliases")
 
 
 def transition(t: Target, kind: str, checked: Checked) -> dict:
@@ -199,7 +201,7 @@ def transition(t: Target, kind: str, checked: Checked) -> dict:
     if t.serving_base:
         serving.write_record(t.serving_base, t.model_name, new)
     faults.point("transition:after-record")
-    derive(t, new)
+    derive(t, new, fault_points=True)
     new["pending"] = None
     if t.serving_base:
         serving.write_record(t.serving_base, t.model_name, new)
