@@ -22,7 +22,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("predict", help="score a table with a registered model (the champion by default)")
     p.add_argument("--data", required=True, help="table to score: CSV/Parquet file or folder, gs://..., bq://...")
     p.add_argument("--out", required=True,
-                   help="predictions: <path>.parquet for one file, a folder or gs://... prefix for Parquet shards")
+                   help="predictions: <path>.parquet for one file, a folder or gs://... prefix for Parquet shards, "
+                        "or bq://project.dataset.table")
     p.add_argument("--id-column", default="", help="column copied to every prediction (default: the model's id "
                    "column when the table has it, else row numbers)")
     p.add_argument("--model-name", default=PARAMS.model_name)

@@ -23,8 +23,9 @@ _DOC = f"""{DESCRIPTION}
 Args:
     data_uri: Table to score: a CSV or Parquet file, a folder of shards, gs://..., or bq://project.dataset.table.
     output_uri: Where the predictions go: <path>.parquet for one file, a folder or gs://... prefix for Parquet
-        shards (written to a temporary sibling and moved into place when complete); empty to keep them in the
-        predict task's predictions artifact (the pipeline root).
+        shards (written to a temporary sibling and moved into place when complete), or bq://project.dataset.table
+        (loaded into a staging table, then copied over the table); empty to keep them in the predict task's
+        predictions artifact (the pipeline root).
     model_name: {TABLE["model_name"].help}
     model_version: Registered version number to score with; empty to use model_alias.
     model_alias: Registry alias to score with when model_version is empty.

@@ -69,7 +69,7 @@ def predict_table(
     Args:
         data_uri: Table to score: CSV or Parquet file, folder of shards, gs://..., or bq://project.dataset.table.
         output_uri: Where the predictions go: <path>.parquet for one file, a folder or gs://... prefix for
-            Parquet shards; empty to write them into this task's predictions artifact.
+            Parquet shards, or bq://project.dataset.table; empty to write them into this task's predictions artifact.
         id_column: Column copied to every prediction row; empty for the model's id column (or row numbers).
         anomaly_severity: JSON object overriding severities, e.g. {"unseen_categories": "blocking"}.
         shard_rows: Largest Parquet shard of a folder output.

@@ -8,6 +8,9 @@ there before is untouched). ``<out>.parquet`` is one file; any other path is a f
 Locally the move is a rename (atomic; ``_shared.io.replace_dir_atomic`` / ``atomic_path``). An
 object store has no rename: the finished shards are copied from the temporary prefix, then a
 ``_SUCCESS`` marker is written last, so a reader that waits for it never sees half an output.
+``bq://project.dataset.table``: the shards are written to a local temporary folder, loaded into a
+staging table beside the destination, and copied over the destination in one copy job
+(``WRITE_TRUNCATE``: readers see the old table or the new one); the staging table is then deleted.
 """
 
 from __future__ import annotations
@@ -81,9 +84,60 @@ class ShardWriter:
         self._close()
 
 
+def bigquery_table(out: str) -> tuple[str, str, str]:
+    """(project, dataset, table) of ``bq://project.dataset.table``.
+
+    Raises:
+        DataError: Not of that form.
+    """
+    from components._shared.errors import DataError
+
+    parts = out[len("bq://"):].split(".")
+    if len(parts) != 3 or not all(parts) or "?" in out:
+        raise DataError(f"the output {out} is not bq://project.dataset.table")
+    return parts[0], parts[1], parts[2]
+
+
+@contextlib.contextmanager
+def _bigquery_output(out: str, shard_rows: int) -> Iterator[ShardWriter]:
+    import shutil
+    import tempfile
+
+    project, dataset, table = bigquery_table(out)
+    folder = tempfile.mkdtemp(prefix="predictions-")
+    writer = ShardWriter(folder, None, False, shard_rows)
+    try:
+        yield writer
+        writer.close()
+        from google.cloud import bigquery
+
+        client = bigquery.Client(project=project)
+        staging = f"{project}.{dataset}._{table}_staging_{secrets.token_hex(4)}"
+        try:
+            for i, path in enumerate(writer.files):
+                config = bigquery.LoadJobConfig(
+                    source_format=bigquery.SourceFormat.PARQUET,
+                    write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE if i == 0
+                    else bigquery.WriteDisposition.WRITE_APPEND)
+                with open(path, "rb") as fh:
+                    client.load_table_from_file(fh, staging, job_config=config).result()
+            client.copy_table(staging, f"{project}.{dataset}.{table}", job_config=bigquery.CopyJobConfig(
+                write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE)).result()
+        finally:
+            client.delete_table(staging, not_found_ok=True)
+        writer.files = [out]
+    finally:
+        writer.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_output(out: str, shard_rows: int) -> Iterator[ShardWriter]:
     """Yield a :class:`ShardWriter` whose files appear at ``out`` only if the block succeeds."""
+    if out.startswith("bq://"):
+        with _bigquery_output(out, shard_rows) as writer:
+            yield writer
+        return
     one_file = single_file(out)
     if "://" not in out or out.startswith("file://"):
         path = out[len("file://"):] if out.startswith("file://") else out

@@ -197,3 +197,44 @@ def test_text_late_in_a_csv_names_the_column(built, new_rows, tmp_path, monkeypa
     with pytest.raises(DataError, match="column 'monthly_charges' of .* changes type part-way"):
         predict(path, model, str(tmp_path / "out"))
     assert os.listdir(tmp_path) == ["late.csv"]
+
+
+class _FakeBigQuery:
+    """Stands in for google.cloud.bigquery.Client (no BigQuery here): tables as lists of Arrow tables."""
+
+    tables: dict = {}
+
+    def __init__(self, project=None):
+        self.project = project
+
+    class _Job:
+        def result(self):
+            return self
+
+    def load_table_from_file(self, fh, table, job_config=None):
+        rows = pq.read_table(fh)
+        truncate = str(job_config.write_disposition).endswith("WRITE_TRUNCATE")
+        self.tables[table] = ([] if truncate else self.tables.get(table, [])) + [rows]
+        return self._Job()
+
+    def copy_table(self, source, dest, job_config=None):
+        self.tables[dest] = list(self.tables[source])
+        return self._Job()
+
+    def delete_table(self, table, not_found_ok=False):
+        self.tables.pop(table, None)
+
+
+def test_bigquery_output_replaces_the_table_through_a_staging_table(built, new_rows, monkeypatch):
+    from google.cloud import bigquery
+
+    model, _ = built
+    _FakeBigQuery.tables = {"proj.ds.scores": ["yesterday"]}
+    monkeypatch.setattr(bigquery, "Client", _FakeBigQuery)
+    summary = predict(new_rows[1], model, "bq://proj.ds.scores", config=PredictConfig(shard_rows=1000)).summary
+    assert list(_FakeBigQuery.tables) == ["proj.ds.scores"]  # staging table deleted
+    loaded = _FakeBigQuery.tables["proj.ds.scores"]
+    assert len(loaded) == 3 and sum(t.num_rows for t in loaded) == 2300 == summary["rows"]
+    assert summary["files"] == ["bq://proj.ds.scores"]
+    with pytest.raises(DataError, match="not bq://project.dataset.table"):
+        predict(new_rows[1], model, "bq://proj.scores")
