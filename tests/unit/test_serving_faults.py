@@ -32,7 +32,9 @@ from components._shared.serving_state import labels
 from components.deploy import serving
 from components.deploy.core import deploy, rollback, status
 from components.deploy.transition import ALIASES, STATUS_TAG
-from tests.unit.test_deploy_registry import MODEL, exports, registry_template  # noqa: F401 (fixtures)
+from pipelines.data import generate_churn
+from tests.stage_helpers import prepare, train_small
+from tests.unit.test_deploy_registry import MODEL, registry_template  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -54,6 +56,27 @@ CHILD = textwrap.dedent("""
     else:
         rollback({model!r}, uri, base, verify=loaded)
 """).format(model=MODEL)
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    """Three different SavedModels (a, b, c) from one export: b and c carry an extra asset file,
+    which changes the fingerprint and nothing else (one export instead of three)."""
+    from components.export.core import export
+
+    root = tmp_path_factory.mktemp("fault-exports")
+    prepared = prepare(generate_churn(800, seed=5), str(root / "data"))
+    out = {"model": str(root / "model")}
+    train_small(prepared, out["model"], epochs=1)
+    out["a"] = export(out["model"], prepared.test, str(root / "a"), str(root / "tflite"), MODEL,
+                      parity_rows=200).saved_model_dir
+    for name in ("b", "c"):
+        out[name] = str(root / name)
+        shutil.copytree(out["a"], out[name])
+        os.makedirs(os.path.join(out[name], "assets"), exist_ok=True)
+        with open(os.path.join(out[name], "assets", "release.txt"), "w") as fh:
+            fh.write(f"build {name}\n")
+    return out
 
 
 def _uri(world: str) -> str:
