@@ -71,6 +71,9 @@ def _served(saved_model_dir: str, csv: str, spec: dict) -> np.ndarray:
         if tspec.dtype == tf.string and value.dtype != object:
             value = text[by_input[name]].to_numpy(dtype=object).astype(str)  # e.g. raw date strings
         inputs[name] = tf.constant(value)
+    # The served signature takes dates as the file's strings: the rows are sent as they are in the file.
+    assert fn.structured_input_signature[1][next(f["input_name"] for f in spec["numeric"]
+                                                 if f["name"] == "signup_date")].dtype == tf.string
     return fn(**inputs)["probability"].numpy().reshape(-1)
 
 
