@@ -136,11 +136,13 @@ def repair(t: Target) -> dict:
         record = _settle_pending(t, record, actions, finished)
     _tag_orphans(t, record, registered, actions)
     config = serving.read_config(t.serving_base)
-    if config != serving.models_config_text(t.serving_base) and (config or record.get("stable") or record.get("canary")):
+    serves = any(labels(record).values())
+    if config != serving.models_config_text(t.serving_base) and (config or serves):
         actions.append("re-derived models.config from the serving records")
     if current_aliases(t) != labels(record):
         actions.append(f"moved the registry aliases to match the serving record ({state.describe(record)})")
-    derive(t, record)
+    if serves or actions:
+        derive(t, record)
     for label in LABELS:
         v = record.get(label)
         if v and not intact(t, record, v):
@@ -178,7 +180,7 @@ def status(t: Target) -> dict:
         text = serving.read_config(t.serving_base)
         out["models_config"] = serving._entry_of(text, t.model_name)
         if record is not None:
-            if text != serving.models_config_text(t.serving_base):
+            if text != serving.models_config_text(t.serving_base) and (text or any(labels(record).values())):
                 out["problems"].append("models.config differs from what the serving records derive")
             if out["aliases"] != labels(record):
                 out["problems"].append(f"the registry aliases {out['aliases']} differ from the record {labels(record)}")

@@ -153,7 +153,8 @@ def _model_states(serving_base: str):
         names = sorted({p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)}) if fs.exists(root) else []
         names = [n for n in names if not n.startswith(".") and fs.exists(f"{root.rstrip('/')}/{n}/{STATE_FILE}")]
     else:
-        names = sorted(n for n in os.listdir(serving_base) if os.path.exists(os.path.join(serving_base, n, STATE_FILE)))
+        names = sorted(n for n in (os.listdir(serving_base) if os.path.isdir(serving_base) else [])
+                       if os.path.exists(os.path.join(serving_base, n, STATE_FILE)))
     for name in names:
         try:
             yield name, read_state(serving_base, name)

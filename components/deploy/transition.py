@@ -133,7 +133,7 @@ def check_version(t: Target, version, verify: Callable[[str], int], path: Option
     if path is None:
         path = serving.version_dir(t.serving_base, name, v)
         if not serving.has_version(t.serving_base, name, v):
-            raise DeployError(f"version {v} of {name!r} is no longer on the serving path {path}")
+            raise DeployError(f"version {v} of {name!r} is not on the serving path {path}")
     tags = registered_versions(t).get(v)
     if tags is None:
         raise DeployError(f"version {v} of {name!r} is not in the registry, so its files cannot be checked "

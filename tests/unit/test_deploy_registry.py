@@ -311,7 +311,7 @@ def test_rollback_and_approve_refuse_a_version_that_fails_its_checks(exports, tr
     # A version that failed at deploy is never served by rollback --to.
     with pytest.raises(DeployError):
         _deploy(exports, "broken", tracking_uri, serving)
-    with pytest.raises(DeployError, match=rf"^version 3 of '{MODEL}' is no longer on the serving path"):
+    with pytest.raises(DeployError, match=rf"^version 3 of '{MODEL}' is not on the serving path"):
         rollback(MODEL, tracking_uri, serving, to=3)
 
     # approve loads the candidate first: one whose warm-up fails stays a candidate, nothing moves.
@@ -333,7 +333,7 @@ def test_rollback_needs_a_previous_version_that_is_still_served(exports, trackin
     _deploy(exports, "b", tracking_uri, serving)
     shutil.rmtree(os.path.join(serving, MODEL, "1"))
     with pytest.raises(
-        DeployError, match=rf"^version 1 of '{MODEL}' is no longer on the serving path "
+        DeployError, match=rf"^version 1 of '{MODEL}' is not on the serving path "
     ):
         rollback(MODEL, tracking_uri, serving)
     assert _alias(tracking_uri, "champion") == "2"
