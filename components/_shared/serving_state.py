@@ -33,17 +33,13 @@ import json
 import os
 import tempfile
 
-from components._shared.errors import DeployError
+from components._shared.errors import ServingStateError
 
 STATE_FILE = "serving.json"
 CONFIG_FILE = "models.config"
 LABELS = ("stable", "previous", "canary")
 WARMUP_DIR = "assets.extra"  # TF Serving's warm-up requests: not part of a version's fingerprint
 FORMAT = 2
-
-
-class ServingStateError(DeployError):
-    """The serving record cannot be read (corrupt or unreadable)."""
 
 
 def empty_state() -> dict:
