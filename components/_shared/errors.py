@@ -52,11 +52,6 @@ class DeployError(PipelineError):
     """A deploy step failed; the serving model and champion alias are unchanged."""
 
 
-class ServingStateError(PipelineError):
-    """What is served cannot be read or disagrees with the registry (a corrupt serving record, a
-    served version whose files are not the registered ones); nothing was decided or moved."""
-
-
 class ConfigError(PipelineError):
     """A setting is invalid (unknown target, bad threshold)."""
 
