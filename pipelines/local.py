@@ -165,7 +165,8 @@ def _run_locked(data: str, label: str, runs_dir: str, run_id: str, run_dir: str,
     summary = summary_from_outputs(
         run_id, run_dir, decision_path=outputs["decision"].path, saved_model_dir=outputs["saved_model"].path,
         tflite_dir=outputs["tflite_model"].path, export_metrics=dict(outputs["export_metrics"].metadata),
-        tracking_uri=tracking_uri, serving_base=serving_base, model_name=model_name)
+        tracking_uri=tracking_uri, serving_base=serving_base, model_name=model_name,
+        ingest_info_path=outputs["ingest_info"].path)
     summary.update({"data": arguments["data_uri"], "label": label, "model_name": model_name,
                     "mlflow_tracking_uri": tracking_uri, "log": log_path,
                     "wall_seconds": round(time.time() - started, 2)})
@@ -187,6 +188,7 @@ def summary_from_outputs(
     serving_base: str,
     model_name: str,
     deployment: Optional[dict] = None,
+    ingest_info_path: Optional[str] = None,
 ) -> dict:
     """The run summary from the pipeline's declared outputs (see ``pipelines.training.PipelineOutputs``),
     however they were obtained (kfp.local's return value, a rehearsal of the compiled YAML, ...).
@@ -197,6 +199,7 @@ def summary_from_outputs(
         deployment: deploy's result (``version``, ``alias``, ``serving_dir``) when the caller has it.
             Otherwise, when compare promoted, it is read back from the registry deploy wrote (deploy
             runs inside dsl.If, so it is not a pipeline output).
+        ingest_info_path: ingest's record (JSON): how rows were split, and its warnings.
     """
     from components._shared.names import path_under
     from components.deploy.core import find_deployment
@@ -207,7 +210,11 @@ def summary_from_outputs(
         deployment = find_deployment(tracking_uri, model_name, saved_model_dir or "", serving_base)
     state = read_state(serving_base, model_name)
     served = path_under(serving_base, model_name, str(state["stable"])) if state.get("stable") else None
-    return build_summary(run_id, run_dir, decision, deployment, saved_model_dir, tflite_dir, export_metrics, served)
+    summary = build_summary(run_id, run_dir, decision, deployment, saved_model_dir, tflite_dir, export_metrics, served)
+    ingest = _read_json(ingest_info_path) or {}
+    summary["split"] = ingest.get("split")
+    summary["warnings"] = list(ingest.get("warnings") or [])
+    return summary
 
 
 def build_summary(run_id: str, run_dir: str, decision: dict, deployment: Optional[dict],
@@ -250,5 +257,6 @@ def format_summary(s: dict) -> str:
         f"  serving    {s.get('serving_dir') or 'nothing served yet'}",
     ]
     lines += [f"  - {r}" for r in s.get("reasons", [])]
+    lines += [f"  warning: {w}" for w in s.get("warnings") or []]
     lines.append(f"  summary    {os.path.join(s['run_dir'], 'summary.json')}  ({s.get('wall_seconds')} s)")
     return "\n".join(lines)

@@ -34,12 +34,13 @@ Args:
 """
 TARGETS = ("local", "kubeflow", "vertex")
 DEFAULT_SERVING_MOUNT = "/models"
-# The pipeline's declared outputs: compare's decision and export's artifacts.
+# The pipeline's declared outputs: compare's decision, export's artifacts, ingest's record (how rows were split).
 class PipelineOutputs(NamedTuple):
     decision: Artifact
     saved_model: Model
     tflite_model: Model
     export_metrics: Metrics
+    ingest_info: Artifact
 
 
 @dataclasses.dataclass(frozen=True)
@@ -300,7 +301,8 @@ def build_pipeline(opts: Optional[CompileOptions] = None):
         # inside dsl.If, so its result is not an output: it is read from the registry deploy writes.
         return PipelineOutputs(decision=compare_task.outputs["decision"], saved_model=export_task.outputs["saved_model"],
                                tflite_model=export_task.outputs["tflite_model"],
-                               export_metrics=export_task.outputs["metrics"])
+                               export_metrics=export_task.outputs["metrics"],
+                               ingest_info=ingest_task.outputs["ingest_info"])
 
     training_pipeline.__doc__ = _DOC
     return dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION)(training_pipeline)

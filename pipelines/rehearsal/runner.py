@@ -308,7 +308,7 @@ def _summary(ctx: Context, run_id: str, run_dir: str, serving_base: str, trackin
         run_id, run_dir, decision_path=local("compare-models", "decision"),
         saved_model_dir=local("export-model", "saved_model"), tflite_dir=local("export-model", "tflite_model"),
         export_metrics=export_metrics, tracking_uri=tracking_uri, serving_base=serving_base,
-        model_name=model_name,
+        model_name=model_name, ingest_info_path=local("ingest-data", "ingest_info"),
         # Not promoted: nothing to look up. Promoted without a deployment record: the registry says.
         deployment=deployment if deployment is not None or promoted else _NOT_PROMOTED)
 

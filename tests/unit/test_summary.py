@@ -19,7 +19,8 @@ def test_summary_keys_and_values_without_a_deploy(tmp_path):
         tracking_uri="", serving_base=str(tmp_path / "serving"), model_name="m")
     assert list(s) == ["run_id", "promoted", "challenger", "champion", "champion_version", "comparison",
                        "model_version", "alias", "saved_model_dir", "tflite_path", "tflite_max_abs_diff", "export",
-                       "serving_dir", "reasons", "run_dir"]
+                       "serving_dir", "reasons", "run_dir", "split", "warnings"]
+    assert s["split"] is None and s["warnings"] == []  # no ingest record given
     assert s["promoted"] is False and s["model_version"] is None and s["serving_dir"] is None
     assert s["tflite_path"] == str(tmp_path / "tfl" / "model.tflite") and s["export"] == {"tflite_max_abs_diff": 1e-4}
     assert s["reasons"] == DECISION["reasons"]
@@ -30,3 +31,17 @@ def test_a_deploy_result_given_by_the_caller_is_used():
                       "serving_dir": "/s/m/3"}, "/sm", None, {}, "/s/m/2")
     assert (s["promoted"], s["model_version"], s["alias"], s["serving_dir"]) == (True, "3", "champion", "/s/m/3")
     assert s["tflite_path"] is None
+
+
+def test_ingest_split_and_warnings_reach_the_summary(tmp_path):
+    from pipelines.local import format_summary
+
+    decision, ingest = tmp_path / "decision", tmp_path / "ingest_info"
+    decision.write_text(json.dumps(DECISION))
+    warning = "no id column: rows are split by position, so the champion comparison may include rows it trained on"
+    ingest.write_text(json.dumps({"split": "by row position (seed 42)", "warnings": [warning]}))
+    s = summary_from_outputs(
+        "run-1", str(tmp_path), decision_path=str(decision), saved_model_dir=None, tflite_dir=None, export_metrics={},
+        tracking_uri="", serving_base=str(tmp_path / "serving"), model_name="m", ingest_info_path=str(ingest))
+    assert s["split"] == "by row position (seed 42)" and s["warnings"] == [warning]
+    assert f"  warning: {warning}" in format_summary({**s, "model_name": "m"}).splitlines()
