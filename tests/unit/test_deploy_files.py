@@ -263,3 +263,48 @@ def test_model_card_names_data_metrics_decision_and_lineage():
         "- pipeline_run: `run-1`",
     ):
         assert fragment in card, fragment
+
+
+# --------------------------------------------------------------------------- the record's rules
+
+
+def test_rollback_goes_back_through_history_and_never_forward_again():
+    from components.deploy.state import HISTORY_LENGTH, plan, rollback_version
+
+    record = None
+    for v in (6, 7, 8):
+        record = plan(record, "promote", v, f"fp{v}", at="t")
+    assert labels(record) == {"stable": 8, "previous": 7, "canary": None}
+    seen = [8]
+    while True:
+        try:
+            v = rollback_version(record, "churn")
+        except DeployError as exc:
+            assert "no earlier stable version to roll back to from version 6" in str(exc)
+            break
+        record = plan(record, "rollback", v, f"fp{v}", available=[6, 7, 8])
+        seen.append(record["stable"])
+    assert seen == [8, 7, 6]  # 8 -> 7 -> 6, never 8 -> 7 -> 8
+    # --to moves explicitly (forward too); what it moved away from is no automatic target.
+    record = plan(record, "rollback", rollback_version(record, "churn", to=8), "fp8", available=[6, 7, 8])
+    assert labels(record) == {"stable": 8, "previous": None, "canary": None}
+    # A candidate waits under canary; approving it makes the old stable previous.
+    record = plan(record, "candidate", 9, "fp9")
+    assert labels(record) == {"stable": 8, "previous": None, "canary": 9}
+    record = plan(record, "approve", 9, "fp9")
+    assert labels(record) == {"stable": 9, "previous": 8, "canary": None}
+    assert record["history"][-1]["why"] == "approved" and set(record["fingerprints"]) == {"6", "7", "8", "9"}
+    for v in range(10, 10 + HISTORY_LENGTH):
+        record = plan(record, "promote", v, f"fp{v}")
+    assert len(record["history"]) == HISTORY_LENGTH and "6" not in record["fingerprints"]
+
+
+@pytest.mark.parametrize("name", ['a"b', "../x", "a/b", ""])
+def test_rollback_approve_and_status_refuse_an_invalid_model_name_first(tmp_path, name):
+    from components._shared.errors import ConfigError
+    from components.deploy.core import approve, rollback, status
+
+    for fn in (rollback, approve, status):
+        with pytest.raises(ConfigError, match=r"^invalid model name "):
+            fn(name, f"sqlite:///{tmp_path}/never-created.db", str(tmp_path / "serving"))
+    assert os.listdir(tmp_path) == []
