@@ -90,6 +90,8 @@ _TRANSIENT_NAMES = {
     "google": {"TransportError", "DeadlineExceeded", "RetryError"},  # google.auth / google.api_core
     "gcsfs": {"ChecksumError"},
     "tensorflow": {"UnavailableError", "AbortedError", "DeadlineExceededError"},
+    # botocore (s3fs, for s3:// and minio:// roots): its ConnectionError family is not the builtin one
+    "botocore": {"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError"},
 }
 # MLflow error codes that mean "the server cannot answer now" (MLflow maps 429 to RESOURCE_EXHAUSTED,
 # 503 to TEMPORARILY_UNAVAILABLE, 504 to DEADLINE_EXCEEDED).
@@ -226,13 +228,10 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _fs_open(uri: str, mode: str):
-    if "://" not in uri:
-        if "w" in mode:
-            os.makedirs(os.path.dirname(os.path.abspath(uri)), exist_ok=True)
-        return open(uri, mode)
-    import fsspec
+    # minio:// (KFP's default pipeline root), s3://, gs://, paths
+    from components._shared.object_store import open_file
 
-    return fsspec.open(uri, mode).open()
+    return open_file(uri, mode)
 
 
 def _read_marker(uri: str) -> Optional[dict]:

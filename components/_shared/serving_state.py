@@ -20,9 +20,11 @@ The serving record is the truth about what is served; models.config and the regi
 may not be (see ``components.deploy.transition``). A format-1 record (labels only) reads as one
 with an empty history.
 
-The base is a local path (a folder, e.g. a mounted volume) or any fsspec URI (``gs://``; the
-client follows ``STORAGE_EMULATOR_HOST``). Deploy writes it (``components.deploy.serving``);
-compare and the CLI read it here, so a stage that only checks what is served needs no deploy code.
+The base is a local path (a folder, e.g. a mounted volume) or an object-store URI: ``gs://`` (the
+client follows ``STORAGE_EMULATOR_HOST``), ``s3://`` (AWS_* settings) or ``minio://`` (Kubeflow's
+MinIO), as ``components/_shared/object_store.py`` opens them. Deploy writes it
+(``components.deploy.serving``); compare and the CLI read it here, so a stage that only checks
+what is served needs no deploy code.
 """
 
 from __future__ import annotations
@@ -92,10 +94,9 @@ def join(base: str, *parts) -> str:
 
 def fs_for(uri: str):
     """(fsspec filesystem, path) for an object-store URI, with no cached listings (other writers exist)."""
-    import fsspec
+    from components._shared.object_store import filesystem
 
-    fs, path = fsspec.core.url_to_fs(uri, skip_instance_cache=True, use_listings_cache=False)
-    return fs, path
+    return filesystem(uri, skip_instance_cache=True, use_listings_cache=False)
 
 
 def remote_files(uri: str) -> dict:

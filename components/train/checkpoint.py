@@ -3,10 +3,10 @@
 TensorFlow's own ``gs://`` filesystem does not follow ``STORAGE_EMULATOR_HOST`` (so it cannot be
 rehearsed) and needs its own credentials set-up; fsspec/gcsfs (which the rest of the package
 uses for object storage) does both. So Keras writes its backup to a local folder, and after
-every epoch :class:`Mirror` copies that folder to the durable ``remote`` (``gs://...``, a
-mounted path, any fsspec URL) as a new snapshot ``epoch-NNNN/``, then writes ``state.json``
-pointing at it (last, so a pod killed mid-upload leaves the previous snapshot in force) and
-removes older snapshots. A retried attempt calls :meth:`Mirror.restore` before ``fit``: the
+every epoch :class:`Mirror` copies that folder to the durable ``remote`` (``gs://...``, ``s3://``,
+Kubeflow's ``minio://``, a mounted path; see ``components/_shared/object_store.py``) as a new
+snapshot ``epoch-NNNN/``, then writes ``state.json`` pointing at it (last, so a pod killed
+mid-upload leaves the previous snapshot in force) and removes older snapshots. A retried attempt calls :meth:`Mirror.restore` before ``fit``: the
 latest snapshot comes back into the local folder and ``BackupAndRestore`` resumes from it.
 
 ``state.json`` also carries what Keras does not checkpoint:
@@ -37,9 +37,10 @@ BEST_WEIGHTS = "best.weights.h5"
 
 
 def _fs(uri: str):
-    import fsspec
+    # also minio://, KFP's default pipeline root
+    from components._shared.object_store import filesystem
 
-    return fsspec.core.url_to_fs(uri)
+    return filesystem(uri)
 
 
 class Mirror:

@@ -64,6 +64,7 @@ ROLE_IMPORTS = {
         "mlflow",
         "fsspec",
         "gcsfs",
+        "s3fs",  # s3:// and Kubeflow's minio:// pipeline root (components/_shared/object_store.py)
         "google.cloud.bigquery",
         "db_dtypes",
         "google.cloud.secretmanager",
@@ -89,6 +90,7 @@ ROLE_IMPORTS = {
         "mlflow.store.artifact.gcs_artifact_repo",
         "fsspec",
         "gcsfs",
+        "s3fs",  # s3:// and Kubeflow's minio:// pipeline root (components/_shared/object_store.py)
         "google.cloud.secretmanager",
     ],
     "deploy": [
@@ -113,6 +115,7 @@ ROLE_IMPORTS = {
         "kfp_server_api",
         "fsspec",
         "gcsfs",
+        "s3fs",  # s3:// and Kubeflow's minio:// pipeline root (components/_shared/object_store.py)
         "google.cloud.bigquery",
         "db_dtypes",
         "sklearn.metrics",
@@ -127,6 +130,7 @@ ROLE_CAPABILITIES = {
     "data": """
 import fsspec
 fsspec.get_filesystem_class("gs")                      # gs:// data URIs (gcsfs)
+fsspec.get_filesystem_class("s3")                      # s3:// (s3fs; minio:// goes through it)
 from google.cloud.bigquery import _pandas_helpers
 _pandas_helpers.verify_pandas_imports()                # bq:// -> DataFrame needs db-dtypes
 """,

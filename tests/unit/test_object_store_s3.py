@@ -1,0 +1,196 @@
+"""minio:// (Kubeflow's default pipeline root) and s3:// against a real S3 API (moto_server).
+
+What a pod writes under its pipeline root through fsspec: train's checkpoint mirror (a new process
+restores it), the fail-fast marker of retried tasks, and an s3:// TF Serving base. The minio:// pod
+gets nothing but what a Kubeflow pod has: MINIO_SERVICE_SERVICE_HOST/PORT (Kubernetes' service
+variables) and the mlpipeline-minio-artifact secret as MINIO_ACCESS_KEY / MINIO_SECRET_KEY.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from components._shared import object_store
+from components._shared.errors import DataError, attempt_marker, fail_fast, is_transient
+from tests.fakes.s3_server import ACCESS_KEY, SECRET_KEY, S3Server
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUCKET = "mlpipeline"  # KFP's bucket: minio://mlpipeline/v2/artifacts
+_STORE_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+              "AWS_SESSION_TOKEN", "AWS_PROFILE", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY",
+              "MINIO_SERVICE_SERVICE_HOST", "MINIO_SERVICE_SERVICE_PORT", object_store.MINIO_ENDPOINT_ENV)
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    with S3Server(str(tmp_path_factory.mktemp("moto") / "moto.log")) as server:
+        server.ensure_bucket(BUCKET)
+        yield server
+
+
+@pytest.fixture(params=["minio", "s3"])
+def pod(request, s3, monkeypatch, tmp_path):
+    """The pod's environment for one kind of root; returns (root URI, bucket, key prefix)."""
+    for name in _STORE_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    prefix = f"v2/artifacts/{uuid.uuid4().hex[:8]}"
+    if request.param == "minio":
+        monkeypatch.setenv("MINIO_SERVICE_SERVICE_HOST", "127.0.0.1")
+        monkeypatch.setenv("MINIO_SERVICE_SERVICE_PORT", str(s3.port))
+        monkeypatch.setenv("MINIO_ACCESS_KEY", ACCESS_KEY)
+        monkeypatch.setenv("MINIO_SECRET_KEY", SECRET_KEY)
+    else:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", s3.url)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    return f"{request.param}://{BUCKET}/{prefix}", BUCKET, prefix
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def test_minio_endpoint_follows_the_kfp_launcher_rule():
+    assert object_store.minio_endpoint({}) == "http://minio-service.kubeflow:9000"  # multi-user namespaces
+    service = {"MINIO_SERVICE_SERVICE_HOST": "10.0.0.7", "MINIO_SERVICE_SERVICE_PORT": "9000"}
+    assert object_store.minio_endpoint(service) == "http://10.0.0.7:9000"  # minio-service in the namespace
+    explicit = {**service, object_store.MINIO_ENDPOINT_ENV: "minio.storage:9000"}
+    assert object_store.minio_endpoint(explicit) == "http://minio.storage:9000"
+    assert object_store.minio_endpoint({object_store.MINIO_ENDPOINT_ENV: "https://m:443"}) == "https://m:443"
+
+
+def test_minio_credentials_come_from_the_secret_env_or_aws_env():
+    opts = object_store.minio_options({"MINIO_ACCESS_KEY": "a", "MINIO_SECRET_KEY": "b", "AWS_ACCESS_KEY_ID": "x",
+                                       "AWS_SECRET_ACCESS_KEY": "y"})
+    assert (opts["key"], opts["secret"]) == ("a", "b")
+    opts = object_store.minio_options({"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"})
+    assert (opts["key"], opts["secret"]) == ("x", "y")
+    assert "key" not in object_store.minio_options({})  # botocore's own chain then
+
+
+def test_botocore_connection_errors_can_pass():
+    from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+
+    assert is_transient(EndpointConnectionError(endpoint_url="http://minio-service.kubeflow:9000"))
+    assert is_transient(ReadTimeoutError(endpoint_url="http://m"))
+    slow = ClientError({"Error": {"Code": "SlowDown"}, "ResponseMetadata": {"HTTPStatusCode": 503}}, "PutObject")
+    assert is_transient(slow)
+    denied = ClientError({"Error": {"Code": "AccessDenied"}, "ResponseMetadata": {"HTTPStatusCode": 403}}, "GetObject")
+    assert not is_transient(denied)
+
+
+def test_minio_uri_maps_to_the_bucket_and_key(pod):
+    root, bucket, prefix = pod
+    fs, path = object_store.filesystem(root + "/a/b.txt")
+    assert path == f"{bucket}/{prefix}/a/b.txt"
+    with object_store.open_file(root + "/a/b.txt", "w") as fh:
+        fh.write("hello")
+    assert fs.cat_file(path) == b"hello"
+
+
+# --------------------------------------------------------------------------- checkpoint mirror
+
+_RESTORE = """
+import json, os, sys
+from components.train.checkpoint import Mirror
+m = Mirror(sys.argv[1], sys.argv[2])
+state = m.restore()
+files = sorted(os.path.relpath(os.path.join(r, f), sys.argv[2]) for r, _, fs in os.walk(sys.argv[2]) for f in fs)
+print(json.dumps({"state": state, "files": files}))
+"""
+
+
+def test_checkpoint_mirror_round_trips_and_a_new_process_restores(pod, s3, tmp_path):
+    from components.train.checkpoint import Mirror
+
+    root, bucket, prefix = pod
+    remote = f"{root}/./checkpoints/job-1/train"  # a root ending in "/." names the same objects
+    local = tmp_path / "backup"
+    (local / "chief").mkdir(parents=True)
+    (local / "chief" / "ckpt.weights.h5").write_bytes(b"epoch-1")
+    mirror = Mirror(remote, str(local))
+    assert mirror.restore() == {}  # nothing there yet
+    mirror.save({"history": [{"loss": 0.9}]})
+    mirror.write_state(mlflow_run_id="r1")
+    (local / "chief" / "ckpt.weights.h5").write_bytes(b"epoch-2")
+    mirror.save({**mirror.state, "history": [{"loss": 0.9}, {"loss": 0.7}]})
+    # What landed, read with boto3: one snapshot (the older one removed), state.json pointing at it.
+    key = f"{prefix}/checkpoints/job-1/train"
+    assert s3.keys(bucket, key + "/") == [f"{key}/epoch-0002/chief/ckpt.weights.h5", f"{key}/state.json"]
+    assert json.loads(s3.get(bucket, f"{key}/state.json"))["snapshot"] == "epoch-0002"
+
+    # A retried attempt is a new pod: a new process with only the environment restores it.
+    fresh = tmp_path / "fresh"
+    out = subprocess.run([sys.executable, "-c", _RESTORE, remote, str(fresh)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120, env=dict(os.environ))
+    assert out.returncode == 0, out.stderr
+    restored = json.loads(out.stdout.strip().splitlines()[-1])
+    assert restored["state"]["history"] == [{"loss": 0.9}, {"loss": 0.7}]
+    assert restored["state"]["mlflow_run_id"] == "r1"
+    assert restored["files"] == [os.path.join("chief", "ckpt.weights.h5")]
+    assert (fresh / "chief" / "ckpt.weights.h5").read_bytes() == b"epoch-2"
+
+    mirror.clean()
+    assert s3.keys(bucket, key + "/") == []
+
+
+# --------------------------------------------------------------------------- fail-fast marker
+
+
+def test_fail_fast_marker_on_an_object_store_root(pod, s3):
+    root, bucket, prefix = pod
+    marker = attempt_marker(f"{root}/validate-data/reference")
+    runs = []
+    with pytest.raises(DataError), fail_fast(marker):
+        runs.append(1)
+        raise DataError("column tenure is missing")
+    key = f"{prefix}/validate-data/reference.attempt-error.json"
+    assert s3.keys(bucket, key) == [key]
+    assert json.loads(s3.get(bucket, key))["type"] == "DataError"
+    # The retry (a new attempt of the same task) repeats the sentence without doing the work.
+    with pytest.raises(DataError, match="^column tenure is missing$"), fail_fast(marker):
+        runs.append(2)
+    assert runs == [1]
+    # An error that can pass leaves no marker: the retry runs in full.
+    other = attempt_marker(f"{root}/train-model/model")
+    with pytest.raises(ConnectionResetError), fail_fast(other):
+        raise ConnectionResetError("connection reset by peer")
+    assert s3.keys(bucket, f"{prefix}/train-model/") == []
+
+
+# --------------------------------------------------------------------------- s3:// serving base
+
+
+@pytest.mark.parametrize("pod", ["s3"], indirect=True)  # TF Serving reads models.config's base_path: no minio://
+def test_s3_serving_base_push_state_and_read_back(pod, s3, tmp_path):
+    root, bucket, prefix = pod
+    from components._shared import serving_state
+    from components.deploy import serving
+    from tests.unit.test_deploy_files import _saved_model, _tree
+
+    base = f"{root}/serving"
+    src = _saved_model(tmp_path / "export")
+    assert serving.push_to_serving(src, base, "churn", "3") == (f"{base}/churn/3", True)
+    assert serving.push_to_serving(src, base, "churn", "3") == (f"{base}/churn/3", False)  # idempotent
+    assert s3.keys(bucket, f"{prefix}/serving/") == [f"{prefix}/serving/churn/3/{rel}" for rel in _tree(src)]
+    assert s3.get(bucket, f"{prefix}/serving/churn/3/saved_model.pb") == b"graph-v1"
+    assert serving_state.has_version(base, "churn", 3)
+    assert serving_state.fingerprint(f"{base}/churn/3") == serving_state.fingerprint(src)
+
+    assert serving_state.read_state(base, "churn") == serving_state.empty_state()
+    record = {**serving_state.empty_state(), "stable": 3, "fingerprints": {"3": serving_state.fingerprint(src)}}
+    config = serving.write_state(base, "churn", record)
+    assert config == f"{base}/models.config"
+    assert serving_state.labels(serving_state.read_state(base, "churn")) == {"stable": 3, "previous": None,
+                                                                             "canary": None}
+    text = s3.get(bucket, f"{prefix}/serving/models.config").decode()
+    assert f'base_path: "{base}/churn"' in text and 'key: "stable" value: 3' in text
