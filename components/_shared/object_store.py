@@ -15,12 +15,14 @@ Where a ``minio://`` filesystem gets its settings (read when a filesystem is mad
   else ``http://minio-service.kubeflow:9000``. That is the launcher's own rule
   (kubeflow/pipelines ``backend/src/v2/objectstore``: ``MinioDefaultEndpoint``,
   ``defaultMinioEndpointInMultiUserMode``; plain HTTP, ``disableSSL: true``).
-- credentials: ``MINIO_ACCESS_KEY`` / ``MINIO_SECRET_KEY``, else ``AWS_ACCESS_KEY_ID`` /
-  ``AWS_SECRET_ACCESS_KEY``. The launcher reads the Secret ``mlpipeline-minio-artifact`` (keys
-  ``accesskey``, ``secretkey``) through the Kubernetes API and does not pass it to the user
-  container, so a pod has them only if the pipeline mounts that secret as environment variables
-  (kfp-kubernetes ``use_secret_as_env``). The multi-user profile controller copies the secret into
-  every profile namespace (``pipelines-profile-controller/sync.py``).
+- credentials: ``MINIO_ACCESS_KEY`` / ``MINIO_SECRET_KEY`` (the Secret ``mlpipeline-minio-artifact``,
+  keys ``accesskey`` / ``secretkey``, mounted with kfp-kubernetes ``use_secret_as_env``), else
+  ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``; else, inside a pod, that Secret read from the
+  Kubernetes API the way the KFP launcher reads it (``GetMinioCredential``): the pod's namespace,
+  token and CA from ``/var/run/secrets/kubernetes.io/serviceaccount/``, the API at
+  ``https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT``. The launcher runs in the same pod
+  under the same service account, so that account may read the Secret (the multi-user profile
+  controller copies it into every profile namespace: ``pipelines-profile-controller/sync.py``).
 
 An ``s3://`` filesystem uses botocore's standard chain: ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``
 (a MinIO, Ceph or other S3 API), ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` /
@@ -29,8 +31,15 @@ An ``s3://`` filesystem uses botocore's standard chain: ``AWS_ENDPOINT_URL_S3`` 
 
 from __future__ import annotations
 
+import base64
+import json
+import logging
 import os
+import ssl
+import urllib.request
 from typing import Optional
+
+logger = logging.getLogger(__name__)
 
 MINIO_ENDPOINT_ENV = "KFP_TF_GATE_MINIO_ENDPOINT"
 MINIO_DEFAULT_ENDPOINT = "http://minio-service.kubeflow:9000"
@@ -38,6 +47,7 @@ MINIO_DEFAULT_ENDPOINT = "http://minio-service.kubeflow:9000"
 MINIO_SECRET = "mlpipeline-minio-artifact"
 MINIO_SECRET_TO_ENV = {"accesskey": "MINIO_ACCESS_KEY", "secretkey": "MINIO_SECRET_KEY"}
 MINIO_REGION = "us-east-1"  # MinIO's default; it accepts requests signed for it
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
 def minio_endpoint(env: Optional[dict] = None) -> str:
@@ -52,15 +62,58 @@ def minio_endpoint(env: Optional[dict] = None) -> str:
     return MINIO_DEFAULT_ENDPOINT
 
 
-def minio_options(env: Optional[dict] = None) -> dict:
+def minio_options(env: Optional[dict] = None, service_account_dir: str = SERVICE_ACCOUNT_DIR) -> dict:
     """s3fs keyword arguments for the MinIO behind ``minio://`` (endpoint, credentials, region)."""
     env = os.environ if env is None else env
     key = env.get("MINIO_ACCESS_KEY") or env.get("AWS_ACCESS_KEY_ID")
     secret = env.get("MINIO_SECRET_KEY") or env.get("AWS_SECRET_ACCESS_KEY")
+    if not (key and secret):
+        data = in_cluster_secret(MINIO_SECRET, env, service_account_dir)
+        key, secret = data.get("accesskey"), data.get("secretkey")
     options = {"endpoint_url": minio_endpoint(env), "client_kwargs": {"region_name": MINIO_REGION}}
     if key and secret:
         options.update(key=key, secret=secret)
     return options
+
+
+def in_cluster_secret(name: str, env: Optional[dict] = None,
+                      service_account_dir: str = SERVICE_ACCOUNT_DIR) -> dict:
+    """The decoded data of Secret ``name`` in the pod's namespace; {} outside a pod or when refused."""
+    env = os.environ if env is None else env
+    host, port = env.get("KUBERNETES_SERVICE_HOST", ""), env.get("KUBERNETES_SERVICE_PORT", "")
+    token_file = os.path.join(service_account_dir, "token")
+    if not (host and port and os.path.exists(token_file)):
+        return {}
+    with open(os.path.join(service_account_dir, "namespace")) as fh:
+        namespace = fh.read().strip()
+    with open(token_file) as fh:
+        token = fh.read().strip()
+    ca = os.path.join(service_account_dir, "ca.crt")
+    host = f"[{host}]" if ":" in host else host  # an IPv6 service address
+    url = f"https://{host}:{port}/api/v1/namespaces/{namespace}/secrets/{name}"
+    if (url, token) not in _SECRETS:  # one API call per process, not one per filesystem
+        data = _read_secret(url, token, ca if os.path.exists(ca) else None)
+        if data is None:
+            return {}
+        _SECRETS[(url, token)] = data
+    return dict(_SECRETS[(url, token)])
+
+
+_SECRETS: dict = {}
+
+
+def _read_secret(url: str, token: str, cafile: Optional[str]) -> Optional[dict]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}",
+                                                   "Accept": "application/json"})
+    try:
+        context = ssl.create_default_context(cafile=cafile)
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
+            data = json.load(response).get("data") or {}
+    except Exception as exc:  # no credentials then: the object store's answer names the problem
+        logger.warning("cannot read the secret %s from the Kubernetes API (%s): no object-store credentials "
+                       "from it", url.rsplit("/", 1)[-1], exc)
+        return None
+    return {k: base64.b64decode(v).decode() for k, v in data.items()}
 
 
 def filesystem(uri: str, **kwargs):

@@ -3,11 +3,13 @@
 What a pod writes under its pipeline root through fsspec: train's checkpoint mirror (a new process
 restores it), the fail-fast marker of retried tasks, and an s3:// TF Serving base. The minio:// pod
 gets nothing but what a Kubeflow pod has: MINIO_SERVICE_SERVICE_HOST/PORT (Kubernetes' service
-variables) and the mlpipeline-minio-artifact secret as MINIO_ACCESS_KEY / MINIO_SECRET_KEY.
+variables) and the mlpipeline-minio-artifact secret as MINIO_ACCESS_KEY / MINIO_SECRET_KEY, or,
+without them, that secret read from a (fake, TLS) Kubernetes API with the pod's service account.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -24,7 +26,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BUCKET = "mlpipeline"  # KFP's bucket: minio://mlpipeline/v2/artifacts
 _STORE_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
               "AWS_SESSION_TOKEN", "AWS_PROFILE", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY",
-              "MINIO_SERVICE_SERVICE_HOST", "MINIO_SERVICE_SERVICE_PORT", object_store.MINIO_ENDPOINT_ENV)
+              "MINIO_SERVICE_SERVICE_HOST", "MINIO_SERVICE_SERVICE_PORT", object_store.MINIO_ENDPOINT_ENV,
+              "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT")
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +78,83 @@ def test_minio_credentials_come_from_the_secret_env_or_aws_env():
     opts = object_store.minio_options({"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"})
     assert (opts["key"], opts["secret"]) == ("x", "y")
     assert "key" not in object_store.minio_options({})  # botocore's own chain then
+
+
+class _KubeApi:
+    """A Kubernetes API over TLS (self-signed CA) answering GET .../namespaces/<ns>/secrets/<name>."""
+
+    def __init__(self, folder, namespace: str, token: str, secrets: dict):
+        import ssl
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.ca, key = str(folder / "ca.crt"), str(folder / "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", self.ca,
+                        "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                       check=True, capture_output=True)
+        self.requests = []
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                api.requests.append((self.path, self.headers.get("Authorization")))
+                name = self.path.rsplit("/", 1)[-1]
+                if self.headers.get("Authorization") != f"Bearer {token}":
+                    status, body = 401, {"kind": "Status", "code": 401}
+                elif self.path != f"/api/v1/namespaces/{namespace}/secrets/{name}" or name not in secrets:
+                    status, body = 404, {"kind": "Status", "code": 404}
+                else:
+                    status, body = 200, {"kind": "Secret", "data": {
+                        k: base64.b64encode(v.encode()).decode() for k, v in secrets[name].items()}}
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.ca, key)
+        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+def test_minio_credentials_from_the_kubernetes_api_like_the_launcher(tmp_path, monkeypatch):
+    """No secret mounted: the pod's service account reads mlpipeline-minio-artifact, as the launcher does."""
+    api = _KubeApi(tmp_path, "kubeflow-user", "sa-token",
+                   {"mlpipeline-minio-artifact": {"accesskey": "minio", "secretkey": "minio123"}})
+    sa = tmp_path / "serviceaccount"
+    sa.mkdir()
+    (sa / "namespace").write_text("kubeflow-user")
+    (sa / "token").write_text("sa-token\n")
+    (sa / "ca.crt").write_text(open(api.ca).read())
+    monkeypatch.setattr(object_store, "_SECRETS", {})
+    env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(api.port)}
+    try:
+        opts = object_store.minio_options(env, str(sa))
+        assert (opts["key"], opts["secret"]) == ("minio", "minio123")
+        assert api.requests == [("/api/v1/namespaces/kubeflow-user/secrets/mlpipeline-minio-artifact",
+                                 "Bearer sa-token")]
+        object_store.minio_options(env, str(sa))
+        assert len(api.requests) == 1  # read once per process
+        # Mounted credentials win: no API call.
+        object_store.minio_options({**env, "MINIO_ACCESS_KEY": "a", "MINIO_SECRET_KEY": "b"}, str(sa))
+        assert len(api.requests) == 1
+        # A refused read (another token) is a warning and no credentials, never the task's error; not cached.
+        (sa / "token").write_text("other")
+        assert "key" not in object_store.minio_options(env, str(sa))
+        assert "key" not in object_store.minio_options(env, str(sa))
+        assert len(api.requests) == 3
+        # Outside a pod (no service-account token): nothing is read.
+        assert object_store.in_cluster_secret("mlpipeline-minio-artifact", env, str(tmp_path / "none")) == {}
+    finally:
+        api.httpd.shutdown()
+        api.httpd.server_close()
 
 
 def test_botocore_connection_errors_can_pass():
