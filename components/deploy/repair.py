@@ -84,12 +84,13 @@ def _rebuild(t: Target, problem: ServingStateError, actions: list) -> dict:
 
 def _settle_pending(t: Target, record: dict, actions: list, finished: list) -> dict:
     pending = record["pending"]
-    if all(intact(t, record, v) for v in labels(record).values()):
+    # "previous" is only a rollback target (checked when used): stable and canary decide.
+    if all(intact(t, record, record.get(k)) for k in ("stable", "canary")):
         actions.append(f"finished the pending {pending.get('change')} of version {pending.get('version')}")
         finished.append(pending)
     else:
         before = pending.get("before") or {}
-        if not all(intact(t, record, v) for v in before.values()):
+        if not all(intact(t, record, before.get(k)) for k in ("stable", "canary")):
             raise DeployError(f"a {pending.get('change')} of {t.model_name!r} was interrupted and neither the versions "
                               f"it labels nor those before it are served intact; fix the serving path by hand")
         history = [e for e in record["history"] if not (e["version"] == pending.get("version")

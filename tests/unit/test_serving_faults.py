@@ -6,7 +6,8 @@ Invariants (``_assert_invariants``), after the next command:
 - the serving record, models.config and the registry aliases say the same thing;
 - what is labelled stable loads as TF Serving loads it and answers its warm-up requests, its
   files match its registered fingerprint, and it is tagged ``promoted`` (never ``failed``);
-- every registered version has a ``deploy_status`` (no untagged orphans).
+- every registered version has a ``deploy_status`` (no untagged orphans);
+- ``status`` reports no problem (or only the damaged previous version a test left on purpose).
 
 The kills are real: a subprocess runs deploy or rollback with ``KFP_TF_GATE_FAULT`` naming a fault
 point (``components._shared.faults``), where it ends with ``os._exit(137)``. They all start at
@@ -137,7 +138,7 @@ def _config_labels(text: str) -> dict:
     return {k: int(found[k]) if k in found else None for k in ("stable", "previous", "canary")}
 
 
-def _assert_invariants(world: str) -> dict:
+def _assert_invariants(world: str, damaged_previous: bool = False) -> dict:
     from components._shared.warmup import replay_warmup
 
     base, uri = _base(world), _uri(world)
@@ -159,7 +160,11 @@ def _assert_invariants(world: str) -> dict:
     assert versions[stable][STATUS_TAG] == "promoted"
     assert serving.fingerprint(path) == versions[stable]["fingerprint"] == record["fingerprints"][str(stable)]
     assert replay_warmup(path) > 0
-    assert status(MODEL, uri, base)["agree"] is True
+    problems = status(MODEL, uri, base)["problems"]
+    if damaged_previous:  # reported, not hidden; a rollback to it would refuse
+        assert problems == [f"the previous version {record['previous']} is missing or its files differ from its fingerprint"]
+    else:
+        assert problems == []
     return record
 
 
@@ -270,3 +275,24 @@ def test_a_lost_registry_stops_deploy_and_rollback_before_anything_changes(templ
     from components._shared.warmup import replay_warmup
 
     assert replay_warmup(serving.version_dir(base, MODEL, 2)) > 0  # what is served still serves
+
+
+def test_a_pending_change_whose_version_is_no_longer_intact_is_undone(template, tmp_path):
+    """A rollback to 1 was committed (record written) and then version 1's files were damaged
+    before anyone finished it: the start-up check goes back to what was served before."""
+    from components.deploy.state import plan
+
+    world = _copy(template, tmp_path / "w")
+    base = _base(world)
+    record = serving.read_state(base, MODEL)
+    half = plan(record, "rollback", 1, record["fingerprints"]["1"], [1, 2])
+    half["pending"] = {"change": "rollback", "version": 1, "before": labels(record), "at": half["history"][-1]["at"]}
+    serving.write_record(base, MODEL, half)
+    _corrupt(os.path.join(base, MODEL, "1", "saved_model.pb"))
+
+    seen = status(MODEL, _uri(world), base, fix=True)
+
+    assert seen["repaired"][0] == "undid the pending rollback of version 1 (its files are no longer intact)"
+    after = serving.read_state(base, MODEL)
+    assert labels(after) == labels(record) and after["history"] == record["history"]
+    assert labels(_assert_invariants(world, damaged_previous=True)) == {"stable": 2, "previous": 1, "canary": None}
