@@ -26,11 +26,13 @@ def _fs_and_path(uri: str):
     """Return (pyarrow filesystem or None, path) for a local path or an fsspec URI."""
     if "://" in uri and not uri.startswith("file://"):
         try:
-            import fsspec
             from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+            from components._shared.object_store import filesystem  # also minio://, s3://
+            fs, path = filesystem(uri)
         except ImportError as exc:  # pragma: no cover - depends on image
-            raise DataError(f"reading {uri} needs fsspec (and gcsfs for gs://): {exc}") from exc
-        fs, path = fsspec.core.url_to_fs(uri)
+            raise DataError(f"reading {uri} needs fsspec (gcsfs for gs://, s3fs for s3:// and minio://): "
+                            f"{exc}") from exc
         return PyFileSystem(FSSpecHandler(fs)), path, fs
     path = uri[len("file://") :] if uri.startswith("file://") else uri
     return None, path, None

@@ -274,3 +274,18 @@ def test_s3_serving_base_push_state_and_read_back(pod, s3, tmp_path):
                                                                              "canary": None}
     text = s3.get(bucket, f"{prefix}/serving/models.config").decode()
     assert f'base_path: "{base}/churn"' in text and 'key: "stable" value: 3' in text
+
+
+# --------------------------------------------------------------------------- input data
+
+
+def test_read_table_from_the_pipeline_root_bucket(pod, s3):
+    """A data_uri on the cluster's MinIO (minio://) or S3: a file and a folder of shards."""
+    from components._shared import io
+
+    root, bucket, prefix = pod
+    s3.client().put_object(Bucket=bucket, Key=f"{prefix}/data/one.csv", Body=b"a,y\n1,0\n2,1\n")
+    s3.client().put_object(Bucket=bucket, Key=f"{prefix}/data/shards/p0.csv", Body=b"a,y\n3,0\n")
+    s3.client().put_object(Bucket=bucket, Key=f"{prefix}/data/shards/p1.csv", Body=b"a,y\n4,1\n")
+    assert io.read_table(f"{root}/data/one.csv")["a"].tolist() == [1, 2]
+    assert sorted(io.read_table(f"{root}/data/shards")["a"].tolist()) == [3, 4]
