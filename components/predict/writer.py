@@ -158,9 +158,9 @@ def atomic_output(out: str, shard_rows: int) -> Iterator[ShardWriter]:
                 # The files' final names, for the summary (they are renamed with the folder).
                 writer.files = [os.path.join(path, os.path.basename(f)) for f in writer.files]
         return
-    import fsspec
+    from components._shared.object_store import filesystem  # gs://, s3://, minio://
 
-    fs, path = fsspec.core.url_to_fs(out)
+    fs, path = filesystem(out)
     path = path.rstrip("/")
     parent, name = path.rsplit("/", 1) if "/" in path else ("", path)
     tmp = f"{parent}/.{name}.tmp-{secrets.token_hex(4)}" if parent else f".{name}.tmp-{secrets.token_hex(4)}"

@@ -60,9 +60,9 @@ def _read_schema_file(schema_uri: str) -> dict:
 
     try:
         if "://" in schema_uri:
-            import fsspec
+            from components._shared.object_store import open_file  # gs://, s3://, minio://
 
-            with fsspec.open(schema_uri) as fh:
+            with open_file(schema_uri) as fh:
                 schema = json.load(fh)
         else:
             schema = io.read_json(schema_uri)

@@ -289,3 +289,33 @@ def test_read_table_from_the_pipeline_root_bucket(pod, s3):
     s3.client().put_object(Bucket=bucket, Key=f"{prefix}/data/shards/p1.csv", Body=b"a,y\n4,1\n")
     assert io.read_table(f"{root}/data/one.csv")["a"].tolist() == [1, 2]
     assert sorted(io.read_table(f"{root}/data/shards")["a"].tolist()) == [3, 4]
+
+
+def test_schema_file_and_prediction_output_on_the_pipeline_root_bucket(pod, s3):
+    """validate's schema_uri and predict's output folder on minio:// / s3:// (both through object_store)."""
+    import pyarrow as pa
+
+    from components._shared import io
+    from components.predict.writer import atomic_output
+    from components.validate.component_io import _read_schema_file
+
+    root, bucket, prefix = pod
+    s3.client().put_object(Bucket=bucket, Key=f"{prefix}/schema.json", Body=b'{"columns": {}}')
+    assert _read_schema_file(f"{root}/schema.json") == {"columns": {}}
+    with atomic_output(f"{root}/predictions", shard_rows=2) as writer:
+        writer.write(pa.table({"id": [1, 2, 3]}))
+    assert [k.rsplit("/", 1)[-1] for k in s3.keys(bucket, f"{prefix}/predictions/")] == [
+        "_SUCCESS", "part-00000.parquet", "part-00001.parquet"]
+    assert sorted(io.read_table(f"{root}/predictions")["id"].tolist()) == [1, 2, 3]
+
+
+def test_a_compiled_pipeline_fetched_from_the_bucket(pod, s3):
+    from components._shared.launch.package import fetch_pipeline_file
+
+    root, bucket, prefix = pod
+    s3.client().put_object(Bucket=bucket, Key=f"{prefix}/training.yaml", Body=b"pipelineInfo: {name: t}\n")
+    local = fetch_pipeline_file(f"{root}/training.yaml")
+    try:
+        assert open(local, "rb").read() == b"pipelineInfo: {name: t}\n"
+    finally:
+        os.remove(local)

@@ -47,9 +47,9 @@ def fetch_pipeline_file(ref: str) -> str:
             with urllib.request.urlopen(ref, timeout=60) as resp, open(local, "wb") as out:
                 out.write(resp.read())
         else:
-            import fsspec
+            from components._shared.object_store import open_file  # gs://, s3://, minio://
 
-            with fsspec.open(ref, "rb") as src, open(local, "wb") as out:
+            with open_file(ref, "rb") as src, open(local, "wb") as out:
                 out.write(src.read())
     except Exception as exc:
         raise ConfigError(f"cannot download the compiled pipeline {ref}: {exc}") from exc
