@@ -24,7 +24,9 @@ def _add_run(sub) -> None:
 
     p = sub.add_parser("run", help="run the training pipeline locally (kfp.local)")
     p.add_argument("--data", help="CSV/Parquet file or folder (default: the embedded churn dataset)")
-    p.add_argument("--label", help="binary label column (default: churned for the embedded dataset)")
+    p.add_argument("--label", help="label column (default: churned for the embedded dataset)")
+    p.add_argument("--task", default=None, choices=["auto", "binary", "multiclass", "regression"],
+                   help=helps("task"))
     p.add_argument("--runs-dir", default="runs", help="where runs, MLflow (SQLite) and the serving base live")
     p.add_argument("--model-name", default=PARAMS.model_name, help=helps("model_name"))
     p.add_argument("--id-column", default=None, help=TABLE["id_column"].help)
@@ -72,7 +74,8 @@ def run_arguments(args) -> tuple:
         raise SystemExit("error: --label is required with --data")
     if args.id_column:
         params["id_column"] = args.id_column
-    for key, val in (("exclude_columns", args.exclude), ("positive_label", args.positive_label),
+    for key, val in (("task", getattr(args, "task", None)),
+                     ("exclude_columns", args.exclude), ("positive_label", args.positive_label),
                      ("bucketize_columns", args.bucketize), ("num_buckets", args.num_buckets),
                      ("crosses", args.crosses),
                      ("epochs", args.epochs), ("batch_size", args.batch_size), ("min_auc", args.min_auc),

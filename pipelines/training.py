@@ -172,6 +172,7 @@ def build_pipeline(opts: Optional[CompileOptions] = None):
         model_name: str = PARAMS.model_name,
         mlflow_tracking_uri: str = PARAMS.mlflow_tracking_uri,
         serving_base_dir: str = serving_mount or PARAMS.serving_base_dir,
+        task: str = PARAMS.task,
         id_column: str = PARAMS.id_column,
         exclude_columns: str = PARAMS.exclude_columns,
         positive_label: str = PARAMS.positive_label,
@@ -192,6 +193,8 @@ def build_pipeline(opts: Optional[CompileOptions] = None):
         min_auc: float = PARAMS.min_auc,
         max_ece: float = PARAMS.max_ece,
         max_auc_gap: float = PARAMS.max_auc_gap,
+        min_r2: float = PARAMS.min_r2,
+        max_rmse: float = PARAMS.max_rmse,
         min_improvement: float = PARAMS.min_improvement,
         require_significance: bool = PARAMS.require_significance,
         tflite_quantization: str = PARAMS.tflite_quantization,
@@ -204,7 +207,8 @@ def build_pipeline(opts: Optional[CompileOptions] = None):
     ) -> PipelineOutputs:
         ingest_task = ingest_data(data_uri=data_uri, label=label, id_column=id_column,
                                   positive_label=positive_label, eval_fraction=PARAMS.eval_fraction,
-                                  test_fraction=PARAMS.test_fraction, seed=seed, min_rows=PARAMS.min_rows)
+                                  test_fraction=PARAMS.test_fraction, seed=seed, min_rows=PARAMS.min_rows,
+                                  task=task)
         # No task is cached. KFP's cache key includes the input artifacts, and ingest must re-read its
         # source every run (the same URI may hold new rows), so it writes new artifacts every run and
         # no downstream task could ever hit the cache: flags saying otherwise would promise what never
@@ -270,7 +274,7 @@ def build_pipeline(opts: Optional[CompileOptions] = None):
             mlflow_tracking_uri=mlflow_tracking_uri, serving_base_dir=serving_base_dir,
             min_auc=min_auc, max_ece=max_ece, max_auc_gap=max_auc_gap,
             min_improvement=min_improvement, require_significance=require_significance,
-            bootstrap_samples=PARAMS.bootstrap_samples)
+            bootstrap_samples=PARAMS.bootstrap_samples, min_r2=min_r2, max_rmse=max_rmse)
         compare_task.set_display_name("compare").set_caching_options(False).set_retry(**retry)
         _secrets(compare_task, opts)
         if serving_claim:  # compare checks that the served champion is the registered one and loads

@@ -1,7 +1,10 @@
-"""The binary label: raw label values -> 0/1 (ingest, monitor) and the 0/1 label column -> float32.
+"""The label column: raw values -> what ingest writes, and what ingest wrote -> model targets.
 
-Ingest encodes the label column once (:func:`encode_label`) and writes it as 0/1; every later
-step reads it back with :func:`labels`. The monitor encodes a window's raw labels the same way.
+Binary: ingest encodes the label once (:func:`encode_label`) as 0/1; :func:`labels` reads it back
+as float32. Multiclass: ingest writes each value as its class string
+(:func:`components._shared.task.class_key`); :func:`labels` maps it to the class index of the
+spec's ``classes``. Regression: ingest writes float64; :func:`labels` gives float32. The monitor
+encodes a window's raw labels the same way. (The task table is in ``_shared/task.py``.)
 """
 
 from __future__ import annotations
@@ -54,7 +57,33 @@ def encode_label(series, label: str, positive_label: Optional[str] = None):
 
 
 def labels(df, spec: dict):
-    """The 0/1 label column named by the transform spec, as float32."""
+    """The label column named by the transform spec as model targets: binary 0/1 float32,
+    multiclass int32 class indices (of ``spec["classes"]``), regression float32.
+
+    Raises:
+        DataError: A multiclass label value is not one of the spec's classes.
+    """
     import numpy as np
 
-    return df[spec["label"]].to_numpy().astype(np.float32)
+    from components._shared.task import MULTICLASS, REGRESSION, class_keys, task_of
+
+    task = task_of(spec).name
+    col = df[spec["label"]]
+    if task == MULTICLASS:
+        return class_indices(class_keys(col), spec["classes"], spec["label"])
+    if task == REGRESSION:
+        return col.to_numpy(dtype=np.float64).astype(np.float32)
+    return col.to_numpy().astype(np.float32)
+
+
+def class_indices(keys, classes: list, label: str = "label"):
+    """Class strings -> int32 indices into ``classes``; DataError naming a value not among them."""
+    import numpy as np
+    import pandas as pd
+
+    codes = pd.Categorical(pd.Series(keys, dtype=object), categories=list(classes)).codes.astype(np.int32)
+    if (codes < 0).any():
+        unknown = pd.Series(keys, dtype=object)[codes < 0]
+        raise DataError(f"the label {label!r} has {len(unknown)} row(s) whose class {unknown.iloc[0]!r} is not one "
+                        f"of the model's classes ({', '.join(map(str, classes[:10]))}), which come from the train split")
+    return codes

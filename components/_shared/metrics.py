@@ -234,3 +234,125 @@ def loggable(values: dict) -> dict:
         if math.isfinite(float(value)):
             out[key] = float(value)
     return out
+
+
+# --- multiclass and regression (the task table is in _shared/task.py)
+
+def _clip_probs(p):
+    import numpy as np
+
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1.0)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def multiclass_metrics(y, p, classes: list) -> dict:
+    """Accuracy, macro/weighted F1, log loss, one-vs-rest macro AUC, top-label ECE, per-class
+    precision/recall/support and the K x K confusion matrix (rows actual, columns predicted).
+
+    Args:
+        y: int class indices (N,).
+        p: class probabilities (N, K) in ``classes`` order.
+    """
+    import numpy as np
+
+    y = np.asarray(y).astype(int)
+    k = len(classes)
+    p = _clip_probs(np.asarray(p, dtype=np.float64).reshape(len(y), k)) if len(y) else np.zeros((0, k))
+    pred = p.argmax(axis=1) if len(y) else np.zeros(0, dtype=int)
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (y, pred), 1)
+    tp = np.diag(confusion).astype(float)
+    support, predicted = confusion.sum(axis=1).astype(float), confusion.sum(axis=0).astype(float)
+    precision = np.divide(tp, predicted, out=np.zeros(k), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros(k), where=support > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(k), where=precision + recall > 0)
+    present = support > 0
+    aucs = [fast_auc(y == c, p[:, c]) for c in range(k) if 0 < support[c] < len(y)]
+    n = max(1, len(y))
+    return {
+        "accuracy": float(tp.sum() / n),
+        "macro_f1": float(f1[present].mean()) if present.any() else float("nan"),
+        "weighted_f1": float((f1 * support).sum() / n),
+        "log_loss": float(-np.mean(np.log(p[np.arange(len(y)), y]))) if len(y) else float("nan"),
+        "macro_auc": float(np.mean(aucs)) if aucs else float("nan"),
+        "ece": ece(pred == y, p.max(axis=1)) if len(y) else float("nan"),
+        "classes": int(k),
+        "rows": int(len(y)),
+        "per_class": {str(c): {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                               "support": int(support[i])} for i, c in enumerate(classes)},
+        "confusion": confusion.tolist(),
+    }
+
+
+def regression_metrics(y, pred) -> dict:
+    """RMSE, MAE, R², MAPE (only when no label is zero), mean residual, and residual quantiles."""
+    import numpy as np
+
+    y, pred = np.asarray(y, dtype=np.float64), np.asarray(pred, dtype=np.float64).reshape(-1)
+    if len(y) == 0:
+        return {"rmse": float("nan"), "mae": float("nan"), "r2": float("nan"), "mape": float("nan"), "rows": 0}
+    res = pred - y
+    var = float(np.var(y))
+    levels = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+    return {
+        "rmse": float(np.sqrt(np.mean(res ** 2))),
+        "mae": float(np.mean(np.abs(res))),
+        "r2": float(1 - np.mean(res ** 2) / var) if var > 0 else float("nan"),
+        "mape": float(np.mean(np.abs(res / y))) if np.all(y != 0) else float("nan"),
+        "mean_residual": float(res.mean()),
+        "label_std": float(np.sqrt(var)),
+        "rows": int(len(y)),
+        "residual_quantiles": {f"q{int(q * 100):02d}": float(v) for q, v in zip(levels, np.quantile(res, levels),
+                                                                                strict=True)},
+    }
+
+
+def per_row_loss(task: str, y, p):
+    """Each row's contribution to the task's primary metric: multiclass -log p(true class),
+    regression the squared error (RMSE is the root of its mean)."""
+    import numpy as np
+
+    if task == "multiclass":
+        y = np.asarray(y).astype(int)
+        p = _clip_probs(np.asarray(p, dtype=np.float64).reshape(len(y), -1))
+        return -np.log(p[np.arange(len(y)), y])
+    return (np.asarray(p, dtype=np.float64).reshape(-1) - np.asarray(y, dtype=np.float64)) ** 2
+
+
+def bootstrap_loss_diff(task: str, y, p_new, p_old, n_boot: int = 200, seed: int = 0,
+                        max_rows: int = 200_000) -> dict:
+    """Paired bootstrap of the primary metric's difference, new - old, on the same rows (Poisson
+    weights): multiclass ``log_loss``, regression ``rmse``. Lower is better for both, so the
+    challenger improves when the interval lies below zero; ``improvement`` (= old - new) and its
+    interval [``improvement_low``, ``improvement_high``] are given as well."""
+    import numpy as np
+
+    metric = "log_loss" if task == "multiclass" else "rmse"
+    a, b = per_row_loss(task, y, p_new), per_row_loss(task, y, p_old)
+    rng = np.random.default_rng(seed)
+    if len(a) > max_rows:
+        keep = rng.choice(len(a), max_rows, replace=False)
+        a, b = a[keep], b[keep]
+
+    def agg(v, w=None):
+        m = float(np.average(v, weights=w)) if w is None or w.sum() > 0 else float("nan")
+        return float(np.sqrt(m)) if metric == "rmse" else m
+
+    diffs = np.empty(n_boot)
+    for i in range(n_boot):
+        w = rng.poisson(1.0, len(a)).astype(np.float64)
+        diffs[i] = agg(a, w) - agg(b, w)
+    point = agg(a) - agg(b) if len(a) else float("nan")
+    low, high = (float(np.nanquantile(diffs, 0.025)), float(np.nanquantile(diffs, 0.975))) if n_boot and len(a) \
+        else (float("nan"), float("nan"))
+    return {
+        "metric": metric,
+        f"{metric}_diff": float(point),
+        "ci_low": low,
+        "ci_high": high,
+        "improvement": float(-point),
+        "improvement_low": float(-high),
+        "improvement_high": float(-low),
+        "n_boot": int(n_boot),
+        "rows": int(len(a)),
+    }

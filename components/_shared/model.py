@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 MODEL_FILE = "model.keras"
 SPEC_FILE = "transform_spec.json"
 SCORER_FILE = "scorer.tflite"
-SCORER_MAX_DIFF = 1e-4  # in probability; the SavedModel's skew bound is the same
+SCORER_MAX_DIFF = 1e-4  # in probability (regression: label std); the SavedModel's skew bound is the same
 _INT32_MIN = -(2**31)
 
 
@@ -260,8 +260,28 @@ def build_core_model(
         x = keras.layers.Dense(int(units), activation="relu", name=f"dense_{i}")(x)
         if dropout > 0:
             x = keras.layers.Dropout(dropout, seed=seed + i)(x)
-    out = keras.layers.Dense(1, activation="sigmoid", name="probability", dtype="float32")(x)
+    out = _head(spec, x)
     return keras.Model(inputs, out, name="core")
+
+
+def _head(spec: dict, x):
+    """The output layer of the spec's task (see ``_shared/task.py``): binary a sigmoid
+    "probability" (N, 1); multiclass a softmax "probabilities" (N, K) in ``spec["classes"]``
+    order; regression "prediction" (N, 1) in the label's units: a linear unit trained on the
+    standardised target, rescaled by ``label_std`` and shifted by ``label_mean`` inside the model."""
+    import keras
+
+    from components._shared.task import MULTICLASS, REGRESSION, task_of
+
+    task = task_of(spec).name
+    if task == MULTICLASS:
+        return keras.layers.Dense(len(spec["classes"]), activation="softmax", name="probabilities",
+                                  dtype="float32")(x)
+    if task == REGRESSION:
+        z = keras.layers.Dense(1, name="standardised_prediction", dtype="float32")(x)
+        return keras.layers.Rescaling(scale=float(spec["label_std"]), offset=float(spec["label_mean"]),
+                                      name="prediction", dtype="float32")(z)
+    return keras.layers.Dense(1, activation="sigmoid", name="probability", dtype="float32")(x)
 
 
 def load_core_model(model_dir: str):
@@ -273,7 +293,8 @@ def load_core_model(model_dir: str):
 
 
 def predict_proba(model, arrays: dict, batch_size: int = 8192):
-    """Probabilities from the core model for encoded arrays (graph-mode, no Keras fit loop)."""
+    """Outputs of the core model for encoded arrays (graph-mode, no Keras fit loop): shape (N,)
+    for a single-output model (binary probability, regression prediction), (N, K) for multiclass."""
     import numpy as np
     import tensorflow as tf
 
@@ -288,7 +309,8 @@ def predict_proba(model, arrays: dict, batch_size: int = 8192):
     out = []
     for start in range(0, n, batch_size):
         batch = {k: tf.constant(v[start:start + batch_size]) for k, v in arrays.items()}
-        out.append(_call(batch).numpy().reshape(-1))
+        res = _call(batch).numpy()
+        out.append(res.reshape(-1) if res.ndim < 2 or res.shape[1] == 1 else res)
     return np.concatenate(out)
 
 
@@ -296,14 +318,46 @@ def model_input_signature(spec: dict) -> Optional[dict]:
     return {k: None for k in ("numeric", "categorical") if spec[k]}
 
 
-def convert_tflite(core, quantization: str = "float16") -> bytes:
-    """Convert the core model to TFLite with builtin ops only."""
+def _is_regression(spec: Optional[dict]) -> bool:
+    from components._shared.task import REGRESSION, task_of
+
+    return task_of(spec).name == REGRESSION
+
+
+def tflite_core(core, spec: Optional[dict] = None):
+    """The part of the core model that TFLite runs: all of it, except for regression, where it
+    stops before the last layer (``prediction = label_mean + label_std * z``) and outputs the
+    standardised prediction ``z``; :func:`tflite_predict` applies the affine map on the host
+    from the spec shipped beside the ``.tflite`` file. float16 quantization would round those
+    two constants (a mean of 2.5e6 is beyond float16's range, and 152.1 becomes 152.125), so
+    keeping them out of the converted graph makes TFLite parity independent of the label's
+    magnitude.
+
+    Raises:
+        ModelError: A regression core whose last layer is not the Rescaling ``prediction``.
+    """
+    if not _is_regression(spec):
+        return core
+    import keras
+
+    from components._shared.errors import ModelError
+
+    last = core.get_layer("prediction") if "prediction" in [layer.name for layer in core.layers] else None
+    if not isinstance(last, keras.layers.Rescaling):
+        raise ModelError("a regression core model must end with the Rescaling layer 'prediction' "
+                         "(label_mean + label_std * z) for its TFLite conversion")
+    return keras.Model(core.inputs, last.input, name="core_standardised")
+
+
+def convert_tflite(core, quantization: str = "float16", spec: Optional[dict] = None) -> bytes:
+    """Convert the core model (see :func:`tflite_core`) to TFLite with builtin ops only."""
     import tensorflow as tf
 
     if quantization not in ("float16", "dynamic", "none"):
         raise ValueError(f"unknown TFLite quantization {quantization!r}: use float16, dynamic or none")
+    model = tflite_core(core, spec)
     with tempfile.TemporaryDirectory() as tmp:
-        core.export(tmp, format="tf_saved_model", verbose=False)
+        model.export(tmp, format="tf_saved_model", verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if quantization != "none":
@@ -313,8 +367,26 @@ def convert_tflite(core, quantization: str = "float16") -> bytes:
         return converter.convert()
 
 
-def tflite_predict(model_bytes: bytes, arrays: dict):
-    """Run the TFLite model over all rows of ``arrays`` (one resized invoke per 4096 rows)."""
+def parity_scale(spec: Optional[dict]) -> float:
+    """What a difference between two scorers of this model is divided by before it meets a
+    bound (``SCORER_MAX_DIFF``, the export gate ``max_tflite_diff``): 1 for probabilities
+    (binary, multiclass); the label's standard deviation for regression, so that the bound
+    means the same on every dataset (a 1e-3 bound in label units would be loose for a label in
+    thousandths and unreachable for a price in millions)."""
+    if _is_regression(spec):
+        std = float(spec.get("label_std") or 1.0)
+        return std if std > 0 and std == std else 1.0
+    return 1.0
+
+
+def tflite_predict(model_bytes: bytes, arrays: dict, spec: Optional[dict] = None):
+    """Run the TFLite model over all rows of ``arrays`` (one resized invoke per 4096 rows).
+
+    Returns (N,) for a one-column output (binary probability, regression prediction) and
+    (N, K) for a K-column one (multiclass probabilities). For a regression ``spec`` the model's
+    standardised output is returned in the label's units (see :func:`tflite_core`): pass the
+    same spec as to :func:`convert_tflite`.
+    """
     import numpy as np
     from ai_edge_litert.interpreter import Interpreter
 
@@ -324,22 +396,38 @@ def tflite_predict(model_bytes: bytes, arrays: dict):
     out = []
     for s in range(0, n, 4096):
         res = runner(**{k: v[s:s + 4096] for k, v in arrays.items()})
-        out.append(np.asarray(next(iter(res.values()))).reshape(-1))
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+        part = np.asarray(next(iter(res.values())))
+        out.append(part.reshape(len(part), -1))
+    if not out:
+        return np.zeros(0, dtype=np.float32)
+    res = np.concatenate(out)
+    if _is_regression(spec):
+        res = (float(spec["label_mean"]) + float(spec["label_std"]) * res.astype(np.float64)).astype(np.float32)
+    return res.reshape(-1) if res.shape[1] == 1 else res
 
 
-def write_scorer(core, model_dir: str, arrays: dict) -> Optional[float]:
+def write_scorer(core, model_dir: str, arrays: dict, spec: Optional[dict] = None) -> Optional[float]:
     """Write an unquantized TFLite copy of the core model for TensorFlow-free scoring.
 
     Evaluate and compare score with it (``ai_edge_litert`` imports in ~0.1 s, TensorFlow in
     4-5 s). It is only written when it matches the Keras model within ``SCORER_MAX_DIFF`` on
-    ``arrays``; returns that difference (None when not written).
+    ``arrays`` (every output column; for regression in label standard deviations, see
+    :func:`parity_scale`; ``spec`` defaults to the one saved in ``model_dir``); returns that
+    difference (None when not written).
     """
     import numpy as np
 
+    if spec is None and os.path.exists(os.path.join(model_dir, SPEC_FILE)):
+        spec = io.read_json(os.path.join(model_dir, SPEC_FILE))
     try:
-        data = convert_tflite(core, "none")
-        diff = float(np.max(np.abs(tflite_predict(data, arrays) - predict_proba(core, arrays)))) if arrays else 0.0
+        data = convert_tflite(core, "none", spec)
+        if arrays:
+            n = len(next(iter(arrays.values())))
+            lite = np.asarray(tflite_predict(data, arrays, spec)).reshape(n, -1)
+            keras_out = np.asarray(predict_proba(core, arrays)).reshape(n, -1)
+            diff = float(np.max(np.abs(lite - keras_out))) / parity_scale(spec) if n else 0.0
+        else:
+            diff = 0.0
     except Exception as exc:  # the Keras model remains the reference; scoring falls back to it
         logger.warning("no TFLite scorer: %s", exc)
         return None
@@ -351,12 +439,15 @@ def write_scorer(core, model_dir: str, arrays: dict) -> Optional[float]:
 
 
 def load_scorer(model_dir: str):
-    """``score(arrays) -> probabilities`` for a saved model: the TFLite scorer when present
-    (no TensorFlow import), else the Keras core model."""
+    """``score(arrays) -> outputs`` for a saved model: the TFLite scorer when present (no
+    TensorFlow import), else the Keras core model. (N,) probabilities for binary, (N,)
+    predictions for regression, (N, K) probabilities for multiclass from the TFLite scorer."""
     path = os.path.join(model_dir, SCORER_FILE)
     if os.path.exists(path):
         with open(path, "rb") as fh:
             data = fh.read()
-        return lambda arrays: tflite_predict(data, arrays)
+        spec_path = os.path.join(model_dir, SPEC_FILE)
+        spec = io.read_json(spec_path) if os.path.exists(spec_path) else None
+        return lambda arrays: tflite_predict(data, arrays, spec)
     core = load_core_model(model_dir)
     return lambda arrays: predict_proba(core, arrays)

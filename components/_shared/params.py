@@ -32,7 +32,10 @@ _ROWS = (
     # --- data
     Param("data_uri", str, None, "Table to train on: a CSV or Parquet file, a folder of shards, gs://..., or "
           "bq://project.dataset.table."),
-    Param("label", str, None, "Binary label column (two distinct values; encoded 0/1 downstream)."),
+    Param("label", str, None, "Label column: two values (binary), classes (multiclass) or numbers (regression)."),
+    Param("task", str, "auto", "auto, binary, multiclass or regression; auto infers it from the label (two values: "
+          "binary; non-integer or many-valued numbers: regression; a few strings: multiclass) and asks for it when "
+          "integers could be classes or numbers."),
     Param("id_column", str, "", "Column whose hash assigns splits, so a record never changes split (excluded from "
           "features); empty to detect one (a unique integer or string column named like an id); none for a seeded "
           "split by row position."),
@@ -86,12 +89,18 @@ _ROWS = (
     Param("slice_columns", str, "", "Comma-separated columns to slice metrics by (sensitive attributes); empty "
           "for every categorical feature."),
     Param("min_slice_rows", int, 30, "Slices smaller than this are not reported.", pipeline=False),
-    Param("min_auc", float, 0.6, "Promotion gate: minimum test AUC (negative disables)."),
-    Param("max_ece", float, 0.1, "Promotion gate: maximum expected calibration error (negative disables)."),
+    Param("min_auc", float, 0.6, "Promotion gate: minimum test AUC (multiclass: one-vs-rest macro AUC; negative "
+          "disables)."),
+    Param("max_ece", float, 0.1, "Promotion gate: maximum expected calibration error (multiclass: of the top "
+          "class's probability; negative disables)."),
     Param("max_auc_gap", float, 0.25, "Promotion gate: maximum AUC gap between slices (negative disables)."),
-    Param("min_improvement", float, 0.0, "Required AUC margin of the challenger over the champion."),
-    Param("require_significance", bool, True, "Also require the paired-bootstrap 95% lower bound of the AUC "
-          "difference above zero."),
+    Param("min_r2", float, 0.1, "Promotion gate of regression models: minimum test R² (negative disables)."),
+    Param("max_rmse", float, -1.0, "Promotion gate of regression models: maximum test RMSE in the label's units "
+          "(negative disables)."),
+    Param("min_improvement", float, 0.0, "Required margin of the challenger over the champion in the task's primary "
+          "metric: AUC (binary), log loss (multiclass), RMSE (regression, in the label's units)."),
+    Param("require_significance", bool, True, "Also require the paired-bootstrap 95% interval of the primary "
+          "metric's difference to exclude zero in the challenger's favour."),
     Param("bootstrap_samples", int, 200, "Bootstrap resamples of the champion comparison.", pipeline=False),
     # --- export
     Param("tflite_quantization", str, "float16", '"float16", "dynamic" (int8 weights) or "none".'),

@@ -15,7 +15,8 @@ from components._shared import io
 
 
 def score(model_dir: str, df, spec: Optional[dict] = None):
-    """Probabilities of a saved model for the rows of ``df`` (TFLite scorer when present).
+    """Outputs of a saved model for the rows of ``df`` (TFLite scorer when present): binary
+    probabilities (N,), multiclass probabilities (N, K), regression predictions (N,).
 
     Args:
         model_dir: A trained model folder.
@@ -26,7 +27,20 @@ def score(model_dir: str, df, spec: Optional[dict] = None):
     from components._shared.transform import encode
 
     spec = spec or model_spec(model_dir)
-    return load_scorer(model_dir)(encode(df, spec))
+    return as_task_output(load_scorer(model_dir)(encode(df, spec)), spec)
+
+
+def as_task_output(outputs, spec: dict):
+    """A scorer's outputs in the task's shape: (N, K) class probabilities in the spec's class order
+    for multiclass (a flat TFLite output is reshaped), (N,) otherwise."""
+    import numpy as np
+
+    from components._shared.task import MULTICLASS, task_of
+
+    out = np.asarray(outputs)
+    if task_of(spec).name == MULTICLASS:
+        return out.reshape(-1, len(spec["classes"]))
+    return out.reshape(-1)
 
 
 def has_model(model_dir: str) -> bool:

@@ -22,11 +22,15 @@ def compare_models(
     min_improvement: float,
     require_significance: bool,
     bootstrap_samples: int,
+    min_r2: float,
+    max_rmse: float,
 ) -> bool:
     """Decide whether the challenger replaces the champion; returns promote.
 
     The champion (registry alias "champion") is re-scored on this run's test split and the
-    AUC difference is bootstrapped on the same rows. A negative gate value disables that gate.
+    difference of the task's primary metric (binary AUC, multiclass log loss, regression RMSE) is
+    bootstrapped on the same rows; a champion of another task type is never compared. A negative
+    gate value disables that gate; only the gates of the model's task apply.
     First, what TF Serving serves as "stable" must be that champion, byte for byte, and must load
     and answer its warm-up requests; otherwise the task fails with one sentence and decides nothing.
 
@@ -34,12 +38,14 @@ def compare_models(
         model_name: Registered model whose champion is the baseline.
         mlflow_tracking_uri: MLflow registry URI; empty means no champion lookup.
         serving_base_dir: TF Serving model base whose served champion is checked; empty to skip.
-        min_auc: Absolute gate: minimum test AUC.
-        max_ece: Absolute gate: maximum expected calibration error.
+        min_auc: Absolute gate: minimum test AUC (multiclass: one-vs-rest macro AUC).
+        max_ece: Absolute gate: maximum expected calibration error (multiclass: of the top class).
         max_auc_gap: Absolute gate: maximum AUC gap between slices.
-        min_improvement: Required AUC margin over the champion.
-        require_significance: Also require the bootstrap 95% lower bound of the AUC difference above zero.
+        min_improvement: Required margin over the champion in the task's primary metric.
+        require_significance: Also require the bootstrap 95% interval of the difference to exclude zero.
         bootstrap_samples: Bootstrap resamples.
+        min_r2: Regression gate: minimum test R².
+        max_rmse: Regression gate: maximum test RMSE in the label's units.
     """
     import logging
     import tempfile
@@ -57,7 +63,8 @@ def compare_models(
         check_served_champion(serving_base_dir, model_name, version,
                               champ.tags.get("fingerprint") if champ else None, mlflow_tracking_uri)
         d = compare(model.path, test_data.path, io.read_json(evaluation.path),
-                    Gates.from_params(min_auc, max_ece, max_auc_gap, min_improvement, require_significance),
+                    Gates.from_params(min_auc, max_ece, max_auc_gap, min_improvement, require_significance,
+                                      min_r2, max_rmse),
                     champion_dir=champ.model_dir(tempfile.mkdtemp(prefix="champion-")) if champ else None,
                     champion_version=version, n_boot=bootstrap_samples)
     io.write_json(d.to_dict(), decision.path)

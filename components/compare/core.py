@@ -1,11 +1,15 @@
 """Compare: the whole promotion rule.
 
 A challenger is promoted iff
-  1. it passes every configured absolute gate (minimum AUC, maximum calibration error,
-     maximum AUC gap between slices), and
+  1. it passes every configured absolute gate of its task (binary: minimum AUC, maximum
+     calibration error, maximum AUC gap between slices; multiclass: minimum one-vs-rest macro
+     AUC, maximum top-label calibration error; regression: minimum R², maximum RMSE), and
   2. when a champion exists, it beats the champion *re-scored on this run's test split*
-     by at least ``min_improvement`` in AUC, and the lower bound of the paired-bootstrap
-     95% interval of the difference is above zero (when ``require_significance``).
+     by at least ``min_improvement`` in the task's primary metric (binary AUC, multiclass log
+     loss, regression RMSE; see ``_shared/task.py``), and the paired-bootstrap 95% interval of
+     the difference excludes zero in the challenger's favour (when ``require_significance``).
+
+A champion of another task type is never compared: it blocks promotion, with one sentence.
 
 With no gate configured nothing is promoted (TFX's safe default): an unconfigured
 pipeline never replaces a model by accident. "Challenger is worse" is a normal outcome,
@@ -23,6 +27,7 @@ from components._shared import io, scoring
 from components._shared.errors import ModelError
 from components._shared.labels import labels
 from components._shared.params import PARAMS
+from components._shared.task import BINARY, MULTICLASS, TASKS, task_of
 
 logger = logging.getLogger(__name__)
 
@@ -36,15 +41,19 @@ class Gates:
     max_auc_gap: Optional[float] = PARAMS.max_auc_gap
     min_improvement: float = PARAMS.min_improvement
     require_significance: bool = PARAMS.require_significance
+    min_r2: Optional[float] = PARAMS.min_r2  # regression
+    max_rmse: Optional[float] = None if PARAMS.max_rmse < 0 else PARAMS.max_rmse  # regression
 
     @classmethod
     def from_params(cls, min_auc: float, max_ece: float, max_auc_gap: float, min_improvement: float,
-                    require_significance: bool) -> Gates:
+                    require_significance: bool, min_r2: Optional[float] = None,
+                    max_rmse: Optional[float] = None) -> Gates:
         """Pipeline parameters use negative values for 'disabled' (KFP has no Optional float)."""
         def opt(v):
             return None if v is None or v < 0 else float(v)
 
-        return cls(opt(min_auc), opt(max_ece), opt(max_auc_gap), float(min_improvement), bool(require_significance))
+        return cls(opt(min_auc), opt(max_ece), opt(max_auc_gap), float(min_improvement), bool(require_significance),
+                   opt(min_r2), opt(max_rmse))
 
 
 @dataclasses.dataclass
@@ -65,6 +74,28 @@ def _fmt(v) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
 
 
+_GATES = {  # gate -> (metric per task, passes, sentence)
+    "min_auc": ({BINARY: "auc", MULTICLASS: "macro_auc"}, lambda v, g: v >= g, "{name} {v} {cmp} the minimum {g}"),
+    "max_ece": ({BINARY: "ece", MULTICLASS: "ece"}, lambda v, g: v <= g,
+                "calibration error (ECE{top}) {v} {cmp} the maximum {g}"),
+    "max_auc_gap": ({BINARY: "max_auc_gap"}, lambda v, g: v <= g,
+                    "largest AUC gap between slices {v} {cmp} the maximum {g}"),
+    "min_r2": ({"regression": "r2"}, lambda v, g: v >= g, "R² {v} {cmp} the minimum {g}"),
+    "max_rmse": ({"regression": "rmse"}, lambda v, g: v <= g, "RMSE {v} {cmp} the maximum {g}"),
+}
+_NAMES = {"auc": "AUC", "macro_auc": "macro AUC (one-vs-rest)", "log_loss": "log loss", "rmse": "RMSE"}
+
+
+def gates_of(gates: Gates, task: str = BINARY) -> dict:
+    """The gates that apply to ``task``, plus the champion margin and significance (the decision record)."""
+    out = {g: getattr(gates, g) for g in TASKS[task].gates}
+    return {**out, "min_improvement": gates.min_improvement, "require_significance": gates.require_significance}
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
 def decide(
     challenger: dict,
     gates: Gates,
@@ -72,82 +103,122 @@ def decide(
     comparison: Optional[dict] = None,
     champion_version: Optional[str] = None,
     champion_error: Optional[str] = None,
+    task: str = BINARY,
+    incomparable: Optional[str] = None,
 ) -> Decision:
     """Apply the promotion rule.
 
     Args:
-        challenger: Challenger metrics on this run's test split (``auc``, ``ece``, ``max_auc_gap``).
-        gates: Thresholds.
+        challenger: Challenger metrics on this run's test split (binary ``auc``, ``ece``,
+            ``max_auc_gap``; multiclass ``log_loss``, ``macro_auc``, ``ece``; regression ``rmse``, ``r2``).
+        gates: Thresholds; only the task's gates apply.
         champion: Champion metrics re-scored on the same test split, or None when there is none.
-        comparison: Paired bootstrap of the AUC difference (``auc_diff``, ``ci_low``, ``ci_high``).
+        comparison: Paired bootstrap of the primary metric's difference (binary ``auc_diff``,
+            ``ci_low``, ``ci_high``; otherwise also ``improvement``, ``improvement_low``).
         champion_error: Why a registered champion could not be re-scored (blocks promotion).
+        task: The challenger's task type.
+        incomparable: Why the champion is never compared (another task type; blocks promotion).
     """
+    t = TASKS[task]
     reasons, ok = [], True
-    configured = [g for g in (gates.min_auc, gates.max_ece, gates.max_auc_gap) if g is not None]
-    if not configured:
+    if not [g for g in t.gates if getattr(gates, g) is not None]:
         ok = False
-        reasons.append("no absolute gate is configured (min_auc, max_ece, max_auc_gap): nothing is promoted by default")
-    auc = challenger.get("auc")
-    if auc is None or (isinstance(auc, float) and math.isnan(auc)):
+        reasons.append(f"no absolute gate is configured ({', '.join(t.gates)}): nothing is promoted by default")
+    primary = challenger.get(t.primary)
+    if _missing(primary):
         ok = False
-        reasons.append("the challenger's AUC could not be computed on the test split")
-    checks = (
-        ("min_auc", "auc", lambda v, g: v >= g, "AUC {v} {cmp} the minimum {g}"),
-        ("max_ece", "ece", lambda v, g: v <= g, "calibration error (ECE) {v} {cmp} the maximum {g}"),
-        ("max_auc_gap", "max_auc_gap", lambda v, g: v <= g, "largest AUC gap between slices {v} {cmp} the maximum {g}"),
-    )
-    for gate_name, metric, passes, text in checks:
+        reasons.append(f"the challenger's {_NAMES.get(t.primary, t.primary) if task != BINARY else 'AUC'} "
+                       "could not be computed on the test split")
+    for gate_name in t.gates:
         g = getattr(gates, gate_name)
         if g is None:
             continue
+        metrics, passes, text = _GATES[gate_name]
+        metric = metrics[task]
         v = challenger.get(metric)
-        if v is None or (isinstance(v, float) and math.isnan(v)):
+        if _missing(v):
             ok = False
             reasons.append(f"gate {gate_name}: the challenger has no {metric}")
             continue
         good = passes(v, g)
         ok = ok and good
-        reasons.append(("passes: " if good else "fails: ") + text.format(v=_fmt(v), g=_fmt(g), cmp="meets" if good else "misses"))
-    if champion_error:
+        reasons.append(("passes: " if good else "fails: ") + text.format(
+            v=_fmt(v), g=_fmt(g), cmp="meets" if good else "misses", name=_NAMES.get(metric, metric),
+            top=" of the top class" if task == MULTICLASS else ""))
+    if incomparable:
+        ok = False
+        reasons.append(incomparable)
+    elif champion_error:
         ok = False
         reasons.append(f"the champion (version {champion_version}) could not be re-scored on this test split: {champion_error}")
     elif champion is None:
         reasons.append("no champion is registered: the absolute gates alone decide")
+    elif task == BINARY:
+        ok = _beats_binary(reasons, ok, challenger, champion, comparison, gates, champion_version)
     else:
-        diff = (comparison or {}).get("auc_diff", (auc or 0) - (champion.get("auc") or 0))
-        if diff < gates.min_improvement or (gates.min_improvement == 0 and diff <= 0):
-            ok = False
-            reasons.append(
-                f"does not beat the champion (version {champion_version}): AUC {_fmt(auc)} vs {_fmt(champion.get('auc'))} "
-                f"on the same test rows, difference {diff:+.4f}; it must be "
-                + (f"at least {gates.min_improvement:+.4f}" if gates.min_improvement > 0 else "above zero"))
-        else:
-            reasons.append(
-                f"beats the champion (version {champion_version}): AUC {_fmt(auc)} vs {_fmt(champion.get('auc'))}, "
-                f"difference {diff:+.4f} >= margin {gates.min_improvement:+.4f}")
-            if gates.require_significance and comparison is not None:
-                if comparison["ci_low"] <= 0:
-                    ok = False
-                    reasons.append(
-                        f"the improvement is not significant: 95% bootstrap interval of the AUC difference "
-                        f"[{comparison['ci_low']:+.4f}, {comparison['ci_high']:+.4f}] includes zero")
-                else:
-                    reasons.append(
-                        f"the improvement is significant: 95% bootstrap interval [{comparison['ci_low']:+.4f}, "
-                        f"{comparison['ci_high']:+.4f}] is above zero")
+        ok = _beats(reasons, ok, t, challenger, champion, comparison, gates, champion_version)
     if ok:
         reasons.insert(0, "promote: the challenger passes every gate" + (" and beats the champion" if champion else ""))
     else:
-        reasons.insert(0, "keep the current model: " + _why_kept(reasons, champion, champion_version, champion_error))
-    return Decision(ok, reasons, challenger, champion, champion_version, comparison, dataclasses.asdict(gates))
+        reasons.insert(0, "keep the current model: " + _why_kept(reasons, champion, champion_version,
+                                                                 champion_error, incomparable))
+    return Decision(ok, reasons, challenger, champion, champion_version, comparison, gates_of(gates, task))
+
+
+def _beats_binary(reasons, ok, challenger, champion, comparison, gates, champion_version) -> bool:
+    auc = challenger.get("auc")
+    diff = (comparison or {}).get("auc_diff", (auc or 0) - (champion.get("auc") or 0))
+    if diff < gates.min_improvement or (gates.min_improvement == 0 and diff <= 0):
+        reasons.append(
+            f"does not beat the champion (version {champion_version}): AUC {_fmt(auc)} vs {_fmt(champion.get('auc'))} "
+            f"on the same test rows, difference {diff:+.4f}; it must be "
+            + (f"at least {gates.min_improvement:+.4f}" if gates.min_improvement > 0 else "above zero"))
+        return False
+    reasons.append(
+        f"beats the champion (version {champion_version}): AUC {_fmt(auc)} vs {_fmt(champion.get('auc'))}, "
+        f"difference {diff:+.4f} >= margin {gates.min_improvement:+.4f}")
+    if gates.require_significance and comparison is not None:
+        if comparison["ci_low"] <= 0:
+            reasons.append(
+                f"the improvement is not significant: 95% bootstrap interval of the AUC difference "
+                f"[{comparison['ci_low']:+.4f}, {comparison['ci_high']:+.4f}] includes zero")
+            return False
+        reasons.append(
+            f"the improvement is significant: 95% bootstrap interval [{comparison['ci_low']:+.4f}, "
+            f"{comparison['ci_high']:+.4f}] is above zero")
+    return ok
+
+
+def _beats(reasons, ok, t, challenger, champion, comparison, gates, champion_version) -> bool:
+    """The champion rule of a task whose primary metric is a loss (lower is better)."""
+    name, new, old = _NAMES.get(t.primary, t.primary), challenger.get(t.primary), champion.get(t.primary)
+    gain = (comparison or {}).get("improvement", t.improvement(new or 0.0, old or 0.0))
+    head = f"{name} {_fmt(new)} vs {_fmt(old)} on the same test rows ({'lower' if not t.higher_is_better else 'higher'} is better)"
+    if _missing(gain) or gain < gates.min_improvement or (gates.min_improvement == 0 and gain <= 0):
+        reasons.append(f"does not beat the champion (version {champion_version}): {head}, improvement {gain:+.4f}; "
+                       "it must be " + (f"at least {gates.min_improvement:+.4f}" if gates.min_improvement > 0
+                                        else "above zero"))
+        return False
+    reasons.append(f"beats the champion (version {champion_version}): {head}, improvement {gain:+.4f} >= margin "
+                   f"{gates.min_improvement:+.4f}")
+    if gates.require_significance and comparison is not None:
+        low, high = comparison["improvement_low"], comparison["improvement_high"]
+        if not low > 0:
+            reasons.append(f"the improvement is not significant: 95% bootstrap interval of the {name} improvement "
+                           f"[{low:+.4f}, {high:+.4f}] includes zero")
+            return False
+        reasons.append(f"the improvement is significant: 95% bootstrap interval [{low:+.4f}, {high:+.4f}] is above zero")
+    return ok
 
 
 def _why_kept(reasons: list, champion: Optional[dict], champion_version: Optional[str],
-              champion_error: Optional[str]) -> str:
+              champion_error: Optional[str], incomparable: Optional[str] = None) -> str:
     """The first line of a decision that keeps the current model: the reason that decided it."""
-    failed = [r for r in reasons if r.startswith(("fails", "gate ", "no absolute gate", "the challenger's AUC"))]
+    failed = [r for r in reasons if r.startswith(("fails", "gate ", "no absolute gate", "the challenger's "))]
     if failed:
         return "the challenger does not pass the gates"
+    if incomparable:
+        return f"the champion (version {champion_version}) is of another task type, so it is never compared"
     if champion_error:
         return (f"the champion (version {champion_version}) could not be re-scored on this test split, "
                 "so the challenger cannot be shown to beat it")
@@ -174,12 +245,16 @@ def decision_markdown(d: Decision) -> str:
     lines = [f"# Promotion decision: {'PROMOTE' if d.promote else 'KEEP CHAMPION'}", ""]
     lines += [f"- {r}" for r in d.reasons]
     lines += ["", "| metric | challenger | champion |", "|---|---|---|"]
-    for k in ("auc", "pr_auc", "log_loss", "brier", "ece", "f1", "max_auc_gap"):
+    task = d.challenger.get("task") or BINARY
+    for k in TASKS[task].headline:
         lines.append(f"| {k} | {_fmt(d.challenger.get(k))} | {_fmt((d.champion or {}).get(k))} |")
     if d.comparison:
         c = d.comparison
-        lines += ["", f"Paired bootstrap ({c['n_boot']} resamples of {c['rows']} rows): AUC difference "
-                  f"{c['auc_diff']:+.4f}, 95% interval [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]."]
+        metric = c.get("metric", "auc")
+        name = _NAMES.get(metric, metric)
+        lines += ["", f"Paired bootstrap ({c['n_boot']} resamples of {c['rows']} rows): {name} difference "
+                  f"(challenger - champion) {c[f'{metric}_diff']:+.4f}, 95% interval [{c['ci_low']:+.4f}, "
+                  f"{c['ci_high']:+.4f}]."]
     lines += ["", "Gates: " + ", ".join(f"{k}={v}" for k, v in d.gates.items())]
     return "\n".join(lines) + "\n"
 
@@ -194,25 +269,46 @@ def compare_with_champion(
     champion_version: Optional[str] = None,
     threshold: float = 0.5,
     n_boot: int = PARAMS.bootstrap_samples,
+    spec: Optional[dict] = None,
 ) -> Decision:
-    """Re-score the champion on the same rows (``champion_scorer(test_df) -> probabilities``) and decide."""
-    from components._shared.metrics import binary_metrics, bootstrap_auc_diff
+    """Re-score the champion on the same rows (``champion_scorer(test_df) -> outputs``, for
+    multiclass (N, K) probabilities in the challenger's class order) and decide.
 
+    Args:
+        spec: The challenger's transform spec (its task and classes); binary when None.
+    """
+    from components._shared.metrics import (
+        binary_metrics,
+        bootstrap_auc_diff,
+        bootstrap_loss_diff,
+        multiclass_metrics,
+        regression_metrics,
+    )
+
+    task = task_of(spec).name
     if champion_scorer is None:
-        return decide(challenger_metrics, gates)
+        return decide(challenger_metrics, gates, task=task)
     try:
         p_champion = champion_scorer(test_df)
     except Exception as exc:  # a champion that cannot score today's data must not be replaced blindly
         logger.warning("champion %s could not be re-scored: %s", champion_version, exc)
-        return decide(challenger_metrics, gates, champion_version=champion_version, champion_error=str(exc))
-    champion = binary_metrics(y_test, p_champion, threshold)
-    champion.pop("confusion", None)
-    comparison = bootstrap_auc_diff(y_test, p_challenger, p_champion, n_boot=n_boot)
-    return decide(challenger_metrics, gates, champion, comparison, champion_version)
+        return decide(challenger_metrics, gates, champion_version=champion_version, champion_error=str(exc), task=task)
+    if task == BINARY:
+        champion = binary_metrics(y_test, p_champion, threshold)
+        comparison = bootstrap_auc_diff(y_test, p_challenger, p_champion, n_boot=n_boot)
+    else:
+        champion = (multiclass_metrics(y_test, p_champion, spec["classes"]) if task == MULTICLASS
+                    else regression_metrics(y_test, p_champion))
+        comparison = bootstrap_loss_diff(task, y_test, p_challenger, p_champion, n_boot=n_boot)
+    for key in ("confusion", "per_class", "residual_quantiles"):
+        champion.pop(key, None)
+    return decide(challenger_metrics, gates, champion, comparison, champion_version, task=task)
 
 
-def champion_scorer(model_dir: str):
-    """``scorer(df) -> probabilities`` of a champion's downloaded model folder.
+def champion_scorer(model_dir: str, spec: Optional[dict] = None):
+    """``scorer(df) -> outputs`` of a champion's downloaded model folder; with the challenger's
+    multiclass ``spec``, its probabilities are put in the challenger's class order (a class the
+    champion does not know gets probability 0).
 
     A folder without a model fails when called, so :func:`compare_with_champion` reports it as
     a reason (and blocks promotion) instead of failing the run.
@@ -220,9 +316,36 @@ def champion_scorer(model_dir: str):
     def scorer(df):
         if not scoring.has_model(model_dir):
             raise ModelError(f"champion artifacts at {model_dir} hold no model.keras")
-        return scoring.score(model_dir, df)
+        out = scoring.score(model_dir, df)
+        if task_of(spec).name == MULTICLASS:
+            return _align_classes(out, scoring.model_spec(model_dir).get("classes") or [], spec["classes"])
+        return out
 
     return scorer
+
+
+def _align_classes(p, theirs: list, ours: list):
+    import numpy as np
+
+    out = np.zeros((len(p), len(ours)))
+    for i, c in enumerate(ours):
+        if c in theirs:
+            out[:, i] = p[:, theirs.index(c)]
+    return out
+
+
+def incomparable_champion(spec: dict, champion_dir: str, champion_version: Optional[str]) -> Optional[str]:
+    """The sentence saying why a champion of another task type is never compared; None when it is
+    of the same task (or has no readable spec: scoring it then reports the problem)."""
+    try:
+        theirs = task_of(scoring.model_spec(champion_dir)).name
+    except Exception:
+        return None
+    ours = task_of(spec).name
+    if theirs == ours:
+        return None
+    return (f"the champion (version {champion_version}) is a {theirs} model and the challenger a {ours} one: models of "
+            "different task types are never compared, so nothing is promoted (register it under another model_name)")
 
 
 def compare(
@@ -242,8 +365,16 @@ def compare(
         champion_dir: The champion's model folder (see ``_shared.champion``); None when there is none.
     """
     spec = scoring.model_spec(model_dir)
+    task = task_of(spec).name
+    metrics = dict(evaluation["metrics"])
+    if task != BINARY:
+        metrics["task"] = task
+    if champion_dir:
+        why = incomparable_champion(spec, champion_dir, champion_version)
+        if why:
+            return decide(metrics, gates, champion_version=champion_version, task=task, incomparable=why)
     test = io.read_parquet(test_path)
     p_new = scoring.score(model_dir, test, spec)
-    scorer = champion_scorer(champion_dir) if champion_dir else None
-    return compare_with_champion(evaluation["metrics"], labels(test, spec), p_new, test, gates, scorer,
-                                 champion_version, threshold=evaluation["threshold"], n_boot=n_boot)
+    scorer = champion_scorer(champion_dir, spec) if champion_dir else None
+    return compare_with_champion(metrics, labels(test, spec), p_new, test, gates, scorer,
+                                 champion_version, threshold=evaluation["threshold"], n_boot=n_boot, spec=spec)

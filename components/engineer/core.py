@@ -32,6 +32,7 @@ from typing import Optional
 from components._shared.errors import ConfigError, DataError
 from components._shared.params import PARAMS
 from components._shared.schema import NUMERIC_KINDS, column_values, feature_names
+from components._shared.task import label_spec
 from components._shared.transform import SPEC_VERSION
 
 logger = logging.getLogger(__name__)
@@ -130,6 +131,9 @@ def fit_transform_spec(
         "excluded": [c for c, e in schema["columns"].items() if e.get("role") == "excluded" or c in empty],
         "train_rows": int(len(train)),
     }
+    # The task's label fields (see _shared/task.py); a schema without a task is binary.
+    spec.update(label_spec(train[schema["label"]] if schema["label"] in train.columns else [],
+                           schema.get("task") or "binary", schema["label"]))
     # A boolean in a cross needs no configuration: it is bucketized at 0.5 (two buckets).
     crossed = {str(c).strip() for cross in (crosses or [])
                for c in (cross.split("*") if isinstance(cross, str) else cross)}

@@ -27,7 +27,8 @@ def evaluate_model(
     slice_columns: str,
     min_slice_rows: int,
 ):
-    """Test-split metrics (threshold chosen on the eval split), ROC, confusion matrix, slices.
+    """Test-split metrics (binary: threshold chosen on the eval split, ROC; multiclass: the K x K
+    confusion matrix; regression: RMSE, MAE, R²), confusion matrix, slices.
 
     Args:
         slice_columns: Comma-separated columns to slice by (sensitive attributes); empty for every categorical feature.
@@ -45,8 +46,11 @@ def evaluate_model(
     io.write_json(ev.to_dict(), evaluation.path)
     for k, v in loggable(ev.metrics).items():
         metrics.log_metric(k, v)
-    fpr, tpr, thr = ev.roc
-    classification_metrics.log_roc_curve(fpr, tpr, thr)
-    classification_metrics.log_confusion_matrix(["negative", "positive"], ev.confusion)
+    if ev.roc is not None:  # binary
+        fpr, tpr, thr = ev.roc
+        classification_metrics.log_roc_curve(fpr, tpr, thr)
+    if ev.confusion is not None:  # binary and multiclass (regression has none)
+        classification_metrics.log_confusion_matrix([str(c) for c in ev.classes] if ev.classes
+                                                    else ["negative", "positive"], ev.confusion)
     with open(report.path, "w") as fh:
         fh.write(report_markdown(ev))

@@ -21,18 +21,21 @@ def ingest_data(
     test_fraction: float,
     seed: int,
     min_rows: int,
+    task: str,
 ):
     """Read CSV/Parquet (path, folder of shards, gs://) or BigQuery (bq://) and split it.
 
     Args:
         data_uri: Table to train on: a CSV or Parquet file, a folder of shards, gs://..., or bq://project.dataset.table.
-        label: Binary label column (two distinct values; encoded 0/1 downstream).
+        label: Label column: two values (binary), classes (multiclass) or numbers (regression).
         id_column: Column whose hash assigns splits, so a record never changes split; empty to detect one (a unique integer or string column named like an id); none for a seeded split by row position.
         positive_label: Label value that counts as positive; empty to infer (1/true/yes, else the larger value).
         eval_fraction: Share of rows in the eval split (early stopping, threshold choice).
         test_fraction: Share of rows in the test split (metrics, champion comparison).
         seed: Seed of the random split.
         min_rows: Fewest labelled rows the table may have.
+        task: auto, binary, multiclass or regression; auto infers it from the label and asks for it when
+            integers could be classes or numbers.
     """
     import logging
 
@@ -43,11 +46,12 @@ def ingest_data(
     result = ingest(data_uri, label, train_data.path, eval_data.path, test_data.path,
                     id_column=id_column or None, positive_label=positive_label or None,
                     eval_fraction=eval_fraction, test_fraction=test_fraction, seed=seed,
-                    min_rows=min_rows)
+                    min_rows=min_rows, task=task)
     write_json(result.to_dict(), ingest_info.path)
     for art, split in ((train_data, "train"), (eval_data, "eval"), (test_data, "test")):
         art.metadata.update({"rows": result.rows[split], "content_hash": result.content_hash, "source_uri": data_uri})
-    ingest_info.metadata.update({"content_hash": result.content_hash, "positive_label": result.positive_label,
+    ingest_info.metadata.update({"content_hash": result.content_hash, "positive_label": result.positive_label or "",
+                                 "task": result.task,
                                  "id_column": result.id_column or "", "id_column_source": result.id_column_source or "",
                                  "split": result.split, "warnings": result.warnings})
     for split, n in result.rows.items():

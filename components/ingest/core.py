@@ -1,7 +1,8 @@
-"""Ingest: read a table, check the label, split it deterministically, write Parquet.
+"""Ingest: read a table, decide the task, check the label, split it deterministically, write Parquet.
 
-The label is normalised to 0/1 (int8) here, once: every later stage sees the same
-encoding, and the mapping (which raw value is the positive class) is recorded.
+The task (binary, multiclass, regression; given or inferred, see ``_shared/task.py``) is decided
+here, once, and the label normalised for it: binary 0/1 (int8, the mapping of which raw value is
+the positive class recorded), multiclass the class value as a string, regression float64.
 """
 
 from __future__ import annotations
@@ -14,6 +15,15 @@ from components._shared import io
 from components._shared.errors import DataError
 from components._shared.labels import encode_label
 from components._shared.params import PARAMS
+from components._shared.task import (
+    BINARY,
+    MULTICLASS,
+    REGRESSION,
+    class_keys,
+    heavy_tail_warning,
+    infer_task,
+    regression_values,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -22,8 +32,8 @@ logger = logging.getLogger(__name__)
 class IngestResult:
     source_uri: str
     label: str
-    positive_label: str
-    negative_label: str
+    positive_label: Optional[str]  # binary only
+    negative_label: Optional[str]
     rows: dict
     columns: list
     content_hash: str
@@ -32,6 +42,9 @@ class IngestResult:
     id_column_source: Optional[str] = None  # "given" | "detected" | None (split by row position)
     split: str = ""  # how rows were assigned to splits, in a sentence
     warnings: list = dataclasses.field(default_factory=list)
+    task: str = BINARY
+    task_reason: str = ""  # how the task was decided, in a sentence
+    classes: Optional[list] = None  # multiclass: the train split's classes, sorted as strings
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -111,6 +124,7 @@ def ingest(
     test_fraction: float = PARAMS.test_fraction,
     seed: int = PARAMS.seed,
     min_rows: int = PARAMS.min_rows,
+    task: str = PARAMS.task,
 ) -> IngestResult:
     """Read ``data_uri``, encode the label, split, and write three Parquet files.
 
@@ -148,11 +162,26 @@ def ingest(
         table = table.filter(valid)
     if table.num_rows < min_rows:
         raise DataError(f"the data {data_uri} has {table.num_rows} labelled rows; at least {min_rows} are needed")
-    y, pos, neg = encode_label(table.column(label).to_pandas(), label, positive_label)
-    table = table.set_column(names.index(label), label, pa.array(y, type=pa.int8()))
+    raw = table.column(label).to_pandas()
+    task, task_reason = infer_task(raw, label, task)
+    logger.info("%s", task_reason)
+    warnings, pos, neg = [], None, None
+    if task == BINARY:
+        y, pos, neg = encode_label(raw, label, positive_label)
+        column = pa.array(y, type=pa.int8())
+    elif task == MULTICLASS:
+        y = class_keys(raw).to_numpy(dtype=object)
+        column = pa.array(y, type=pa.string())
+    else:
+        y = regression_values(raw, label)
+        column = pa.array(y, type=pa.float64())
+        tail = heavy_tail_warning(y, label)
+        if tail:
+            warnings.append(tail)
+            logger.warning("%s", tail)
+    table = table.set_column(names.index(label), label, column)
     digest = io.content_hash(table)
     id_column, id_source, how = choose_id_column(table, label, id_column)
-    warnings = []
     if id_column:
         logger.info("rows are split %s", how)
     else:
@@ -170,11 +199,20 @@ def ingest(
                     f"the {name} split of {data_uri} is empty: rows are split by the id column {id_column!r}, "
                     f"which has {distinct} distinct value{'s' if distinct != 1 else ''} in {table.num_rows} rows")
             raise DataError(f"the {name} split of {data_uri} is empty ({table.num_rows} rows in all); use more data")
-        if name != "eval" and len(np.unique(y[mask])) < 2:
+        if name != "eval" and task != REGRESSION and len(np.unique(y[mask])) < 2:
             raise DataError(f"the {name} split of {data_uri} has only one label value; use more data")
         io.write_arrow_parquet(part, path)
         rows[name] = int(part.num_rows)
-    logger.info("ingested %s: rows %s, positive label %r, hash %s", data_uri, rows, pos, digest[:12])
+    classes = None
+    if task == MULTICLASS:
+        classes = sorted(set(y[split == 0]))
+        for name, code in (("eval", 1), ("test", 2)):
+            unseen = sorted(set(y[split == code]) - set(classes))
+            if unseen:
+                warnings.append(f"the {name} split has label class(es) the train split lacks: "
+                                f"{', '.join(map(repr, unseen[:5]))}")
+                logger.warning("%s", warnings[-1])
+    logger.info("ingested %s: rows %s, %s, positive label %r, hash %s", data_uri, rows, task, pos, digest[:12])
     return IngestResult(
         source_uri=data_uri,
         label=label,
@@ -188,6 +226,9 @@ def ingest(
         id_column_source=id_source,
         split=how,
         warnings=warnings,
+        task=task,
+        task_reason=task_reason,
+        classes=classes,
     )
 
 

@@ -22,6 +22,7 @@ from components._shared import io
 from components._shared.errors import ModelError
 from components._shared.model import MODEL_FILE, SPEC_FILE, build_core_model, write_scorer
 from components._shared.params import PARAMS
+from components._shared.task import class_weights, keras_loss_and_metrics, task_of
 from components._shared.transform import encode_parquet
 
 logger = logging.getLogger(__name__)
@@ -122,26 +123,25 @@ def train(
     import keras
     import numpy as np
 
+    task = task_of(spec)
     x_train, y_train = encode_parquet(train_path, spec)
     x_eval, y_eval = encode_parquet(eval_path, spec)
     n = len(y_train)
     device, strategy = _device_strategy()
-    logger.info("training on %s: %d train rows, %d eval rows", device, n, len(y_eval))
+    logger.info("training a %s model on %s: %d train rows, %d eval rows", task.name, device, n, len(y_eval))
 
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         model = build_core_model(spec, config.hidden_units, config.dropout, config.embedding_dim, config.seed)
+        loss, compiled_metrics = keras_loss_and_metrics(task)
         model.compile(
             optimizer=keras.optimizers.Adam(config.learning_rate),
-            loss="binary_crossentropy",
-            metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
+            loss=loss,
+            metrics=compiled_metrics,
             # Several steps per graph call: a small MLP is otherwise bound by per-step Python overhead.
             steps_per_execution=8,
         )
-    class_weight = None
-    pos = float(y_train.mean())
-    if config.class_weight == "balanced" and 0 < pos < 1:
-        class_weight = {0: 0.5 / (1 - pos), 1: 0.5 / pos}
+    class_weight = class_weights(task, y_train, config.class_weight)
     batch_size = config.batch_size or auto_batch_size(n)
     tp = _Throughput()
     callbacks = [keras.callbacks.TerminateOnNaN(), tp.callback]
@@ -155,11 +155,12 @@ def train(
         mirror = checkpoint.Mirror(checkpoint_dir, local_backup)
         mirror.restore()
     early_stopping = None
-    if config.early_stopping_patience > 0 and len(y_eval) and len(np.unique(y_eval)) > 1:
+    if config.early_stopping_patience > 0 and len(y_eval) and len(np.unique(y_eval)) > 1:  # AUC needs two classes
         from components.train.checkpoint import resumable_early_stopping
 
         early_stopping = resumable_early_stopping(
-            mirror, monitor="val_auc", mode="max", patience=config.early_stopping_patience, restore_best_weights=True)
+            mirror, monitor=task.monitor, mode=task.monitor_mode, patience=config.early_stopping_patience,
+            restore_best_weights=True)
         callbacks.append(early_stopping)
     epochs_cb = None
     if mirror is not None:
@@ -226,12 +227,17 @@ def train(
     scorer_diff = write_scorer(model, model_dir, probe)
     later = tp.epoch_seconds[1:] or tp.epoch_seconds
     eps = n / (sum(later) / len(later)) if later else 0.0
-    best = int(np.argmax(hist["val_auc"])) if "val_auc" in hist else len(losses) - 1
+    if task.monitor in hist:
+        pick = np.argmax if task.monitor_mode == "max" else np.argmin
+        best = int(pick(hist[task.monitor]))
+    else:
+        best = len(losses) - 1
+    watched = task.fit_metrics
     metrics = {
         "train_loss": losses[best],
-        "train_auc": hist.get("auc", [float("nan")])[best],
+        **{f"train_{m}": hist.get(m, [float("nan")])[best] for m in watched},
         "eval_loss": hist.get("val_loss", [float("nan")])[best],
-        "eval_auc": hist.get("val_auc", [float("nan")])[best],
+        **{f"eval_{m}": hist.get(f"val_{m}", [float("nan")])[best] for m in watched},
         "epochs_run": len(losses),
         "examples_per_second": eps,
         "train_seconds": seconds,
@@ -254,6 +260,6 @@ def train(
 
         mirror.clean()
         shutil.rmtree(local_backup, ignore_errors=True)
-    logger.info("trained %d epochs in %.1fs (%.0f examples/s after the first epoch); eval AUC %.4f",
-                len(losses), seconds, eps, metrics["eval_auc"])
+    logger.info("trained %d epochs in %.1fs (%.0f examples/s after the first epoch); eval %s %.4f",
+                len(losses), seconds, eps, watched[0], metrics[f"eval_{watched[0]}"])
     return TrainResult(metrics, hist, device, len(losses), eps, seconds, mlflow_run_id, mlflow_model_uri)

@@ -101,7 +101,7 @@ def validate_data(
         exclude=[c.strip() for c in exclude_columns.split(",") if c.strip()],
         severity=json.loads(anomaly_severity or "{}"),
         psi_drift_share=psi_drift_share, max_missing_jump=max_missing_jump,
-        report_html=report.path,
+        report_html=report.path, task=info.get("task"),
     )
     result.schema["negative_label"] = info.get("negative_label")
     io.write_json(result.schema, schema.path)

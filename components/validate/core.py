@@ -88,6 +88,7 @@ def validate(
     psi_drift_share: float = 0.5,
     psi_threshold: float = PSI_DRIFT,
     report_html: Optional[str] = None,
+    task: Optional[str] = None,
 ) -> ValidationResult:
     """Infer this run's schema, check every split, measure drift.
 
@@ -104,6 +105,8 @@ def validate(
             population stability index above ``psi_threshold`` (computed on every row,
             vectorised). Not evidently's drift share (the monitor's threshold).
         psi_threshold: PSI above which a feature counts as drifted.
+        task: The task ingest decided (binary when None); recorded in the schema, and the label's
+            domain is checked for it (see :func:`label_anomalies`).
 
     Returns:
         The result; raise on blocking anomalies is the caller's choice (see :func:`raise_if_blocking`).
@@ -175,6 +178,9 @@ def validate(
             "drift", None,
             f"{gate['share']:.0%} of features drifted from the {drift['reference']} (PSI > {psi_threshold}; "
             f"allowed share {psi_drift_share:.0%}): " + ", ".join(gate["drifted"][:10])))
+    anomalies += label_anomalies(train, others, label, task)
+    if task and task != "binary":  # binary schemas stay as they were (no "task" = binary)
+        schema["task"] = task
     for a in anomalies:
         a.severity = sev.get(a.kind, a.severity)
     result = ValidationResult(schema=schema, anomalies=anomalies, drift=drift,
@@ -184,6 +190,44 @@ def validate(
 
         write_report_html(result, report_html)
     return result
+
+
+def label_anomalies(train, others: dict, label: str, task: Optional[str]) -> list:
+    """The label's domain per task: a multiclass class seen in eval/test but not in train is a
+    ``label_domain`` anomaly (blocking by default: the model cannot predict it, and its metrics
+    would be wrong); a regression label must be finite (``label_domain``) and a heavy tail is a
+    ``label_tail`` warning."""
+    import numpy as np
+    import pandas as pd
+
+    from components._shared.task import MULTICLASS, REGRESSION, class_keys, heavy_tail_warning
+
+    out = []
+    if label not in train.columns:
+        return out
+    if task == MULTICLASS:
+        known = set(class_keys(train[label]).dropna())
+        for split, df in others.items():
+            if label not in df.columns:
+                continue
+            keys = class_keys(df[label]).dropna()
+            unseen = keys[~keys.isin(known)]
+            if len(unseen):
+                shown = ", ".join(repr(v) for v in sorted(set(unseen))[:5])
+                out.append(Anomaly("label_domain", label, f"{split}: {len(unseen)} row(s) of label class(es) {shown} "
+                                   f"that the train split does not have (the model cannot predict them)"))
+    elif task == REGRESSION:
+        for split, df in {"train": train, **others}.items():
+            if label not in df.columns:
+                continue
+            values = pd.to_numeric(df[label], errors="coerce").to_numpy(dtype=np.float64)
+            bad = int((~np.isfinite(values)).sum())
+            if bad:
+                out.append(Anomaly("label_domain", label, f"{split}: {bad} regression label value(s) are not finite"))
+        tail = heavy_tail_warning(pd.to_numeric(train[label], errors="coerce").dropna().to_numpy(), label)
+        if tail:
+            out.append(Anomaly("label_tail", label, f"train: {tail}", "warning"))
+    return out
 
 
 def raise_if_blocking(result: ValidationResult) -> None:

@@ -115,6 +115,7 @@ def test_ingest_data_writes_splits_info_and_metrics(data_stage):
     assert data_stage["ingest_info"].metadata == {
         "content_hash": info["content_hash"],
         "positive_label": "yes",
+        "task": "binary",
         "id_column": "customer_id",
         "id_column_source": "given",
         "split": "by a hash of the given id column 'customer_id'",

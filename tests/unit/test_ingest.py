@@ -223,7 +223,25 @@ def test_label_with_three_values(tmp_path, small_df):
         match=r"the label column 'churned' must have exactly two values for "
         r"binary classification but has 3: 'maybe', 'no', 'yes'",
     ):
+        _run(tmp_path, _csv(tmp_path, df), task="binary")
+    # Without --task, three string values are classes.
+    result = _run(tmp_path, _csv(tmp_path, df))
+    assert result.task == "multiclass" and result.classes == ["maybe", "no", "yes"]
+    assert result.positive_label is None
+
+
+def test_integer_label_with_a_few_values_asks_for_the_task(tmp_path, small_df):
+    df = small_df.assign(churned=[i % 4 for i in range(len(small_df))])
+    with pytest.raises(DataError, match=r"4 integer values \(0 to 3\).*set --task multiclass or --task regression"):
         _run(tmp_path, _csv(tmp_path, df))
+    result = _run(tmp_path, _csv(tmp_path, df), task="regression")
+    assert result.task == "regression" and "given" in result.task_reason
+
+
+def test_regression_label_must_be_finite(tmp_path, small_df):
+    df = small_df.assign(churned=["lots" if i == 3 else str(i + 0.5) for i in range(len(small_df))])
+    with pytest.raises(DataError, match=r"regression label 'churned' has 1 value\(s\) that are not finite.*'lots'"):
+        _run(tmp_path, _csv(tmp_path, df), task="regression")
 
 
 def test_label_with_one_value(tmp_path, small_df):
