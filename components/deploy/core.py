@@ -29,7 +29,7 @@ from components._shared.names import check_model_name
 from components.deploy import serving
 from components.deploy.repair import repair
 from components.deploy.repair import status as check_state
-from components.deploy.serving import fingerprint, push_to_serving
+from components.deploy.serving import CONFIG_FILE, fingerprint, join, push_to_serving
 from components.deploy.state import rollback_version
 from components.deploy.transition import Target, check_version, mark_failed, read_record, transition
 
@@ -227,7 +227,7 @@ def deploy(
     # A candidate is loaded by TF Serving under the "canary" label only; "stable" (what clients
     # get by default) stays on the approved champion until `approve`.
     record = transition(t, kind, checked)
-    config = serving.write_models_config(serving_base) if serving_base else ""
+    config = join(serving_base, CONFIG_FILE) if serving_base else ""
     if require_approval:
         return DeployResult(model_name, version, target, registry.CANDIDATE,
                             str(before["stable"]) if before.get("stable") else None, reused, config, extra)

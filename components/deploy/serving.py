@@ -40,6 +40,7 @@ from components._shared.serving_state import (  # noqa: F401 (the read side, re-
     fingerprint,
     has_version,
     is_remote,
+    join,
     normalize,
     read_local,
     read_state,

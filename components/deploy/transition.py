@@ -99,6 +99,9 @@ def apply_registry(t: Target, record: dict) -> None:
         _set_tag(t, record["stable"], "promoted", tags.get(record["stable"], {}))
     if record.get("canary"):
         _set_tag(t, record["canary"], "candidate", tags.get(record["canary"], {}))
+    for v, t_ in tags.items():  # a candidate replaced by a newer one, or dropped by a promote
+        if t_.get(STATUS_TAG) == "candidate" and v != record.get("canary"):
+            _set_tag(t, v, "superseded: a candidate that was not approved", t_)
     for v in state.rolled_back_from(record.get("history") or []):
         if v in tags and v not in labels(record).values():
             _set_tag(t, v, "rolled back", tags[v])
