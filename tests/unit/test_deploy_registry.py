@@ -411,3 +411,32 @@ def test_the_champion_lookup_and_the_deployment_read_back_what_deploy_wrote(expo
     assert find_deployment(tracking_uri, MODEL, exports["b"], serving) is None
     _deploy(exports, "b", tracking_uri, serving, require_approval=True)
     assert find_deployment(tracking_uri, MODEL, exports["b"], serving)["alias"] == "candidate"
+
+
+def test_cli_status_and_rollback_to(exports, tracking_uri, serving, tmp_path, capsys, monkeypatch):
+    import json
+
+    from pipelines.__main__ import main
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking_uri == f"sqlite:///{tmp_path / 'mlflow.db'}" and serving == str(tmp_path / "serving")
+    _deploy(exports, "a", tracking_uri, serving)
+    _deploy(exports, "b", tracking_uri, serving)
+    capsys.readouterr()
+    assert main(["status", "--runs-dir", str(tmp_path), "--model-name", MODEL]) == 0
+    seen = json.loads(capsys.readouterr().out)
+    assert seen["agree"] is True and seen["aliases"] == {"stable": 2, "previous": 1, "canary": None}
+    assert 'version_labels { key: "stable" value: 2 }' in seen["models_config"]
+
+    assert main(["rollback", "--runs-dir", str(tmp_path), "--model-name", MODEL]) == 0
+    assert json.loads(capsys.readouterr().out)["champion"] == "1"
+    assert main(["rollback", "--runs-dir", str(tmp_path), "--model-name", MODEL]) == 2
+    assert "no earlier stable version to roll back to from version 1" in capsys.readouterr().err
+    assert main(["rollback", "--runs-dir", str(tmp_path), "--model-name", MODEL, "--to", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["champion"] == "2"
+
+    os.remove(os.path.join(serving, CONFIG_FILE))  # derived, so status says so and --repair rewrites it
+    assert main(["status", "--runs-dir", str(tmp_path), "--model-name", MODEL]) == 1
+    capsys.readouterr()
+    assert main(["status", "--runs-dir", str(tmp_path), "--model-name", MODEL, "--repair"]) == 0
+    assert json.loads(capsys.readouterr().out)["repaired"] == ["re-derived models.config from the serving records"]
