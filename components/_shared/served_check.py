@@ -27,7 +27,8 @@ from components._shared.errors import ServingStateError
 
 logger = logging.getLogger(__name__)
 
-FIX = "fix the serving base or the registry (python -m pipelines status shows both) before a run decides"
+REPAIR = "python -m pipelines status --repair --serving-base <base> (with this pipeline's MLFLOW_TRACKING_URI)"
+FIX = f"`{REPAIR}` finishes or undoes a half-done change and says what else disagrees; fix that before a run decides"
 
 
 def _describe(tracking_uri: str) -> str:
@@ -64,6 +65,12 @@ def check_served_champion(
     except Exception as exc:
         raise ServingStateError(
             f"the serving state of {model_name} under {serving_base} cannot be read ({exc}); {FIX}") from exc
+    pending = state.get("pending")
+    if pending:
+        raise ServingStateError(
+            f"a {pending.get('change', 'change')} of {model_name} to version {pending.get('version')} under "
+            f"{serving_base} was interrupted (the serving record still has it pending), so what is served and the "
+            f"registry may disagree; {FIX}")
     stable = state.get("stable")
     stable = str(stable) if stable not in (None, "") else None
     champion_version = str(champion_version) if champion_version not in (None, "") else None
@@ -81,7 +88,7 @@ def check_served_champion(
     if stable != champion_version:
         raise ServingStateError(
             f"{serving_base} serves version {stable} of {model_name} as stable but the registry's champion is "
-            f"version {champion_version} (a half-done deploy or rollback?); {FIX}")
+            f"version {champion_version}; {FIX}")
     folder = serving_state.version_dir(serving_base, model_name, stable)
     if not serving_state.has_version(serving_base, model_name, stable):
         raise ServingStateError(

@@ -119,3 +119,13 @@ def test_an_unreadable_serving_state_stops_the_run(tmp_path, models):
         fh.write("{not json")
     with pytest.raises(ServingStateError, match="the serving state of m under .* cannot be read"):
         check_served_champion(base, MODEL, "1", fingerprint(models["v1"]))
+
+
+def test_an_interrupted_change_stops_the_run_and_names_the_repair(tmp_path, models):
+    base = _serve(tmp_path, {1: models["v1"], 2: models["v2"]}, 2)
+    record = io.read_json(os.path.join(base, MODEL, STATE_FILE))
+    record["pending"] = {"change": "promote", "version": 2, "before": {"stable": 1, "previous": None, "canary": None}}
+    io.write_json(record, os.path.join(base, MODEL, STATE_FILE))
+    with pytest.raises(ServingStateError, match=r"a promote of m to version 2 under .* was interrupted .*"
+                                                 r"`python -m pipelines status --repair"):
+        check_served_champion(base, MODEL, "1", fingerprint(models["v1"]))
