@@ -92,6 +92,9 @@ def serving_problem(serving_base: str, mounts: str = "", vertex_project: str = "
                 "nowhere: set serving_base_dir (gs://bucket/models, or a path under a PVC mounted with "
                 "`compile --serving-pvc`) or vertex_project")
     scheme = _scheme(base)
+    if scheme == "minio":
+        return (f"serving_base_dir {base} is on the pipeline's MinIO (minio://), which TF Serving cannot read as a "
+                f"model base: use s3://bucket/path (MinIO speaks S3), a gs:// URI, or a PVC (`compile --serving-pvc`)")
     if scheme and scheme != "file":
         return None
     path = base[len("file://"):] if scheme == "file" else base

@@ -92,6 +92,7 @@ def test_an_unauthorised_server_says_whether_credentials_were_given(monkeypatch)
     ("serving", "/models", "", False),
     ("", "", "my-project", True),
     ("", "/models", "", False),
+    ("minio://mlpipeline/models", "", "", False),  # TF Serving cannot read minio://
 ])
 def test_serving_base_must_outlive_the_pod(base, mounts, vertex, ok):
     problem = serving_problem(base, mounts, vertex)
