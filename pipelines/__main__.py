@@ -48,14 +48,19 @@ def _add_run(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
-def _coerce(value: str):
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    if value.lower() in ("true", "false"):
-        return value.lower() == "true"
+def _coerce(value: str, kind: type = str):
+    """A --param value as the parameter table's type says (KFP refuses an int for a float input)."""
+    if kind is bool:
+        if value.lower() not in ("true", "false", "1", "0"):
+            raise ValueError("expected true or false")
+        return value.lower() in ("true", "1")
+    if kind in (int, float):
+        number = float(value)
+        if kind is int:
+            if not number.is_integer():
+                raise ValueError("expected a whole number")
+            return int(number)
+        return number
     return value
 
 
@@ -90,7 +95,11 @@ def run_arguments(args) -> tuple:
             raise SystemExit(f"error: --param expects NAME=VALUE, got {item!r}")
         if name.strip() not in TABLE or not TABLE[name.strip()].pipeline:
             raise SystemExit(f"error: --param {name.strip()!r} is not a parameter of the training pipeline")
-        params[name.strip()] = _coerce(value.strip())
+        row = TABLE[name.strip()]
+        try:
+            params[row.name] = _coerce(value.strip(), row.type)
+        except ValueError as exc:
+            raise SystemExit(f"error: --param {row.name} takes a {row.type.__name__}, got {value.strip()!r} ({exc})") from None
     return data, label, params
 
 
