@@ -10,25 +10,68 @@ from __future__ import annotations
 import os
 
 from components._shared.errors import ModelError
+from components._shared.task import task_of
 from components._shared.transform import raw_features
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 
+def _example(feats: dict, i: int):
+    """Row ``i`` of raw features as a tf.Example, as ``predict_examples`` and the Classify/Regress
+    APIs read it: numbers in ``float_list`` (NaN for missing), dates and categories in ``bytes_list``."""
+    import numpy as np
+    import tensorflow as tf
+
+    feature = {}
+    for k, v in feats.items():
+        value = v[i]
+        if isinstance(value, (str, bytes)):
+            raw = value.encode() if isinstance(value, str) else value
+            feature[k] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[raw]))
+        else:
+            feature[k] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(np.float32(value))]))
+    return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
 def warmup_requests(spec: dict, sample, model_name: str, n: int = 3) -> list:
     """PredictionLog records for TF Serving warm-up (real rows of the test split), built as a client
     sends them (:func:`components._shared.transform.raw_features`): dates go as strings, so TF
-    Serving's warm-up runs the SavedModel's date parser."""
-    import tensorflow as tf
-    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+    Serving's warm-up runs the SavedModel's date parser.
 
+    ``n`` Predict requests to ``serving_default`` for every task; multiclass adds ``n`` Classify
+    requests (``classification``), regression ``n`` Regress requests (``regression``), so TF
+    Serving has run the graph each API uses before the first client request. (Binary keeps its
+    Predict requests only, as its exports always had.)
+    """
+    import tensorflow as tf
+    from tensorflow_serving.apis import (
+        classification_pb2,
+        input_pb2,
+        model_pb2,
+        predict_pb2,
+        prediction_log_pb2,
+        regression_pb2,
+    )
+
+    task = task_of(spec).name
     feats = raw_features(sample, spec, rows=n)
+    rows = min(n, len(sample))
     logs = []
-    for i in range(min(n, len(sample))):
+    for i in range(rows):
         req = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default"))
         for k, v in feats.items():
             req.inputs[k].CopyFrom(tf.make_tensor_proto(v[i:i + 1]))
         logs.append(prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=req)))
+    for i in range(rows):
+        examples = input_pb2.Input(example_list=input_pb2.ExampleList(examples=[_example(feats, i)]))
+        if task == "multiclass":
+            creq = classification_pb2.ClassificationRequest(
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name="classification"), input=examples)
+            logs.append(prediction_log_pb2.PredictionLog(classify_log=prediction_log_pb2.ClassifyLog(request=creq)))
+        elif task == "regression":
+            rreq = regression_pb2.RegressionRequest(
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name="regression"), input=examples)
+            logs.append(prediction_log_pb2.PredictionLog(regress_log=prediction_log_pb2.RegressLog(request=rreq)))
     return logs
 
 
@@ -43,11 +86,35 @@ def write_warmup(saved_model_dir: str, logs: list) -> str:
     return path
 
 
+def _call(signatures, log):
+    """(signature name, outputs) of one warm-up record, sent the way TF Serving's API would."""
+    import tensorflow as tf
+
+    kind = log.WhichOneof("log_type")
+    if kind == "predict_log":
+        req = log.predict_log.request
+        name = req.model_spec.signature_name or "serving_default"
+        inputs = {k: tf.constant(tf.make_ndarray(v)) for k, v in req.inputs.items()}
+    elif kind in ("classify_log", "regress_log"):
+        req = getattr(log, kind).request
+        name = req.model_spec.signature_name or ("classification" if kind == "classify_log" else "regression")
+        examples = req.input.example_list.examples
+        inputs = {"inputs": tf.constant([e.SerializeToString() for e in examples], dtype=tf.string)}
+    else:
+        raise ValueError(f"a {kind or 'empty'} record, which only Predict, Classify and Regress warm-ups are")
+    if name not in signatures:
+        raise ValueError(f"the model has no signature {name!r}")
+    return name, signatures[name](**inputs)
+
+
 def replay_warmup(saved_model_dir: str) -> int:
-    """Load a SavedModel as TF Serving would and send it its warm-up requests; returns the count.
+    """Load a SavedModel as TF Serving would and send it its warm-up requests (Predict, Classify
+    and Regress records, each to the signature it names); returns the count.
 
     Raises:
-        ModelError: The model does not load, or a request fails or returns non-finite values.
+        ModelError: The model does not load, or a request fails or returns a non-finite number
+            (in any floating output: ``probability``, ``probabilities``, ``prediction``, ``scores``,
+            ``outputs``).
     """
     import numpy as np
     import tensorflow as tf
@@ -55,7 +122,9 @@ def replay_warmup(saved_model_dir: str) -> int:
 
     try:
         loaded = tf.saved_model.load(saved_model_dir)
-        fn = loaded.signatures["serving_default"]
+        signatures = dict(loaded.signatures)
+        if "serving_default" not in signatures:
+            raise ValueError("it has no serving_default signature")
     except Exception as exc:
         raise ModelError(f"the SavedModel at {saved_model_dir} does not load: {exc}") from exc
     path = os.path.join(saved_model_dir, WARMUP_FILE)
@@ -64,13 +133,13 @@ def replay_warmup(saved_model_dir: str) -> int:
     count = 0
     for raw in tf.data.TFRecordDataset(path):
         log = prediction_log_pb2.PredictionLog.FromString(raw.numpy())
-        inputs = {k: tf.make_ndarray(v) for k, v in log.predict_log.request.inputs.items()}
         try:
-            out = fn(**{k: tf.constant(v) for k, v in inputs.items()})
+            name, out = _call(signatures, log)
         except Exception as exc:
             raise ModelError(f"a warm-up request to {saved_model_dir} failed: {exc}") from exc
-        if not np.all(np.isfinite(out["probability"].numpy())):
-            raise ModelError(f"a warm-up request to {saved_model_dir} returned a non-finite probability")
+        for key, value in sorted(out.items()):
+            if value.dtype.is_floating and not np.all(np.isfinite(value.numpy())):
+                raise ModelError(f"a warm-up request to {saved_model_dir} returned a non-finite {key} ({name})")
         count += 1
     if count == 0:
         raise ModelError(f"the warm-up file of {saved_model_dir} holds no requests")

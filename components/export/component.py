@@ -18,9 +18,11 @@ def export_model(
     tflite_quantization: str,
     max_tflite_diff: float,
 ):
-    """Export a TF Serving SavedModel (raw-feature and tf.Example signatures, warm-up requests) and TFLite.
+    """Export a TF Serving SavedModel (raw-feature and tf.Example signatures, the task's Classify or Regress
+    signature, warm-up requests) and TFLite.
 
-    Fails when the TFLite model's probabilities differ from the SavedModel's by more than max_tflite_diff.
+    Fails when the TFLite model's outputs differ from the SavedModel's by more than max_tflite_diff (in
+    probability; for regression in label standard deviations).
 
     Args:
         model_name: Model name written into the warm-up requests.
@@ -35,9 +37,12 @@ def export_model(
 
     logging.basicConfig(level=logging.INFO)
     ev = io.read_json(evaluation.path)
+    # Only binary models have a decision threshold (multiclass takes the most likely class).
     result = export(model.path, test_data.path, saved_model.path, tflite_model.path, model_name,
-                    threshold=ev["threshold"], quantization=tflite_quantization, max_parity_diff=max_tflite_diff)
-    saved_model.metadata.update({"format": "tf_saved_model", "signatures": "serving_default,predict_examples,classification"})
+                    threshold=ev.get("threshold", 0.5), quantization=tflite_quantization,
+                    max_parity_diff=max_tflite_diff)
+    saved_model.metadata.update({"format": "tf_saved_model", "task": result.metrics["task"],
+                                 "signatures": ",".join(result.metrics["signatures"])})
     tflite_model.metadata.update({"format": "tflite", "quantization": tflite_quantization,
                                   "max_abs_diff": result.metrics["tflite_max_abs_diff"]})
     for k, v in loggable(result.metrics).items():

@@ -6,14 +6,23 @@ transform:
     float32, timestamps as strings in the training file's format (ISO 8601 dates or date-times,
     optional zone; parsed in the graph exactly as training parsed them, see
     ``components/_shared/timestamps.py``; "" or an unparseable string is a missing value, which
-    the model imputes), categories as strings; returns ``probability``, ``class_id``
-    (1 = positive) and ``label`` (the raw label value).
+    the model imputes), categories as strings. Returns, per task (``_shared/task.py``):
+    binary ``probability`` (N,), ``class_id`` (1 = positive, at the evaluated threshold) and
+    ``label`` (the raw label value); multiclass ``probabilities`` (N, K) in the spec's
+    ``classes`` order, ``class_id`` (int64 argmax) and ``label`` (``classes[class_id]``);
+    regression ``prediction`` (N,) in the label's units.
   * ``predict_examples`` — the same over serialized ``tf.Example`` protos (input ``examples``):
     numbers in ``float_list``, timestamps and categories in ``bytes_list``; an absent feature is
     a missing value.
-  * ``classification`` — TF Serving's Classify API (method ``tensorflow/serving/classify``,
-    input ``inputs``, outputs ``classes``/``scores``), for the classify endpoint and batch tools;
-    its examples are read like ``predict_examples``.
+  * ``classification`` (binary, multiclass) — TF Serving's Classify API (method
+    ``tensorflow/serving/classify``, input ``inputs``, outputs ``classes`` (N, K) class strings and
+    ``scores`` (N, K) probabilities), for the classify endpoint and batch tools; its examples
+    are read like ``predict_examples``.
+  * ``regression`` (regression) — TF Serving's Regress API (method ``tensorflow/serving/regress``,
+    input ``inputs``, output ``outputs`` (N,) in the label's units).
+
+Warm-up requests (``_shared/warmup.py``) exercise ``serving_default`` and, for multiclass and
+regression, the Classify or Regress signature.
 
 Through TF Serving's REST API (checked against its JSON decoder, ``json_tensor.cc``): a float32
 input of ``serving_default`` takes JSON integers as well as decimals (an integer must be within
@@ -27,7 +36,11 @@ needs only builtin ops; it takes the pre-transformed numbers, not raw rows: time
 float days since 1970-01-01 UTC and categories as vocabulary indices, from the transform spec
 shipped beside the ``.tflite`` file (``transform_spec.json``) applied by
 ``components._shared.transform.encode`` — the same mapping as the SavedModel's lookup tables
-and date parser. Parity between the two is measured on the test split and bounded.
+and date parser. A regression ``.tflite`` outputs the standardised prediction ``z``; the
+host computes ``label_mean + label_std * z`` from the same spec
+(``components._shared.model.tflite_core``). Parity between the two is measured on the test
+split on every output column and bounded: in probability, for regression in label standard
+deviations (``parity_scale``).
 
 Writes are atomic: everything goes to a temporary sibling folder that is renamed into
 place, so TF Serving never sees a half-written version.
@@ -47,10 +60,12 @@ from components._shared.model import (
     SPEC_FILE,
     convert_tflite,
     load_core_model,
+    parity_scale,
     predict_proba,
     tflite_predict,
 )
 from components._shared.params import PARAMS
+from components._shared.task import task_of
 from components._shared.timestamps import days_since_epoch
 from components._shared.transform import encode, raw_features
 from components._shared.warmup import replay_warmup, warmup_requests, write_warmup
@@ -58,6 +73,12 @@ from components._shared.warmup import replay_warmup, warmup_requests, write_warm
 logger = logging.getLogger(__name__)
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
+API_METHODS = {"classification": CLASSIFY_METHOD, "regression": REGRESS_METHOD}
+PARITY_UNITS = {"binary": "probability", "multiclass": "class probability",
+                "regression": "label standard deviations"}
+# The serving_default output that TFLite parity and training/serving skew are measured on.
+PRIMARY_OUTPUT = {"binary": "probability", "multiclass": "probabilities", "regression": "prediction"}
 
 
 @dataclasses.dataclass
@@ -70,11 +91,16 @@ class ExportResult:
 def _serving_module(core, spec: dict, threshold: float):
     import tensorflow as tf
 
+    task = task_of(spec).name
     num, cat = spec["numeric"], spec["categorical"]
     dates = [f for f in num if f["kind"] == "timestamp"]
     numbers = [f for f in num if f["kind"] != "timestamp"]
-    pos = str(spec.get("positive_label") or "1")
-    neg = str(spec.get("negative_label") or "0")
+    if task == "multiclass":
+        class_names = [str(c) for c in spec.get("classes") or []]
+        if len(class_names) < 2:
+            raise ModelError(f"the transform spec of a multiclass model lists {len(class_names)} classes: it needs 2 or more")
+    else:
+        class_names = [str(spec.get("negative_label") or "0"), str(spec.get("positive_label") or "1")]
 
     class Serving(tf.Module):
         def __init__(self):
@@ -88,17 +114,19 @@ def _serving_module(core, spec: dict, threshold: float):
                     default_value=0)
                 for f in cat
             ]
-            self.threshold = tf.Variable(float(threshold), trainable=False, name="threshold")
-            self.labels = tf.constant([neg, pos])
+            if task == "binary":
+                self.threshold = tf.Variable(float(threshold), trainable=False, name="threshold")
+            self.labels = tf.constant(class_names)
 
-        def _score(self, feats):
+        def _core(self, feats):
+            """The core model's output on raw features: (N, 1) or, for multiclass, (N, K)."""
             inputs = {}
             if num:
                 inputs["numeric"] = tf.stack([self._number(f, feats[f["input_name"]]) for f in num], axis=1)
             if cat:
                 inputs["categorical"] = tf.stack(
                     [t.lookup(tf.reshape(feats[f["input_name"]], [-1])) for f, t in zip(cat, self.tables, strict=True)], axis=1)
-            return tf.reshape(self.core(inputs, training=False), [-1])
+            return self.core(inputs, training=False)
 
         @staticmethod
         def _number(f, value):
@@ -106,9 +134,22 @@ def _serving_module(core, spec: dict, threshold: float):
                 return days_since_epoch(value)
             return tf.cast(tf.reshape(value, [-1]), tf.float32)
 
-        def _outputs(self, p):
+        def _outputs(self, out):
+            if task == "regression":
+                return {"prediction": tf.reshape(out, [-1])}
+            if task == "multiclass":
+                cls = tf.argmax(out, axis=1, output_type=tf.int64)
+                return {"probabilities": out, "class_id": cls, "label": tf.gather(self.labels, cls)}
+            p = tf.reshape(out, [-1])
             cls = tf.cast(p >= self.threshold, tf.int64)
             return {"probability": p, "class_id": cls, "label": tf.gather(self.labels, cls)}
+
+        def _scores(self, out):
+            """Classify API scores, one column per class of ``self.labels``."""
+            if task == "multiclass":
+                return out
+            p = tf.reshape(out, [-1])
+            return tf.stack([1.0 - p, p], axis=1)
 
         def _parse(self, serialized):
             feature_spec = {f["input_name"]: tf.io.FixedLenFeature([], tf.float32, default_value=float("nan")) for f in numbers}
@@ -121,30 +162,39 @@ def _serving_module(core, spec: dict, threshold: float):
 
     @tf.function(input_signature=[sig])
     def serve(features):
-        return module._outputs(module._score(features))
+        return module._outputs(module._core(features))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_examples(examples):
-        return module._outputs(module._score(module._parse(examples)))
+        return module._outputs(module._core(module._parse(examples)))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
     def classify(inputs):
-        p = module._score(module._parse(inputs))
-        scores = tf.stack([1.0 - p, p], axis=1)
-        classes = tf.tile(tf.expand_dims(module.labels, 0), [tf.shape(p)[0], 1])
+        scores = module._scores(module._core(module._parse(inputs)))
+        classes = tf.tile(tf.expand_dims(module.labels, 0), [tf.shape(scores)[0], 1])
         return {"classes": classes, "scores": scores}
 
-    module.serve, module.serve_examples, module.classify = serve, serve_examples, classify
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def regress(inputs):
+        return {"outputs": tf.reshape(module._core(module._parse(inputs)), [-1])}
+
+    module.serve, module.serve_examples = serve, serve_examples
     signatures = {
         "serving_default": serve.get_concrete_function(),
         "predict_examples": serve_examples.get_concrete_function(),
-        "classification": classify.get_concrete_function(),
     }
+    if task == "regression":
+        module.regress = regress
+        signatures["regression"] = regress.get_concrete_function()
+    else:
+        module.classify = classify
+        signatures["classification"] = classify.get_concrete_function()
     return module, signatures
 
 
-def _mark_classify_signature(saved_model_dir: str) -> None:
-    """TF2 saves every signature as Predict; TF Serving's Classify API needs method_name classify."""
+def _mark_api_signatures(saved_model_dir: str) -> None:
+    """TF2 saves every signature as Predict; TF Serving's Classify and Regress APIs look for
+    their own method names (``classification`` -> classify, ``regression`` -> regress)."""
     from tensorflow.core.protobuf import saved_model_pb2
 
     path = os.path.join(saved_model_dir, "saved_model.pb")
@@ -152,8 +202,9 @@ def _mark_classify_signature(saved_model_dir: str) -> None:
     with open(path, "rb") as fh:
         sm.ParseFromString(fh.read())
     for mg in sm.meta_graphs:
-        if "classification" in mg.signature_def:
-            mg.signature_def["classification"].method_name = CLASSIFY_METHOD
+        for name, method in API_METHODS.items():
+            if name in mg.signature_def:
+                mg.signature_def[name].method_name = method
     with open(path, "wb") as fh:
         fh.write(sm.SerializeToString())
 
@@ -201,30 +252,35 @@ def export(
         test = test.sample(parity_rows, random_state=0)
 
     # SavedModel, written to a temporary sibling and renamed into place.
+    task = task_of(spec).name
     with io.replace_dir_atomic(saved_model_dir) as tmp:
         module, signatures = _serving_module(core, spec, threshold)
         tf.saved_model.save(module, tmp, signatures=signatures)
-        _mark_classify_signature(tmp)
+        _mark_api_signatures(tmp)
         write_warmup(tmp, warmup_requests(spec, test, model_name))
         replay_warmup(tmp)
 
     loaded = tf.saved_model.load(saved_model_dir)
     serve = loaded.signatures["serving_default"]
     feats = raw_features(test, spec)
-    sm_probs = []
-    for s in range(0, len(test), 8192):
-        sm_probs.append(serve(**{k: tf.constant(v[s:s + 8192]) for k, v in feats.items()})["probability"].numpy())
-    sm_probs = np.concatenate(sm_probs) if sm_probs else np.zeros(0)
+    n = len(test)
+    sm_out = [serve(**{k: tf.constant(v[s:s + 8192]) for k, v in feats.items()})[PRIMARY_OUTPUT[task]].numpy()
+              for s in range(0, n, 8192)]
+    # Every output column as (rows, columns): 1 for binary and regression, K for multiclass.
+    sm_out = np.concatenate(sm_out).reshape(n, -1) if sm_out else np.zeros((0, 1), dtype=np.float32)
 
-    tflite_bytes = convert_tflite(core, quantization)
+    tflite_bytes = convert_tflite(core, quantization, spec)
     tflite_path = os.path.join(tflite_dir, "model.tflite")
     io.write_bytes_atomic(tflite_bytes, tflite_path)
     io.write_json(spec, os.path.join(tflite_dir, SPEC_FILE))
     arrays = encode(test, spec)
-    lite_probs = tflite_predict(tflite_bytes, arrays)
-    keras_probs = predict_proba(core, arrays)
-    diff = np.abs(lite_probs - sm_probs)
-    skew = float(np.max(np.abs(keras_probs - sm_probs))) if len(test) else 0.0
+    lite_out = np.asarray(tflite_predict(tflite_bytes, arrays, spec)).reshape(n, -1)
+    keras_out = np.asarray(predict_proba(core, arrays)).reshape(n, -1)
+    # Regression is compared in label standard deviations: a difference in label units would mean
+    # something else on every dataset (see parity_scale).
+    scale = parity_scale(spec)
+    diff = np.abs(lite_out - sm_out) / scale
+    skew = float(np.max(np.abs(keras_out - sm_out)) / scale) if n else 0.0
 
     one_feats = {k: tf.constant(v[:1]) for k, v in feats.items()}
     sm_latency = _single_row_latency_ms(lambda: serve(**one_feats))
@@ -244,8 +300,15 @@ def export(
         "tflite_latency_ms": lite_latency,
         "saved_model_latency_ms": sm_latency,
         "export_seconds": time.perf_counter() - t0,
-        "threshold": float(threshold),
+        "task": task,
+        "signatures": list(signatures),
     }
+    if task == "binary":
+        metrics["threshold"] = float(threshold)
+    if task == "multiclass":  # how often TFLite picks another class than the SavedModel
+        metrics["tflite_class_agreement"] = float(np.mean(lite_out.argmax(1) == sm_out.argmax(1))) if n else 1.0
+    if task == "regression":
+        metrics["tflite_max_abs_diff_label_units"] = float(np.max(np.abs(lite_out - sm_out))) if n else 0.0
     logger.info("exported %s: %s", saved_model_dir, metrics)
     # "not <=" so that a NaN difference (a model that outputs NaN) fails as well.
     bad_lite = not metrics["tflite_max_abs_diff"] <= max_parity_diff
@@ -257,7 +320,8 @@ def export(
     if bad_lite:
         raise ModelError(
             f"the TFLite model differs from the SavedModel by up to {metrics['tflite_max_abs_diff']:.2e} "
-            f"in probability, above the bound {max_parity_diff:.0e} ({quantization} quantization)")
+            f"in {PARITY_UNITS[task]}, above the bound {max_parity_diff:.0e} ({quantization} quantization)")
     if bad_skew:
-        raise ModelError(f"the SavedModel's raw-feature path differs from the training path by {skew:.2e}: training/serving skew")
+        raise ModelError(f"the SavedModel's raw-feature path differs from the training path by {skew:.2e} "
+                         f"in {PARITY_UNITS[task]}: training/serving skew")
     return ExportResult(saved_model_dir, tflite_path, metrics)

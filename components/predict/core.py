@@ -4,9 +4,12 @@
 with the same anomaly checks validate runs (``_shared.anomalies``: a missing feature or a type
 change blocks, unseen categories and out-of-range values warn), scores each batch with the
 version's model as evaluate, compare and the monitor do (``_shared.scoring``: the transform
-spec's encoding, then the TFLite scorer), and writes Parquet with the id column, ``probability``,
-``class_id`` (at the threshold chosen at training), the label when the table has it, and the model
-name and version on every row (``writer``: nothing at the output path unless every batch succeeded).
+spec's encoding, then the TFLite scorer), and writes Parquet with the id column, the task's
+predictions (binary ``probability`` and ``class_id`` at the threshold chosen at training; multiclass
+``probabilities``, ``class_id`` and ``predicted_label``; regression ``prediction``: see
+:func:`_score_columns`), the label when the table has it, and the model name and version on every
+row (``writer``: nothing at the output path unless every batch succeeded). Live metrics on labelled
+rows are computed for binary models only so far.
 
 Memory stays constant: one batch of rows at a time, plus what the summary needs (a score histogram,
 a 20k-row sample for drift, and the scores of labelled rows when the table carries the label).
@@ -30,6 +33,7 @@ from components._shared.drift import (
 from components._shared.errors import ConfigError, DataError, ValidationError
 from components._shared.params import PARAMS
 from components._shared.schema import feature_names, numeric_stats
+from components._shared.task import task_of
 from components.predict.reader import open_table
 from components.predict.resolve import ResolvedModel
 from components.predict.writer import atomic_output
@@ -121,12 +125,36 @@ def _labels(column, schema: dict):
     return is_pos[codes], known[codes]
 
 
-def _output_table(batch, p, threshold: float, id_col: Optional[str], label: Optional[str], first_row: int,
+def _score_columns(task: str, out, threshold: float, classes: list) -> tuple:
+    """(one score per row for the score histogram, the prediction columns) of a batch's model outputs.
+
+    binary: ``probability`` and ``class_id`` (at the threshold); multiclass: ``probabilities``
+    (a list per row, in the spec's ``classes`` order), ``class_id`` (the most likely class) and
+    ``predicted_label`` (its name), scored by the top probability; regression: ``prediction``, in
+    the label's units — the outputs of the served SavedModel under the same names.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    out = np.asarray(out, dtype=np.float32)
+    if task == "multiclass":
+        probs = out.reshape(len(out), -1)
+        cls = probs.argmax(axis=1).astype(np.int32)
+        labels = pa.DictionaryArray.from_arrays(pa.array(cls), pa.array([str(c) for c in classes]))
+        cols = [("probabilities", pa.FixedSizeListArray.from_arrays(pa.array(probs.reshape(-1)), probs.shape[1])),
+                ("class_id", pa.array(cls)), ("predicted_label", labels)]
+        return probs.max(axis=1), cols
+    p = out.reshape(-1)
+    if task == "regression":
+        return p, [("prediction", pa.array(p))]
+    return p, [("probability", pa.array(p)), ("class_id", pa.array((p >= threshold).astype(np.int8)))]
+
+
+def _output_table(batch, n: int, score_cols: list, id_col: Optional[str], label: Optional[str], first_row: int,
                   name_arr, version_arr):
     import numpy as np
     import pyarrow as pa
 
-    n = len(p)
     cols, names = [], []
     if id_col:
         cols.append(batch.column(id_col))
@@ -134,8 +162,8 @@ def _output_table(batch, p, threshold: float, id_col: Optional[str], label: Opti
     else:
         cols.append(pa.array(np.arange(first_row, first_row + n, dtype=np.int64)))
         names.append(ROW_COLUMN)
-    cols += [pa.array(p.astype(np.float32)), pa.array((p >= threshold).astype(np.int8))]
-    names += ["probability", "class_id"]
+    cols += [c for _, c in score_cols]
+    names += [name for name, _ in score_cols]
     if label:
         cols.append(batch.column(label))
         names.append(label)
@@ -239,13 +267,15 @@ def predict(data_uri: str, model: ResolvedModel, out_uri: str, id_column: str = 
     label = model.schema.get("label")
     label = label if label and label in stream.columns and label != id_col else None
     scorer = load_scorer(model.model_dir)
+    task = task_of(spec).name
 
     ref_stats = None
     if model.reference_path:
         from components._shared.io import read_parquet
 
         ref = read_parquet(model.reference_path, columns=features)
-        ref_stats = numeric_stats(np.asarray(scorer(encode(ref, spec)), dtype=np.float64))
+        ref_scores, _ = _score_columns(task, scorer(encode(ref, spec)), model.threshold, spec.get("classes") or [])
+        ref_stats = numeric_stats(np.asarray(ref_scores, dtype=np.float64))
     bins = np.asarray(ref_stats["bins"]) if ref_stats else np.linspace(0.1, 0.9, 9)
     hist = np.zeros(len(bins) + 1, dtype=np.int64)
     name_arr, version_arr = pa.array([model.name]), pa.array([str(model.version)])
@@ -267,11 +297,11 @@ def predict(data_uri: str, model: ResolvedModel, out_uri: str, id_column: str = 
             elif types != first_types:
                 # ... and again on any later batch whose column types differ (text in a numeric column).
                 _refuse(_check(df, schema, sev, cfg, f"data (rows from {rows})"), data_uri, model)
-            p = np.asarray(scorer(encode(df, spec)), dtype=np.float32).reshape(-1)
-            writer.write(_output_table(batch, p, model.threshold, id_col, label, rows, name_arr, version_arr))
+            p, score_cols = _score_columns(task, scorer(encode(df, spec)), model.threshold, spec.get("classes") or [])
+            writer.write(_output_table(batch, len(p), score_cols, id_col, label, rows, name_arr, version_arr))
             hist += np.bincount(np.searchsorted(bins, p, side="right"), minlength=len(bins) + 1)
             score_sum += float(p.sum(dtype=np.float64))
-            if label:
+            if label and task == "binary":  # live metrics: binary only so far (issue 15)
                 y, known = _labels(batch.column(label), model.schema)
                 ys.append(y[known])
                 ps.append(p[known])
