@@ -54,25 +54,51 @@ class DeployResult:
 # --------------------------------------------------------------------------- model card
 
 
+BINARY_CARD_METRICS = ("auc", "pr_auc", "log_loss", "brier", "accuracy", "precision", "recall", "f1", "ece",
+                       "max_auc_gap", "min_demographic_parity_ratio", "threshold")
+
+
+def _label_line(ingest_meta: dict, task) -> str:
+    label = f"- Label: `{ingest_meta.get('label', '?')}`"
+    if task.name == "multiclass":
+        return f"{label} (multiclass: {', '.join(map(str, ingest_meta.get('classes') or [])) or 'n/a'})"
+    if task.name == "regression":
+        return f"{label} (regression: predictions are in the label's units)"
+    return f"{label} (positive value {ingest_meta.get('positive_label', '?')!r})"
+
+
+def _slice_line(col: str, s: dict) -> str:
+    if "auc_gap" in s:
+        return (f"\nSlices by `{col}`: AUC gap {s['auc_gap']:.4f}, demographic parity ratio "
+                f"{s['demographic_parity_ratio']:.4f}")
+    numbers = {k: v for k, v in s.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return f"\nSlices by `{col}`: " + ", ".join(f"{k} {v:.4f}" for k, v in numbers.items())
+
+
 def model_card(model_name: str, version: str, evaluation: dict, decision: dict, ingest_meta: dict,
                train_meta: dict, lineage: dict) -> str:
+    from components._shared.task import task_of
+
+    task = task_of(ingest_meta)
     m = evaluation.get("metrics", {})
     lines = [f"# Model card: {model_name} v{version}", "",
              "## Data", "",
              f"- Source: `{ingest_meta.get('source_uri', 'n/a')}`",
              f"- Content hash: `{ingest_meta.get('content_hash', 'n/a')}`",
              f"- Rows: {ingest_meta.get('rows', {})}",
-             f"- Label: `{ingest_meta.get('label', '?')}` (positive value {ingest_meta.get('positive_label', '?')!r})",
+             f"- Task: {task.name}",
+             _label_line(ingest_meta, task),
              f"- Features: {', '.join(train_meta.get('features', [])) or 'n/a'}", "",
              "## Training", "", f"- Parameters: {train_meta.get('params', {})}",
              f"- Device: {train_meta.get('device', 'n/a')}", "",
              "## Test metrics", "", "| metric | value |", "|---|---|"]
-    for k in ("auc", "pr_auc", "log_loss", "brier", "accuracy", "precision", "recall", "f1", "ece",
-              "max_auc_gap", "min_demographic_parity_ratio", "threshold"):
-        if m.get(k) is not None:
+    keys = BINARY_CARD_METRICS if task.name == "binary" else task.headline
+    for k in keys:
+        if isinstance(m.get(k), (int, float)) and not isinstance(m.get(k), bool):
             lines.append(f"| {k} | {m[k]:.4f} |")
     for col, s in (evaluation.get("slices") or {}).items():
-        lines.append(f"\nSlices by `{col}`: AUC gap {s['auc_gap']:.4f}, demographic parity ratio {s['demographic_parity_ratio']:.4f}")
+        if isinstance(s, dict):
+            lines.append(_slice_line(col, s))
     lines += ["", "## Promotion decision", ""] + [f"- {r}" for r in decision.get("reasons", [])]
     lines += ["", "## Lineage", ""] + [f"- {k}: `{v}`" for k, v in sorted(lineage.items())]
     return "\n".join(lines) + "\n"
@@ -344,8 +370,13 @@ def deploy_run(
                   "params": {k: v for k, v in meta.items() if k not in ("mlflow_run_id", "mlflow_model_uri")},
                   "device": meta.get("device", "")}
     card = model_card(model_name, CARD_VERSION, evaluation, decision, ingest_info, train_meta, lineage)
-    tags = {"pipeline_run": pipeline_run, "data_hash": ingest_info["content_hash"],
-            "auc": f"{evaluation['metrics']['auc']:.4f}"}
+    from components._shared.task import task_of
+
+    task = task_of(spec)
+    tags = {"pipeline_run": pipeline_run, "data_hash": ingest_info["content_hash"], "task": task.name}
+    primary = (evaluation.get("metrics") or {}).get(task.primary)
+    if isinstance(primary, (int, float)):
+        tags[task.primary] = f"{primary:.4f}"
     before_promote = None
     if vertex is not None:
         from components.deploy.vertex import upload_and_deploy

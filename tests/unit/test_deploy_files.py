@@ -265,6 +265,23 @@ def test_model_card_names_data_metrics_decision_and_lineage():
         assert fragment in card, fragment
 
 
+@pytest.mark.parametrize("task,metrics,slices,fragments", [
+    ("regression", {"rmse": 55.8, "mae": 44.1, "r2": 0.5}, {"sex": {"rmse": 50.0, "rows": 40}},
+     ["- Task: regression", "(regression: predictions are in the label's units)", "| rmse | 55.8000 |",
+      "| r2 | 0.5000 |", "Slices by `sex`: rmse 50.0000, rows 40.0000"]),
+    ("multiclass", {"accuracy": 0.9, "macro_f1": 0.85, "log_loss": 0.3}, {},
+     ["- Task: multiclass", "(multiclass: a, b, c)", "| accuracy | 0.9000 |", "| log_loss | 0.3000 |"]),
+])
+def test_model_card_of_other_tasks_shows_their_metrics(task, metrics, slices, fragments):
+    from components.deploy.core import model_card
+
+    card = model_card("m", "2", {"metrics": metrics, "slices": slices}, {"reasons": ["promote: ..."]},
+                      {"label": "y", "task": task, "classes": ["a", "b", "c"]}, {"features": ["x"]}, {})
+    for fragment in fragments:
+        assert fragment in card, fragment
+    assert "auc" not in card.lower().replace("macro_auc", "")
+
+
 # --------------------------------------------------------------------------- the record's rules
 
 
