@@ -224,6 +224,7 @@ def build_summary(run_id: str, run_dir: str, decision: dict, deployment: Optiona
     export = {k: v for k, v in (export_metrics or {}).items() if k != "display_name"}
     return {
         "run_id": run_id,
+        "task": (decision.get("challenger") or {}).get("task") or "binary",
         "promoted": bool(decision.get("promote")) and deployment is not None,
         "challenger": decision.get("challenger"),
         "champion": decision.get("champion"),
@@ -241,16 +242,28 @@ def build_summary(run_id: str, run_dir: str, decision: dict, deployment: Optiona
     }
 
 
+# What the printed summary shows per task (label, summary key); the first is the comparison metric.
+SUMMARY_METRICS = {
+    "binary": (("AUC", "auc"), ("PR-AUC", "pr_auc"), ("ECE", "ece"), ("F1", "f1")),
+    "multiclass": (("log loss", "log_loss"), ("accuracy", "accuracy"), ("macro F1", "macro_f1"),
+                   ("macro AUC", "macro_auc")),
+    "regression": (("RMSE", "rmse"), ("MAE", "mae"), ("R2", "r2")),
+}
+
+
 def format_summary(s: dict) -> str:
     def f(v):
         return "n/a" if v is None else f"{v:.4f}"
 
     ch, cp = s.get("challenger") or {}, s.get("champion")
+    shown = SUMMARY_METRICS.get(s.get("task") or "binary", SUMMARY_METRICS["binary"])
+    primary_name, primary = shown[0]
     lines = [
         f"run {s['run_id']}: {'PROMOTED' if s['promoted'] else 'not promoted'}"
-        + (f" -> {s['model_name']} v{s['model_version']} ({s['alias']})" if s.get("model_version") else ""),
-        f"  challenger AUC {f(ch.get('auc'))}  PR-AUC {f(ch.get('pr_auc'))}  ECE {f(ch.get('ece'))}  F1 {f(ch.get('f1'))}",
-        "  champion   " + (f"AUC {f(cp.get('auc'))} (v{s.get('champion_version')}, re-scored on this test split)" if cp
+        + (f" -> {s['model_name']} v{s['model_version']} ({s['alias']})" if s.get("model_version") else "")
+        + (f"  [{s['task']}]" if s.get("task") not in (None, "binary") else ""),
+        "  challenger " + "  ".join(f"{name} {f(ch.get(key))}" for name, key in shown),
+        "  champion   " + (f"{primary_name} {f(cp.get(primary))} (v{s.get('champion_version')}, re-scored on this test split)" if cp
                              else f"v{s['champion_version']}, could not be re-scored on this test split"
                              if s.get("champion_version") else "none registered"),
         f"  TFLite max |diff| vs SavedModel {f(s.get('tflite_max_abs_diff'))}",

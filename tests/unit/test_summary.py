@@ -17,7 +17,7 @@ def test_summary_keys_and_values_without_a_deploy(tmp_path):
         "run-1", str(tmp_path), decision_path=str(decision), saved_model_dir=str(tmp_path / "sm"),
         tflite_dir=str(tmp_path / "tfl"), export_metrics={"tflite_max_abs_diff": 1e-4, "display_name": "metrics"},
         tracking_uri="", serving_base=str(tmp_path / "serving"), model_name="m")
-    assert list(s) == ["run_id", "promoted", "challenger", "champion", "champion_version", "comparison",
+    assert list(s) == ["run_id", "task", "promoted", "challenger", "champion", "champion_version", "comparison",
                        "model_version", "alias", "saved_model_dir", "tflite_path", "tflite_max_abs_diff", "export",
                        "serving_dir", "reasons", "run_dir", "split", "warnings"]
     assert s["split"] is None and s["warnings"] == []  # no ingest record given
@@ -45,3 +45,17 @@ def test_ingest_split_and_warnings_reach_the_summary(tmp_path):
         tracking_uri="", serving_base=str(tmp_path / "serving"), model_name="m", ingest_info_path=str(ingest))
     assert s["split"] == "by row position (seed 42)" and s["warnings"] == [warning]
     assert f"  warning: {warning}" in format_summary({**s, "model_name": "m"}).splitlines()
+
+
+def test_the_printed_summary_shows_the_task_metrics():
+    from pipelines.local import format_summary
+
+    s = build_summary("r", "/runs/r", {"promote": False, "challenger": {"task": "regression", "rmse": 55.8, "mae": 44.1,
+                                                                        "r2": 0.5},
+                                       "champion": {"task": "regression", "rmse": 60.0}, "champion_version": "1",
+                                       "reasons": []}, None, None, None, {}, None)
+    text = format_summary({**s, "model_name": "m"})
+    assert s["task"] == "regression"
+    assert "  challenger RMSE 55.8000  MAE 44.1000  R2 0.5000" in text
+    assert "  champion   RMSE 60.0000 (v1, re-scored on this test split)" in text
+    assert "[regression]" in text.splitlines()[0]
