@@ -99,7 +99,7 @@ def run_arguments(args) -> tuple:
         try:
             params[row.name] = _coerce(value.strip(), row.type)
         except ValueError as exc:
-            raise SystemExit(f"error: --param {row.name} takes a {row.type.__name__}, got {value.strip()!r} ({exc})") from None
+            raise SystemExit(f"error: --param {row.name} takes {row.type.__name__} values, got {value.strip()!r} ({exc})") from None
     return data, label, params
 
 
@@ -233,6 +233,9 @@ def main(argv: Optional[list] = None) -> int:
         if args.command == "compile":
             return cmd_compile(args)
         if args.command in ("rollback", "approve", "status"):
+            # These only load SavedModels to replay warm-ups: a failure is a Python error with one sentence,
+            # so TensorFlow's C++ errors about absent CUDA drivers are noise here.
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
             return cmd_registry(args)
         return args.func(args)
     except PipelineError as exc:
