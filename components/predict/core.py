@@ -8,8 +8,9 @@ spec's encoding, then the TFLite scorer), and writes Parquet with the id column,
 predictions (binary ``probability`` and ``class_id`` at the threshold chosen at training; multiclass
 ``probabilities``, ``class_id`` and ``predicted_label``; regression ``prediction``: see
 :func:`_score_columns`), the label when the table has it, and the model name and version on every
-row (``writer``: nothing at the output path unless every batch succeeded). Live metrics on labelled
-rows are computed for binary models only so far.
+row (``writer``: nothing at the output path unless every batch succeeded). A table that carries the
+label gets the task's live metrics (binary AUC and the rest; multiclass accuracy, macro F1, log loss;
+regression RMSE, MAE, R²).
 
 Memory stays constant: one batch of rows at a time, plus what the summary needs (a score histogram,
 a 20k-row sample for drift, and the scores of labelled rows when the table carries the label).
@@ -173,6 +174,28 @@ def _output_table(batch, n: int, score_cols: list, id_col: Optional[str], label:
     return pa.Table.from_arrays(cols, names=names)
 
 
+def _task_labels(task: str, column, schema: dict, spec: dict) -> tuple:
+    """(labels, mask of rows with a usable label) of a raw label column (Arrow): binary 0/1, multiclass
+    class indices (a value that is not one of the model's classes is not counted), regression floats."""
+    import numpy as np
+    import pandas as pd
+
+    from components._shared.labels import class_indices
+    from components._shared.task import class_keys
+
+    if task == "binary":
+        return _labels(column, schema)
+    values = column.to_pandas()
+    if task == "regression":
+        y = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+        return y, np.isfinite(y)
+    keys = class_keys(values)
+    known = keys.isin(spec["classes"]).to_numpy()
+    y = np.zeros(len(keys), dtype=np.int32)
+    y[known] = class_indices(keys[known], spec["classes"])
+    return y, known
+
+
 class _Sample:
     """A uniform sample of at most ``rows`` rows of a stream of DataFrames: every row gets a random key and
     the rows with the smallest keys are kept (bottom-k sampling), so each batch adds only rows below the cut."""
@@ -297,14 +320,15 @@ def predict(data_uri: str, model: ResolvedModel, out_uri: str, id_column: str = 
             elif types != first_types:
                 # ... and again on any later batch whose column types differ (text in a numeric column).
                 _refuse(_check(df, schema, sev, cfg, f"data (rows from {rows})"), data_uri, model)
-            p, score_cols = _score_columns(task, scorer(encode(df, spec)), model.threshold, spec.get("classes") or [])
+            out = np.asarray(scorer(encode(df, spec)), dtype=np.float32)
+            p, score_cols = _score_columns(task, out, model.threshold, spec.get("classes") or [])
             writer.write(_output_table(batch, len(p), score_cols, id_col, label, rows, name_arr, version_arr))
             hist += np.bincount(np.searchsorted(bins, p, side="right"), minlength=len(bins) + 1)
             score_sum += float(p.sum(dtype=np.float64))
-            if label and task == "binary":  # live metrics: binary only so far (issue 15)
-                y, known = _labels(batch.column(label), model.schema)
+            if label:
+                y, known = _task_labels(task, batch.column(label), model.schema, spec)
                 ys.append(y[known])
-                ps.append(p[known])
+                ps.append(out.reshape(len(p), -1)[known] if task == "multiclass" else p[known])
             sample.add(df[feature_names(schema)])
             rows += len(p)
         if rows == 0:
@@ -313,17 +337,22 @@ def predict(data_uri: str, model: ResolvedModel, out_uri: str, id_column: str = 
     files = writer.files  # their final names, once moved into place
     drawn = sample.frame()
     summary = _summary(data_uri, out_uri, files, model, rows, seconds, score_sum, hist, ref_stats, anomalies,
-                       drawn, schema, cfg, ys, ps, id_col, label)
+                       drawn, schema, cfg, ys, ps, id_col, label, spec)
     return PredictResult(summary, drawn)
 
 
 def _summary(data_uri, out_uri, files, model: ResolvedModel, rows, seconds, score_sum, hist, ref_stats,
-             anomalies, sample, schema, cfg: PredictConfig, ys, ps, id_col, label) -> dict:
+             anomalies, sample, schema, cfg: PredictConfig, ys, ps, id_col, label, spec: Optional[dict] = None) -> dict:
     import dataclasses as dc
 
     import numpy as np
 
-    from components._shared.metrics import binary_metrics, finite_or_none
+    from components._shared.metrics import (
+        binary_metrics,
+        finite_or_none,
+        multiclass_metrics,
+        regression_metrics,
+    )
 
     warnings = [a.message for a in anomalies]
     freq = (hist / hist.sum()).tolist()
@@ -341,7 +370,15 @@ def _summary(data_uri, out_uri, files, model: ResolvedModel, rows, seconds, scor
         warnings.append(f"{gate['share']:.0%} of features drifted from the training data (PSI > {PSI_DRIFT}): "
                         + ", ".join(gate["drifted"][:10]))
     live = None
-    if label:
+    task = task_of(spec).name
+    if label and task != "binary":
+        y = np.concatenate(ys) if ys else np.zeros(0)
+        if len(y):
+            p = np.concatenate(ps)
+            live = (multiclass_metrics(y, p, spec["classes"]) if task == "multiclass" else regression_metrics(y, p))
+            live.pop("confusion", None)
+            live = {k: finite_or_none(v) if isinstance(v, float) else v for k, v in live.items()}
+    elif label:
         y = np.concatenate(ys) if ys else np.zeros(0, dtype=np.int8)
         p = np.concatenate(ps) if ps else np.zeros(0, dtype=np.float32)
         if len(y):
@@ -358,7 +395,8 @@ def _summary(data_uri, out_uri, files, model: ResolvedModel, rows, seconds, scor
         "model_name": model.name,
         "model_version": model.version,
         "model_requested": model.requested,
-        "threshold": model.threshold,
+        "task": task,
+        "threshold": model.threshold if task == "binary" else None,
         "id_column": id_col or ROW_COLUMN,
         "label_column": label,
         "rows": rows,

@@ -298,3 +298,53 @@ def test_batch_prediction_columns_per_task():
     np.testing.assert_allclose(p, [0.6, 0.5])
     p, cols = _score_columns("regression", np.array([[152.5], [80.0]], dtype=np.float32), 0.5, [])
     assert [n for n, _ in cols] == ["prediction"] and cols[0][1].to_pylist() == [152.5, 80.0]
+
+
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_batch_prediction_scores_like_the_served_model_with_live_metrics(task, prepared, tmp_path):
+    """predict on a multiclass or regression version: the task's columns, equal to the SavedModel's
+    outputs on the same rows, and the task's live metrics when the table carries the label."""
+    import shutil
+
+    import tensorflow as tf
+
+    from components._shared.champion import stage_artifacts
+    from components.export.core import export
+    from components.predict.core import predict
+    from components.predict.resolve import INFO_FILE, load
+
+    folder = tmp_path / "version"
+    model_dir, spec = _core_dir(prepared, task, tmp_path)
+    shutil.copytree(model_dir, folder / "model")
+    stage_artifacts(str(folder), str(folder / "model"), "", prepared.schema, prepared.train, {}, {}, {})
+    io.write_json({"name": "m", "version": "2", "requested": "alias champion", "threshold": 0.5}, str(folder / INFO_FILE))
+    saved = export(model_dir, prepared.test, str(tmp_path / "sm"), str(tmp_path / "lite"), "m").saved_model_dir
+
+    table = io.read_parquet(prepared.test).iloc[5:45].reset_index(drop=True)
+    rng = np.random.default_rng(0)
+    label = spec["label"]
+    table[label] = rng.choice(CLASSES, len(table)) if task == "multiclass" else rng.normal(LABEL_MEAN, LABEL_STD, len(table))
+    if task == "multiclass":
+        table.loc[0, label] = "unknown tier"  # not one of the model's classes: not counted
+    path = str(tmp_path / "table.parquet")
+    table.to_parquet(path)
+    out = str(tmp_path / "out.parquet")
+    summary = predict(path, load(str(folder)), out).summary
+    got = pd.read_parquet(out)
+
+    served = tf.saved_model.load(saved).signatures["serving_default"]
+    from components._shared.transform import raw_features
+
+    ref = served(**{k: tf.constant(v) for k, v in raw_features(table, spec).items()})
+    assert summary["task"] == task and summary["threshold"] is None and summary["rows"] == len(table)
+    live = summary["live_metrics"]
+    if task == "multiclass":
+        assert {"probabilities", "class_id", "predicted_label"} <= set(got.columns)
+        probs = np.stack(got["probabilities"].to_numpy())
+        np.testing.assert_allclose(probs, ref["probabilities"].numpy(), rtol=0, atol=1e-4)
+        assert got["predicted_label"].astype(str).tolist() == ref["label"].numpy().astype(str).tolist()
+        assert live["rows"] == len(table) - 1 and 0 <= live["accuracy"] <= 1 and live["log_loss"] > 0
+    else:
+        assert "prediction" in got.columns and "probability" not in got.columns
+        np.testing.assert_allclose(got["prediction"].to_numpy(), ref["prediction"].numpy(), rtol=0, atol=1e-4 * LABEL_STD)
+        assert live["rows"] == len(table) and live["rmse"] > 0 and "r2" in live
