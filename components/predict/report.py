@@ -20,6 +20,14 @@ from components._shared.schema import column_values, feature_names
 logger = logging.getLogger(__name__)
 
 
+LIVE_KEYS = {  # the live metrics shown per task
+    "binary": ("auc", "auc_at_training", "auc_decay", "pr_auc", "log_loss", "brier", "accuracy",
+               "precision", "recall", "f1", "ece", "positive_rate"),
+    "multiclass": ("accuracy", "macro_f1", "weighted_f1", "log_loss", "macro_auc", "ece"),
+    "regression": ("rmse", "mae", "r2", "mape", "mean_residual", "label_std"),
+}
+
+
 def _num(v, digits: int = 4) -> str:
     return "n/a" if v is None else f"{v:,.{digits}f}" if isinstance(v, float) else f"{v:,}"
 
@@ -30,7 +38,8 @@ def summary_html(s: dict) -> str:
     rows = [("model", f"{s['model_name']} v{s['model_version']} ({s['model_requested']})"),
             ("data", s["data"]), ("output", s["output"]), ("rows scored", _num(s["rows"])),
             ("rows/s", _num(s["rows_per_second"], 0)), ("seconds", _num(s["seconds"], 2)),
-            ("id column", s["id_column"]), ("threshold (class_id)", _num(s["threshold"]))]
+            ("id column", s["id_column"]), ("task", s.get("task", "binary")),
+            ("threshold (class_id)", _num(s["threshold"]))]
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>Batch prediction</title>",
              "<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 8px;text-align:left}"
              ".warn{color:#a60}</style></head><body>",
@@ -52,9 +61,7 @@ def summary_html(s: dict) -> str:
     live = s.get("live_metrics")
     if live:
         parts.append(f"<h2>Live metrics ({esc(str(s['label_column']))}, {_num(live['rows'])} labelled rows)</h2><table>")
-        parts += [f"<tr><th>{k}</th><td>{_num(live.get(k))}</td></tr>"
-                  for k in ("auc", "auc_at_training", "auc_decay", "pr_auc", "log_loss", "brier", "accuracy",
-                            "precision", "recall", "f1", "ece", "positive_rate")]
+        parts += [f"<tr><th>{k}</th><td>{_num(live.get(k))}</td></tr>" for k in LIVE_KEYS.get(s.get("task"), LIVE_KEYS["binary"])]
         parts.append("</table>")
     drift = s["drift"]
     parts.append(f"<h2>Feature drift (PSI on a {_num(drift['sample_rows'])}-row sample)</h2><p>drifted share "

@@ -348,3 +348,8 @@ def test_batch_prediction_scores_like_the_served_model_with_live_metrics(task, p
         assert "prediction" in got.columns and "probability" not in got.columns
         np.testing.assert_allclose(got["prediction"].to_numpy(), ref["prediction"].numpy(), rtol=0, atol=1e-4 * LABEL_STD)
         assert live["rows"] == len(table) and live["rmse"] > 0 and "r2" in live
+    from components.predict.report import summary_html
+
+    page = summary_html(summary)
+    assert f"<th>task</th><td>{task}</td>" in page
+    assert ("<th>macro_f1</th>" if task == "multiclass" else "<th>rmse</th>") in page and "<th>auc</th>" not in page
