@@ -104,8 +104,8 @@ _ROWS = (
     Param("bootstrap_samples", int, 200, "Bootstrap resamples of the champion comparison.", pipeline=False),
     # --- export
     Param("tflite_quantization", str, "float16", '"float16", "dynamic" (int8 weights) or "none".'),
-    Param("max_tflite_diff", float, 0.001, "Largest allowed absolute probability difference TFLite vs SavedModel "
-          "on the test split."),
+    Param("max_tflite_diff", float, 0.001, "Largest allowed absolute difference TFLite vs SavedModel on the test "
+          "split, over every output: probabilities (binary, multiclass), label standard deviations (regression)."),
     # --- deploy
     Param("require_approval", bool, False, 'Make a passing version "candidate" instead of "champion" (promote it '
           "later with `approve`)."),
