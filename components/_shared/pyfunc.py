@@ -4,7 +4,17 @@ Train logs it in its MLflow run (:func:`log_model`) and deploy registers that lo
 ``models:/<name>@champion`` loads anywhere the package is installed and scores *raw* rows (a
 pandas DataFrame with the transform spec's feature columns) with the same scorer the pipeline
 uses (:func:`components._shared.scoring.score`: the transform spec's encoding, then the TFLite
-scorer or the Keras core model). It returns the positive-class probabilities.
+scorer or the Keras core model). What it returns follows the task (``_shared/task.py``):
+
+- binary: the positive-class probabilities (a float array, as before);
+- multiclass: a DataFrame with one ``probability_<class>`` column per class (the spec's
+  ``classes`` order) and ``predicted_label`` (the most likely class, as its string);
+- regression: a DataFrame with one ``prediction`` column, in the label's units.
+
+The signature declares every ``numeric`` feature column as double (a NaN is a missing value the
+model imputes; MLflow refuses NaN in a column declared long). MLflow converts int32 inputs to
+double but refuses int64 ones unless every value is 0 or 1 ("Can not safely convert int64 to
+float64"), so a client sends numeric columns as floats, as the input example shows.
 
 The MLflow model is a pyfunc with ``loader_module`` = this module and the model folder as its
 data: nothing is pickled, so a fresh process needs only this package (``kfp-tf-gate``), which
@@ -24,7 +34,7 @@ EXAMPLE_ROWS = 5
 
 
 class RawRowScorer:
-    """What ``mlflow.pyfunc.load_model`` wraps: ``predict(raw DataFrame) -> probabilities``."""
+    """What ``mlflow.pyfunc.load_model`` wraps: ``predict(raw DataFrame) -> the task's outputs``."""
 
     def __init__(self, model_dir: str):
         from components._shared.scoring import model_spec
@@ -39,7 +49,31 @@ class RawRowScorer:
         from components._shared.scoring import score
 
         df = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        return np.asarray(score(self.model_dir, df, self.spec), dtype=np.float64).reshape(-1)
+        out = np.asarray(score(self.model_dir, df, self.spec), dtype=np.float64)
+        return task_outputs(out, self.spec)
+
+
+def task_outputs(out, spec: dict):
+    """Scores in the task's shape (:func:`components._shared.scoring.score`) as the pyfunc returns them."""
+    import numpy as np
+    import pandas as pd
+
+    from components._shared.task import MULTICLASS, REGRESSION, task_of
+
+    task = task_of(spec).name
+    if task == MULTICLASS:
+        classes = [str(c) for c in spec["classes"]]
+        frame = pd.DataFrame(out.reshape(-1, len(classes)), columns=probability_columns(spec))
+        frame["predicted_label"] = np.asarray(classes, dtype=object)[out.reshape(-1, len(classes)).argmax(axis=1)]
+        return frame
+    if task == REGRESSION:
+        return pd.DataFrame({"prediction": out.reshape(-1)})
+    return out.reshape(-1)
+
+
+def probability_columns(spec: dict) -> list:
+    """The multiclass output columns of the class probabilities, in the spec's ``classes`` order."""
+    return [f"probability_{c}" for c in spec["classes"]]
 
 
 def _load_pyfunc(data_path: str) -> RawRowScorer:
@@ -51,19 +85,33 @@ def feature_names(spec: dict) -> list:
     return [f["name"] for f in spec["numeric"] + spec["categorical"]]
 
 
-def signature(spec: dict, example):
-    """Inputs: the spec's raw feature columns with the train split's types, every one optional
-    (the model imputes a missing column); output: the probability.
+def numeric_columns(spec: dict) -> list:
+    """The raw feature columns that are numbers (not booleans or dates): declared double."""
+    return [f["name"] for f in spec["numeric"] if f.get("kind", "numeric") == "numeric"]
 
-    MLflow enforces the types: an integer column must arrive as integers (it refuses int64 for a
-    double column, and floats with NaN for a long one), as in the training data.
+
+def signature(spec: dict, example):
+    """Inputs: the spec's raw feature columns, every one optional (the model imputes a missing
+    column): numeric ones as double (so a NaN in an integer column is a missing value, not a type
+    error), the others with the train split's types; outputs: the task's columns
+    (:func:`task_outputs`).
     """
     from mlflow.models.signature import ModelSignature
     from mlflow.types.schema import ColSpec, Schema
 
+    from components._shared.task import MULTICLASS, REGRESSION, task_of
+
     inferred = {c.name: c.type for c in _infer_schema(example[feature_names(spec)]).inputs}
+    inferred.update({name: "double" for name in numeric_columns(spec)})
     inputs = Schema([ColSpec(inferred[name], name, required=False) for name in feature_names(spec)])
-    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("double", "probability")]))
+    task = task_of(spec).name
+    if task == MULTICLASS:
+        outputs = [ColSpec("double", c) for c in probability_columns(spec)] + [ColSpec("string", "predicted_label")]
+    elif task == REGRESSION:
+        outputs = [ColSpec("double", "prediction")]
+    else:
+        outputs = [ColSpec("double", "probability")]
+    return ModelSignature(inputs=inputs, outputs=Schema(outputs))
 
 
 def _infer_schema(df):
@@ -98,6 +146,8 @@ def log_model(model_dir: str, spec: dict, train_path: str) -> str:
     for col in example.columns:  # as a client sends them: plain strings, not pandas categories
         if isinstance(example[col].dtype, pd.CategoricalDtype):
             example[col] = example[col].astype(object)
+    for col in numeric_columns(spec):  # numbers as doubles, as the signature declares them
+        example[col] = pd.to_numeric(example[col], errors="coerce").astype("float64")
     info = mlflow.pyfunc.log_model(
         name=MLFLOW_MODEL, loader_module=__name__, data_path=os.path.abspath(model_dir),
         signature=signature(spec, example), input_example=example,

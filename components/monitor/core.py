@@ -7,8 +7,10 @@ What it measures, over the champion's feature columns:
   against the schema's bins, as a second, sampling-free opinion;
 - **data quality**: the window checked against the champion's schema (missing-rate jumps,
   out-of-range values, unseen categories) plus evidently's dataset summary;
-- **performance decay**, when the window carries the label: the champion's AUC on the
-  window against its AUC at training time (``reports/evaluation.json`` of the version).
+- **performance decay**, when the window carries the label: the champion's primary metric on
+  the window against its value at training time (``reports/evaluation.json`` of the version):
+  AUC (binary), macro AUC (multiclass), RMSE relative to training (regression); see
+  :mod:`.performance`.
 
 :func:`monitor` is the one entry: ``python -m pipelines monitor`` and the ``monitor_data``
 component both call it. It resolves the reference, builds the launcher, reads the window and
@@ -30,6 +32,7 @@ from typing import Optional
 
 from components._shared import io
 from components._shared.errors import ConfigError, DataError, TriggerError
+from components._shared.task import task_of
 from components.monitor.outputs import report_html, write_metrics
 from components.monitor.performance import performance
 from components.monitor.policy import (
@@ -241,11 +244,13 @@ def run_monitor(
     ) as workdir:  # the champion's model, if scored
         measured = measure(current, current_uri, reference, thresholds, outputs.drift_html, workdir)
     key = dedupe_key(reference.model_name, window_hash(current))
+    task = measured["performance"].get("task") or task_of(reference.schema).name
     assessment = assess(
-        measured["drift"]["share"], measured["performance"].get("decay"), thresholds
+        measured["drift"]["share"], measured["performance"].get("decay"), thresholds, task
     )
     summary = {
         "model_name": reference.model_name,
+        "task": task,
         "champion_version": reference.version,
         "reference": reference.source,
         "current": current_uri,
@@ -325,9 +330,16 @@ def run_metrics(summary: dict) -> dict:
     out = {}
     if drift.get("share") is not None:
         out["drift_share"] = drift["share"]
-    for key in ("auc", "auc_at_training", "decay"):
+    metric = perf.get("metric") or "auc"
+    decay_name = {"auc": "auc_decay", "macro_auc": "macro_auc_decay", "rmse": "rmse_increase"}[
+        metric
+    ]
+    extra = {"macro_auc": ("accuracy", "accuracy_at_training"), "rmse": ("rmse_ratio", "mae")}.get(
+        metric, ()
+    )
+    for key in (metric, f"{metric}_at_training", "decay", *extra):
         if perf.get(key) is not None:
-            out["auc_decay" if key == "decay" else key] = perf[key]
+            out[decay_name if key == "decay" else key] = perf[key]
     out["rows"] = summary["rows"]
     out["severity"] = severity_level(summary["severity"])
     out["triggered"] = int(summary["trigger"]["status"] == "started")

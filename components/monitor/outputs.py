@@ -4,7 +4,7 @@
   (``prometheus_client``; atomically, for a node-exporter textfile collector, or to push to a
   Pushgateway with ``curl --data-binary @file``);
 - :func:`report_html` renders ``templates/report.html.j2`` (jinja2, autoescaped): the decision,
-  the trigger, drift per feature, data quality and decay, for a person.
+  the trigger, drift per feature, data quality and decay of the task's metric, for a person.
 """
 
 from __future__ import annotations
@@ -43,7 +43,22 @@ def _gauges(summary: dict) -> list:
         ("auc", "AUC of the champion on the labelled window rows.",
          [({"window": "current"}, perf.get("auc")),
           ({"window": "training"}, perf.get("auc_at_training"))]),
-        ("auc_decay", "AUC at training minus AUC on the window.", [({}, perf.get("decay"))]),
+        ("auc_decay", "AUC at training minus AUC on the window.", [({}, perf.get("decay") if _is(perf, "auc") else None)]),
+        ("macro_auc", "Multiclass: one-vs-rest macro AUC of the champion on the labelled window rows.",
+         [({"window": "current"}, perf.get("macro_auc")),
+          ({"window": "training"}, perf.get("macro_auc_at_training"))]),
+        ("macro_auc_decay", "Multiclass: macro AUC at training minus macro AUC on the window.",
+         [({}, perf.get("decay") if _is(perf, "macro_auc") else None)]),
+        ("accuracy", "Multiclass: accuracy of the champion on the labelled window rows.",
+         [({"window": "current"}, perf.get("accuracy")),
+          ({"window": "training"}, perf.get("accuracy_at_training"))]),
+        ("rmse", "Regression: RMSE of the champion on the labelled window rows (label units).",
+         [({"window": "current"}, perf.get("rmse")),
+          ({"window": "training"}, perf.get("rmse_at_training"))]),
+        ("rmse_ratio", "Regression: RMSE on the window divided by RMSE at training.",
+         [({}, perf.get("rmse_ratio"))]),
+        ("rmse_increase", "Regression: RMSE on the window / RMSE at training - 1 (relative rise).",
+         [({}, perf.get("decay") if _is(perf, "rmse") else None)]),
         ("window_rows", "Rows in the window.", [({}, summary.get("rows"))]),
         ("severity", "0 none, 1 low (drift), 2 medium (critical drift or decay), 3 high.",
          [({}, severity_level(summary.get("severity")))]),
@@ -54,6 +69,11 @@ def _gauges(summary: dict) -> list:
         ("last_check_timestamp_seconds", "When the check ran (Unix time).",
          [({}, parse_time(summary["generated_at"]).timestamp())]),
     ]  # fmt: skip
+
+
+def _is(perf: dict, metric: str) -> bool:
+    """Whether the decay was measured on ``metric`` (summaries without one are binary: AUC)."""
+    return (perf.get("metric") or "auc") == metric
 
 
 def metrics_registry(summary: dict):
@@ -98,6 +118,28 @@ def _num(v, fmt: str = "{:.4f}") -> str:
     return "n/a" if v is None else fmt.format(v)
 
 
+def _performance_line(perf: dict) -> str:
+    """One sentence of the decay of the task's metric (binary: AUC, as before)."""
+    rows = f"on {perf.get('rows')} labelled rows"
+    if _is(perf, "macro_auc"):
+        return (
+            f"Macro AUC now {_num(perf.get('macro_auc'))} {rows}, at training "
+            f"{_num(perf.get('macro_auc_at_training'))}, decay {_num(perf.get('decay'))}; accuracy now "
+            f"{_num(perf.get('accuracy'))}, at training {_num(perf.get('accuracy_at_training'))}"
+        )
+    if _is(perf, "rmse"):
+        return (
+            f"RMSE now {_num(perf.get('rmse'), '{:.4g}')} {rows}, at training "
+            f"{_num(perf.get('rmse_at_training'), '{:.4g}')}, ratio {_num(perf.get('rmse_ratio'), '{:.3f}')} "
+            f"(rise {_num(perf.get('decay'), '{:+.1%}')}); MAE now {_num(perf.get('mae'), '{:.4g}')}, "
+            f"at training {_num(perf.get('mae_at_training'), '{:.4g}')}"
+        )
+    return (
+        f"AUC now {_num(perf.get('auc'))} {rows}, at training "
+        f"{_num(perf.get('auc_at_training'))}, decay {_num(perf.get('decay'))}"
+    )
+
+
 def report_context(summary: dict, drift_report_name: Optional[str] = None) -> dict:
     """The template's values, formatted (the template only lays them out)."""
     drift = summary.get("drift") or {}
@@ -119,11 +161,11 @@ def report_context(summary: dict, drift_report_name: Optional[str] = None) -> di
         ]
         features.append({"drifted": f["drifted"], "cells": cells})
     performance = (
-        f"AUC now {_num(perf.get('auc'))} on {perf.get('rows')} labelled rows, at training "
-        f"{_num(perf.get('auc_at_training'))}, decay {_num(perf.get('decay'))}"
+        _performance_line(perf)
         if perf.get("status") == "ok"
         else f"not measured: {perf.get('reason', 'n/a')}"
     )
+    performance = " ".join([performance, *(f"Warning: {w}" for w in perf.get("warnings") or [])])
     return {
         "model": summary["model_name"],
         "severity": summary["severity"],

@@ -22,6 +22,9 @@ SEVERITIES = ("none", "low", "medium", "high")
 STATE_VERSION = 1
 FILE_STATE_KEEP = 200
 COOLDOWN_HOURS = 24.0
+MAX_RMSE_INCREASE = (
+    10.0  # an RMSE 11 times its training value is no longer a threshold worth setting
+)
 
 
 # --------------------------------------------------------------------------- thresholds + severity
@@ -37,6 +40,13 @@ class Thresholds:
         auc_decay: Drop of AUC below the AUC at training from which the model has decayed (medium).
         auc_decay_critical: Drop from which decay is severity high.
         min_rows: Fewest rows a window may have to be judged at all.
+        macro_auc_decay: Multiclass: drop of the one-vs-rest macro AUC below its value at training
+            from which the model has decayed (medium). Macro AUC, not accuracy or log loss: it
+            ranks, so a shift of the class mix alone does not move it, and each class counts.
+        macro_auc_decay_critical: Multiclass: drop from which decay is severity high.
+        rmse_increase: Regression: relative rise of RMSE over its value at training (RMSE now /
+            RMSE at training - 1) from which the model has decayed (medium).
+        rmse_increase_critical: Regression: relative rise from which decay is severity high.
     """
 
     drift_share: float = 0.3
@@ -44,6 +54,10 @@ class Thresholds:
     auc_decay: float = 0.03
     auc_decay_critical: float = 0.08
     min_rows: int = 50
+    macro_auc_decay: float = 0.03
+    macro_auc_decay_critical: float = 0.08
+    rmse_increase: float = 0.10
+    rmse_increase_critical: float = 0.25
 
     def __post_init__(self):
         def bad(name, value, rule):
@@ -65,6 +79,49 @@ class Thresholds:
             bad("auc_decay_critical", self.auc_decay_critical, f"in [{self.auc_decay}, 1)")
         if not (isinstance(self.min_rows, int) and self.min_rows >= 1):
             bad("min_rows", self.min_rows, "a positive integer")
+        if not (isinstance(self.macro_auc_decay, (int, float)) and 0 < self.macro_auc_decay < 1):
+            bad("macro_auc_decay", self.macro_auc_decay, "in (0, 1)")
+        if not (
+            isinstance(self.macro_auc_decay_critical, (int, float))
+            and self.macro_auc_decay <= self.macro_auc_decay_critical < 1
+        ):
+            bad(
+                "macro_auc_decay_critical",
+                self.macro_auc_decay_critical,
+                f"in [{self.macro_auc_decay}, 1)",
+            )
+        if not (
+            isinstance(self.rmse_increase, (int, float))
+            and 0 < self.rmse_increase <= MAX_RMSE_INCREASE
+        ):
+            bad("rmse_increase", self.rmse_increase, f"in (0, {MAX_RMSE_INCREASE}]")
+        if not (
+            isinstance(self.rmse_increase_critical, (int, float))
+            and self.rmse_increase <= self.rmse_increase_critical <= MAX_RMSE_INCREASE
+        ):
+            bad(
+                "rmse_increase_critical",
+                self.rmse_increase_critical,
+                f"in [{self.rmse_increase}, {MAX_RMSE_INCREASE}]",
+            )
+
+    def decay_rule(self, task: str) -> tuple:
+        """(metric, how its decay reads, threshold, critical threshold) of a task name."""
+        if task == "multiclass":
+            return (
+                "macro AUC",
+                "macro AUC fell by",
+                self.macro_auc_decay,
+                self.macro_auc_decay_critical,
+            )
+        if task == "regression":
+            return (
+                "RMSE",
+                "RMSE rose (relative to training) by",
+                self.rmse_increase,
+                self.rmse_increase_critical,
+            )
+        return "AUC", "AUC fell by", self.auc_decay, self.auc_decay_critical
 
 
 @dataclasses.dataclass
@@ -81,15 +138,19 @@ def severity_level(severity: Optional[str]) -> int:
     return SEVERITIES.index(severity) if severity in SEVERITIES else 0
 
 
-def assess(drift_share: Optional[float], auc_decay: Optional[float], t: Thresholds) -> Assessment:
+def assess(
+    drift_share: Optional[float], auc_decay: Optional[float], t: Thresholds, task: str = "binary"
+) -> Assessment:
     """Severity of a window: none < low (drift) < medium (critical drift, or decay) < high.
 
-    High means the model measurably lost AUC beyond the critical threshold, or the data
-    drifted *and* the model decayed: the data moved and it hurts.
+    High means the model measurably lost its task's primary metric beyond the critical threshold
+    (binary AUC, multiclass macro AUC, regression relative RMSE rise: :meth:`Thresholds.decay_rule`),
+    or the data drifted *and* the model decayed: the data moved and it hurts.
     """
+    metric, what, decay_t, decay_critical = t.decay_rule(task)
     level, reasons = 0, []
     drifted = drift_share is not None and drift_share >= t.drift_share
-    decayed = auc_decay is not None and auc_decay >= t.auc_decay
+    decayed = auc_decay is not None and auc_decay >= decay_t
     if drifted:
         critical = drift_share >= t.drift_share_critical
         level = 2 if critical else 1
@@ -98,11 +159,11 @@ def assess(drift_share: Optional[float], auc_decay: Optional[float], t: Threshol
             + (f", critical {t.drift_share_critical:.0%})" if critical else ")")
         )
     if decayed:
-        critical = auc_decay >= t.auc_decay_critical
+        critical = auc_decay >= decay_critical
         level = max(level, 3 if critical else 2)
         reasons.append(
-            f"AUC fell by {auc_decay:.4f} since training (threshold {t.auc_decay:.4f}"
-            + (f", critical {t.auc_decay_critical:.4f})" if critical else ")")
+            f"{what} {auc_decay:.4f} since training (threshold {decay_t:.4f}"
+            + (f", critical {decay_critical:.4f})" if critical else ")")
         )
     if drifted and decayed:
         level = 3
@@ -113,9 +174,9 @@ def assess(drift_share: Optional[float], auc_decay: Optional[float], t: Threshol
             + f" below {t.drift_share:.0%}"
         ]
         parts.append(
-            "AUC decay not measured"
+            f"{metric} decay not measured"
             if auc_decay is None
-            else f"AUC decay {auc_decay:.4f} below {t.auc_decay:.4f}"
+            else f"{metric} decay {auc_decay:.4f} below {decay_t:.4f}"
         )
         reasons.append("; ".join(parts))
     return Assessment(SEVERITIES[level], reasons)
@@ -223,7 +284,14 @@ def component_defaults() -> dict:
     from components._shared.launch.vertex import DEFAULT_LOCATION
 
     t = Thresholds()
-    return {"drift_share_threshold": t.drift_share, "drift_share_critical": t.drift_share_critical,
-            "auc_decay_threshold": t.auc_decay, "auc_decay_critical": t.auc_decay_critical,
-            "min_rows": t.min_rows, "cooldown_hours": COOLDOWN_HOURS, "training_pipeline": TRAINING_PIPELINE,
-            "kfp_experiment": DEFAULT_EXPERIMENT, "vertex_location": DEFAULT_LOCATION}
+    return {
+        "drift_share_threshold": t.drift_share,
+        "drift_share_critical": t.drift_share_critical,
+        "auc_decay_threshold": t.auc_decay,
+        "auc_decay_critical": t.auc_decay_critical,
+        "min_rows": t.min_rows,
+        "cooldown_hours": COOLDOWN_HOURS,
+        "training_pipeline": TRAINING_PIPELINE,
+        "kfp_experiment": DEFAULT_EXPERIMENT,
+        "vertex_location": DEFAULT_LOCATION,
+    }

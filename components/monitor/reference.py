@@ -1,4 +1,5 @@
-"""What a window is compared with: the champion's schema, training sample, model and training AUC.
+"""What a window is compared with: the champion's schema, training sample, model and its metrics
+at training (``reports/evaluation.json``: AUC for binary, macro AUC for multiclass, RMSE for regression).
 
 By default all four come from the registry (the version behind the ``champion`` alias, through
 :mod:`components._shared.champion`); a given table (``reference_uri``) and schema
@@ -30,6 +31,17 @@ class Reference:
     version: Optional[str] = None
     auc_at_training: Optional[float] = None
     fetch_model: Optional[Callable[[str], str]] = dataclasses.field(default=None, repr=False)
+    training_metrics: Optional[dict] = None  # the version's evaluation metrics, by name
+
+    def at_training(self, metric: str) -> Optional[float]:
+        """A metric of the champion at training (binary ``auc`` also from ``auc_at_training``)."""
+        value = (self.training_metrics or {}).get(metric)
+        if value is None and metric == "auc":
+            value = self.auc_at_training
+        try:
+            return None if value is None else float(value)
+        except (TypeError, ValueError):
+            return None
 
 
 def resolve_reference(
@@ -60,15 +72,16 @@ def resolve_reference(
             schema = io.read_json(schema_uri)
         except (OSError, ValueError) as exc:
             raise DataError(f"cannot read the schema {schema_uri}: {exc}") from exc
-    version = auc = fetch = None
+    version = auc = fetch = metrics = None
     if champ is not None:
         version = champ.version
         fetch = champ.model_dir
         try:
-            auc = champ.evaluation(os.path.join(workdir, "reports"))["metrics"]["auc"]
+            metrics = dict(champ.evaluation(os.path.join(workdir, "reports"))["metrics"])
         except Exception as exc:  # an older version without reports: decay cannot be measured
-            logger.warning("no training AUC for %s v%s: %s", model_name, version, exc)
-            auc = None
+            logger.warning("no training metrics for %s v%s: %s", model_name, version, exc)
+            metrics = None
+        auc = (metrics or {}).get("auc")
     if reference_uri:
         data = io.read_table(reference_uri)
         if len(data) == 0:
@@ -95,6 +108,7 @@ def resolve_reference(
         version=version,
         auc_at_training=None if auc is None else float(auc),
         fetch_model=fetch,
+        training_metrics=metrics,
     )
 
 
