@@ -115,7 +115,7 @@ def test_regression_decay_is_the_relative_rmse_rise(diabetes, tmp_path):
     assert same["rmse_ratio"] == pytest.approx(1.0, abs=1e-6) and abs(same["decay"]) < 1e-6
     assert assess(0.0, same["decay"], Thresholds(), "regression").severity == "none"
 
-    shifted = test.assign(target=test["target"] + metrics["rmse"])  # the world moved by one RMSE
+    shifted = test.assign(target=test["target"] + 2 * metrics["rmse"])  # the world moved by two RMSEs
     bad = _perf(reference, shifted, tmp_path)
     assert bad["rmse_ratio"] > 1.25 and bad["decay"] == pytest.approx(bad["rmse_ratio"] - 1)
     a = assess(0.0, bad["decay"], Thresholds(), "regression")
