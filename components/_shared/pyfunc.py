@@ -11,10 +11,12 @@ scorer or the Keras core model). What it returns follows the task (``_shared/tas
   ``classes`` order) and ``predicted_label`` (the most likely class, as its string);
 - regression: a DataFrame with one ``prediction`` column, in the label's units.
 
-The signature declares every ``numeric`` feature column as double (a NaN is a missing value the
-model imputes; MLflow refuses NaN in a column declared long). MLflow converts int32 inputs to
-double but refuses int64 ones unless every value is 0 or 1 ("Can not safely convert int64 to
-float64"), so a client sends numeric columns as floats, as the input example shows.
+The signature declares the ``numeric`` feature columns so that both things a client sends for a
+number pass: a float column is double; a column that is integer in the training data is MLflow's
+``Any`` type, because MLflow refuses NaN in a column declared long and refuses int64 values in a
+column declared double ("Can not safely convert int64 to float64"), while ``pd.read_csv`` gives
+int64 for a complete integer column and float64 once a value is missing. The scorer converts
+every numeric column to float itself.
 
 The MLflow model is a pyfunc with ``loader_module`` = this module and the model folder as its
 data: nothing is pickled, so a fresh process needs only this package (``kfp-tf-gate``), which
@@ -92,17 +94,18 @@ def numeric_columns(spec: dict) -> list:
 
 def signature(spec: dict, example):
     """Inputs: the spec's raw feature columns, every one optional (the model imputes a missing
-    column): numeric ones as double (so a NaN in an integer column is a missing value, not a type
-    error), the others with the train split's types; outputs: the task's columns
+    column): numeric ones double, or Any when integer in ``example`` (the train split's raw rows),
+    so int64 values and NaN both pass; the others with the train split's types; outputs: the task's columns
     (:func:`task_outputs`).
     """
     from mlflow.models.signature import ModelSignature
-    from mlflow.types.schema import ColSpec, Schema
+    from mlflow.types.schema import AnyType, ColSpec, Schema
 
     from components._shared.task import MULTICLASS, REGRESSION, task_of
 
     inferred = {c.name: c.type for c in _infer_schema(example[feature_names(spec)]).inputs}
-    inferred.update({name: "double" for name in numeric_columns(spec)})
+    for name in numeric_columns(spec):  # see the module docstring: int64 and NaN must both pass
+        inferred[name] = AnyType() if example[name].dtype.kind in "iu" else "double"
     inputs = Schema([ColSpec(inferred[name], name, required=False) for name in feature_names(spec)])
     task = task_of(spec).name
     if task == MULTICLASS:
@@ -146,11 +149,12 @@ def log_model(model_dir: str, spec: dict, train_path: str) -> str:
     for col in example.columns:  # as a client sends them: plain strings, not pandas categories
         if isinstance(example[col].dtype, pd.CategoricalDtype):
             example[col] = example[col].astype(object)
-    for col in numeric_columns(spec):  # numbers as doubles, as the signature declares them
+    sig = signature(spec, example)  # from the training data's own types (integer columns stay open)
+    for col in numeric_columns(spec):  # the example shows numbers as doubles, which every number column takes
         example[col] = pd.to_numeric(example[col], errors="coerce").astype("float64")
     info = mlflow.pyfunc.log_model(
         name=MLFLOW_MODEL, loader_module=__name__, data_path=os.path.abspath(model_dir),
-        signature=signature(spec, example), input_example=example,
+        signature=sig, input_example=example,
         # Declared, not inferred: inference re-imports the model in a subprocess (slow, and it
         # would list this environment's packages instead of the one that matters).
         pip_requirements=_requirements())

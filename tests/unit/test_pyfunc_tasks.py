@@ -72,7 +72,7 @@ def test_signature_declares_numbers_as_double_and_the_task_outputs(logged, prepa
     sig = model.metadata.get_input_schema()
     types = {c.name: str(c.type) for c in sig.inputs}
     assert io.read_parquet(prepared.train)["tenure_months"].dtype.kind == "i"  # an integer column...
-    assert types["tenure_months"] == "DataType.double" and types["support_calls"] == "DataType.double"
+    assert types["tenure_months"] == "Any" and types["support_calls"] == "Any"  # ...takes int64 and NaN
     assert types["contract"] == "DataType.string" and all(not c.required for c in sig.inputs)
     outputs = [c.name for c in model.metadata.get_output_schema().inputs]
     assert outputs == {"binary": ["probability"],
@@ -102,13 +102,18 @@ def test_loaded_pyfunc_scores_raw_rows_with_a_nan_in_an_int_column(logged, prepa
         assert np.isfinite(out["prediction"]).all()
 
 
-def test_int64_columns_must_be_sent_as_floats(logged, prepared):
-    """MLflow converts int32 to double but refuses int64 (outside 0/1): the price of accepting
-    NaN in an integer column. Clients send numeric columns as floats (as the input example does)."""
-    from mlflow.exceptions import MlflowException
+def test_int64_columns_as_pandas_reads_them_are_accepted(logged, prepared):
+    """A complete integer column read by pd.read_csv is int64; with a missing value it is float64:
+    both must score (MLflow refuses int64 in a double column and NaN in a long one)."""
+    from components._shared.scoring import score
 
-    _, _, _, model = logged
+    _, spec, model_dir, model = logged
     rows = _raw_rows(prepared).fillna({"tenure_months": 1.0})
-    assert len(model.predict(rows.astype({"tenure_months": "int32"}))) == len(rows)
-    with pytest.raises(MlflowException, match="tenure_months"):
-        model.predict(rows.astype({"tenure_months": "int64"}).assign(tenure_months=lambda d: d.tenure_months + 5))
+    ints = rows.astype({"tenure_months": "int64", "support_calls": "int64"}).assign(
+        tenure_months=lambda d: d.tenure_months + 5)
+    out = model.predict(ints)
+    assert len(out) == len(rows)
+    values = out if isinstance(out, np.ndarray) else out.iloc[:, 0].to_numpy()
+    expected = score(model_dir, ints, spec)
+    expected = expected if expected.ndim == 1 else expected[:, 0]
+    np.testing.assert_allclose(values, expected, rtol=1e-5, atol=1e-4)
