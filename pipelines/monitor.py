@@ -166,6 +166,14 @@ def add_parser(sub) -> None:
         default=default.auc_decay_critical,
         help="AUC drop that is severity high",
     )
+    t.add_argument("--macro-auc-decay", type=float, default=default.macro_auc_decay,
+                   help="multiclass: drop of one-vs-rest macro AUC that counts as decay (medium)")
+    t.add_argument("--macro-auc-decay-critical", type=float, default=default.macro_auc_decay_critical,
+                   help="multiclass: drop of macro AUC that is severity high")
+    t.add_argument("--rmse-increase", type=float, default=default.rmse_increase,
+                   help="regression: relative RMSE rise over training (RMSE now / at training - 1) that counts as decay")
+    t.add_argument("--rmse-increase-critical", type=float, default=default.rmse_increase_critical,
+                   help="regression: relative RMSE rise that is severity high")
     t.add_argument(
         "--min-rows", type=int, default=default.min_rows, help="fewest rows a window may have"
     )
@@ -230,6 +238,10 @@ def _monitor(args) -> int:
         drift_share_critical=args.drift_critical,
         auc_decay=args.decay_threshold,
         auc_decay_critical=args.decay_critical,
+        macro_auc_decay=args.macro_auc_decay,
+        macro_auc_decay_critical=args.macro_auc_decay_critical,
+        rmse_increase=args.rmse_increase,
+        rmse_increase_critical=args.rmse_increase_critical,
         min_rows=args.min_rows,
     )
     if args.cooldown_hours < 0:
@@ -360,9 +372,10 @@ def format_summary(s: dict) -> str:
         f"  window     {s['current']} ({s['rows']} rows) vs {s['reference']}",
         f"  drift      share {f(drift['share'], '{:.0%}')} (threshold {f(drift['threshold'], '{:.0%}')})"
         + (f": {', '.join(drifted[:8])}" if drifted else ""),
-        "  AUC        "
+        f"  {PERF_LABEL.get(perf.get('metric') or 'auc', 'AUC'):<10} "
         + (
-            f"{f(perf['auc'])} now vs {f(perf['auc_at_training'])} at training (decay {f(perf['decay'])})"
+            f"{f(perf.get(metric := perf.get('metric') or 'auc'))} now vs {f(perf.get(f'{metric}_at_training'))} at "
+            f"training ({'relative rise' if metric == 'rmse' else 'decay'} {f(perf['decay'])})"
             if perf.get("status") == "ok"
             else f"not measured: {perf.get('reason')}"
         ),
@@ -374,6 +387,10 @@ def format_summary(s: dict) -> str:
     if s.get("metrics_file"):
         lines.append(f"  metrics    {s['metrics_file']}")
     return "\n".join(lines)
+
+
+# The printed name of the decay metric (summary "performance"."metric") per task.
+PERF_LABEL = {"auc": "AUC", "macro_auc": "macro AUC", "rmse": "RMSE"}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,6 +19,10 @@ def monitor_data(
     drift_share_critical: float,
     auc_decay_threshold: float,
     auc_decay_critical: float,
+    macro_auc_decay_threshold: float,
+    macro_auc_decay_critical: float,
+    rmse_increase_threshold: float,
+    rmse_increase_critical: float,
     min_rows: int,
     cooldown_hours: float,
     training_pipeline: str,
@@ -48,6 +52,10 @@ def monitor_data(
         drift_share_critical: Share of drifted features that is severity medium on its own.
         auc_decay_threshold: Drop of the champion's AUC since training that counts as decay (severity medium); needs labels in the window.
         auc_decay_critical: Drop of AUC that is severity high.
+        macro_auc_decay_threshold: Multiclass: drop of the one-vs-rest macro AUC since training that counts as decay (medium).
+        macro_auc_decay_critical: Multiclass: drop of macro AUC that is severity high.
+        rmse_increase_threshold: Regression: relative rise of RMSE over training (RMSE now / at training - 1) that counts as decay (medium).
+        rmse_increase_critical: Regression: relative rise of RMSE that is severity high.
         min_rows: Fewest rows a window may have; smaller windows fail the task.
         trigger: Where a retraining run starts: none (report only), kfp (this cluster's Kubeflow Pipelines) or vertex.
         dry_run: Decide and report, but start nothing and change no state.
@@ -89,6 +97,8 @@ def monitor_data(
             ),
             Thresholds(drift_share=drift_share_threshold, drift_share_critical=drift_share_critical,
                        auc_decay=auc_decay_threshold, auc_decay_critical=auc_decay_critical,
+                       macro_auc_decay=macro_auc_decay_threshold, macro_auc_decay_critical=macro_auc_decay_critical,
+                       rmse_increase=rmse_increase_threshold, rmse_increase_critical=rmse_increase_critical,
                        min_rows=min_rows),
             trigger=trigger,
             dry_run=dry_run,
