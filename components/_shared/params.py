@@ -74,7 +74,7 @@ _ROWS = (
           pipeline=False),
     # --- train
     Param("epochs", int, 10, "Maximum training epochs (early stopping on eval AUC may stop sooner)."),
-    Param("batch_size", int, 0, "Examples per step; 0 picks about 50 steps per epoch (128..4096)."),
+    Param("batch_size", int, 0, "Examples per step; 0 picks about 50 steps per epoch (16..4096)."),
     Param("learning_rate", float, 0.002, "Adam learning rate."),
     Param("hidden_units", str, "64,32", 'Comma-separated widths of the MLP head, e.g. "64,32".'),
     Param("dropout", float, 0.1, "Dropout after each hidden layer."),

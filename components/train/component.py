@@ -40,7 +40,7 @@ def train_model(
         model_name: Registered model name (MLflow experiment kfp-tf-gate/<model_name>).
         mlflow_tracking_uri: MLflow tracking URI; empty to skip tracking.
         epochs: Maximum epochs (early stopping on eval AUC may stop sooner).
-        batch_size: Examples per step; 0 picks about 50 steps per epoch (128..4096).
+        batch_size: Examples per step; 0 picks about 50 steps per epoch (16..4096).
         learning_rate: Adam learning rate.
         hidden_units: Comma-separated widths of the MLP head, e.g. "64,32".
         dropout: Dropout after each hidden layer.

@@ -33,7 +33,7 @@ class TrainConfig:
     """Training settings; defaults and meanings in ``components._shared.params``."""
 
     epochs: int = PARAMS.epochs
-    batch_size: int = PARAMS.batch_size  # 0: auto (about 50 steps per epoch, 128..4096)
+    batch_size: int = PARAMS.batch_size  # 0: auto (about 50 steps per epoch, 16..4096)
     learning_rate: float = PARAMS.learning_rate
     hidden_units: Sequence[int] = PARAMS.hidden_units  # "64,32" or a sequence of widths
     dropout: float = PARAMS.dropout
@@ -50,10 +50,15 @@ class TrainConfig:
 
 
 def auto_batch_size(rows: int) -> int:
-    """About 50 steps per epoch, between 128 and 4096 examples per step."""
+    """About 50 steps per epoch, between 16 and 4096 examples per step.
+
+    The floor is low so that a small table still gets a useful number of steps: with a floor of
+    128, load_wine's 129 train rows got 2 steps per epoch (20 in all) and training stopped far
+    from a fit (test log loss 0.33, ECE 0.27, so the default calibration gate refused a model
+    that was 100 % accurate). Tables of about 4,500 rows or more are unaffected."""
     if rows <= 0:
-        return 128
-    return int(min(4096, max(128, 2 ** round(math.log2(rows / 50)))))
+        return 16
+    return int(min(4096, max(16, 2 ** round(math.log2(rows / 50)))))
 
 
 @dataclasses.dataclass
