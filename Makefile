@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 REHEARSE_TARGET ?= kubeflow
 REHEARSE_ARGS ?=
 
-.PHONY: help venv run rehearse test test-containers compile check-compiled bench bench-predict lint fmt clean
+.PHONY: help venv run rehearse test test-containers compile check-compiled bench bench-predict bench-tasks lint fmt clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ bench: venv ## benchmarks at 100k and 1M rows (BENCH_ARGS="--rows 10000000" for 
 
 bench-predict: venv ## batch scoring rows/s and peak RSS at 1M rows (BENCH_ARGS="--rows 10000000 --formats parquet")
 	$(BIN)/python -m tests.benchmarks.predict $(BENCH_ARGS)
+
+bench-tasks: venv ## each task type (regression, multiclass, binary) vs a HistGradientBoosting baseline on the same rows
+	$(BIN)/python -m tests.benchmarks.tasks $(BENCH_ARGS)
 
 lint: venv ## ruff lint (formatting is not enforced yet: see README)
 	$(BIN)/ruff check components pipelines tests
