@@ -103,7 +103,8 @@ _ROWS = (
           "metric's difference to exclude zero in the challenger's favour."),
     Param("bootstrap_samples", int, 200, "Bootstrap resamples of the champion comparison.", pipeline=False),
     # --- export
-    Param("tflite_quantization", str, "float16", '"float16", "dynamic" (int8 weights) or "none".'),
+    Param("tflite_quantization", str, "auto", '"auto" (float16 unless its parity with the SavedModel misses '
+          'max_tflite_diff, then float32 weights), "float16", "dynamic" (int8 weights) or "none" (float32).'),
     Param("max_tflite_diff", float, 0.001, "Largest allowed absolute difference TFLite vs SavedModel on the test "
           "split, over every output: probabilities (binary, multiclass), label standard deviations (regression)."),
     # --- deploy

@@ -73,6 +73,8 @@ from components._shared.warmup import replay_warmup, warmup_requests, write_warm
 logger = logging.getLogger(__name__)
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"
+# TFLite weight formats; "auto" is float16 unless its parity misses the bound, then float32 ("none").
+QUANTIZATIONS = ("auto", "float16", "dynamic", "none")
 REGRESS_METHOD = "tensorflow/serving/regress"
 API_METHODS = {"classification": CLASSIFY_METHOD, "regression": REGRESS_METHOD}
 PARITY_UNITS = {"binary": "probability", "multiclass": "class probability",
@@ -241,8 +243,8 @@ def export(
     import numpy as np
     import tensorflow as tf
 
-    if quantization not in ("float16", "dynamic", "none"):
-        raise ModelError(f"unknown TFLite quantization {quantization!r}: use float16, dynamic or none")
+    if quantization not in QUANTIZATIONS:
+        raise ModelError(f"unknown TFLite quantization {quantization!r}: use {', '.join(QUANTIZATIONS)}")
     t0 = time.perf_counter()
     spec = io.read_json(os.path.join(model_dir, SPEC_FILE))
     core = load_core_model(model_dir)
@@ -269,17 +271,29 @@ def export(
     # Every output column as (rows, columns): 1 for binary and regression, K for multiclass.
     sm_out = np.concatenate(sm_out).reshape(n, -1) if sm_out else np.zeros((0, 1), dtype=np.float32)
 
-    tflite_bytes = convert_tflite(core, quantization, spec)
-    tflite_path = os.path.join(tflite_dir, "model.tflite")
-    io.write_bytes_atomic(tflite_bytes, tflite_path)
-    io.write_json(spec, os.path.join(tflite_dir, SPEC_FILE))
     arrays = encode(test, spec)
-    lite_out = np.asarray(tflite_predict(tflite_bytes, arrays, spec)).reshape(n, -1)
-    keras_out = np.asarray(predict_proba(core, arrays)).reshape(n, -1)
     # Regression is compared in label standard deviations: a difference in label units would mean
     # something else on every dataset (see parity_scale).
     scale = parity_scale(spec)
+    fallback = {}
+    used = "float16" if quantization == "auto" else quantization
+    tflite_bytes = convert_tflite(core, used, spec)
+    lite_out = np.asarray(tflite_predict(tflite_bytes, arrays, spec)).reshape(n, -1)
     diff = np.abs(lite_out - sm_out) / scale
+    if quantization == "auto" and len(diff) and not float(diff.max()) <= max_parity_diff:
+        # float16 rounds too much for this model (e.g. a heavy-tailed regression target): ship float32
+        # weights, twice the size, rather than a TFLite model that disagrees with the served one.
+        fallback = {"tflite_float16_max_abs_diff": float(diff.max()), "tflite_float16_bytes": len(tflite_bytes)}
+        logger.warning("float16 TFLite differs from the SavedModel by %.2e %s (bound %.0e): exporting float32 weights",
+                       diff.max(), PARITY_UNITS[task], max_parity_diff)
+        used = "none"
+        tflite_bytes = convert_tflite(core, used, spec)
+        lite_out = np.asarray(tflite_predict(tflite_bytes, arrays, spec)).reshape(n, -1)
+        diff = np.abs(lite_out - sm_out) / scale
+    tflite_path = os.path.join(tflite_dir, "model.tflite")
+    io.write_bytes_atomic(tflite_bytes, tflite_path)
+    io.write_json(spec, os.path.join(tflite_dir, SPEC_FILE))
+    keras_out = np.asarray(predict_proba(core, arrays)).reshape(n, -1)
     skew = float(np.max(np.abs(keras_out - sm_out)) / scale) if n else 0.0
 
     one_feats = {k: tf.constant(v[:1]) for k, v in feats.items()}
@@ -300,6 +314,8 @@ def export(
         "tflite_latency_ms": lite_latency,
         "saved_model_latency_ms": sm_latency,
         "export_seconds": time.perf_counter() - t0,
+        "tflite_quantization": used,
+        **fallback,
         "task": task,
         "signatures": list(signatures),
     }
@@ -320,7 +336,8 @@ def export(
     if bad_lite:
         raise ModelError(
             f"the TFLite model differs from the SavedModel by up to {metrics['tflite_max_abs_diff']:.2e} "
-            f"in {PARITY_UNITS[task]}, above the bound {max_parity_diff:.0e} ({quantization} quantization)")
+            f"in {PARITY_UNITS[task]}, above the bound {max_parity_diff:.0e} ({used} quantization"
+            + (f"; float16 differed by {fallback['tflite_float16_max_abs_diff']:.2e}" if fallback else "") + ")")
     if bad_skew:
         raise ModelError(f"the SavedModel's raw-feature path differs from the training path by {skew:.2e} "
                          f"in {PARITY_UNITS[task]}: training/serving skew")

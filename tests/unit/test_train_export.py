@@ -501,7 +501,7 @@ def test_export_fails_when_tflite_parity_exceeds_the_bound(trained, prepared, tm
     with pytest.raises(
         ModelError,
         match=r"^the TFLite model differs from the SavedModel by up to .* in probability, "
-        r"above the bound 1e-09 \(float16 quantization\)$",
+        r"above the bound 1e-09 \(none quantization; float16 differed by .*\)$",
     ):
         export(
             trained[0],
@@ -513,11 +513,26 @@ def test_export_fails_when_tflite_parity_exceeds_the_bound(trained, prepared, tm
         )
 
 
+def test_auto_quantization_falls_back_to_float32_when_float16_misses_the_bound(trained, prepared, tmp_path):
+    """float16 parity here is ~1e-4: with a 1e-5 bound, "auto" ships float32 weights and says so;
+    "float16" asked for explicitly fails instead."""
+    from components.export.core import export
+
+    result = export(trained[0], prepared.test, str(tmp_path / "sm"), str(tmp_path / "lite"), "test-model",
+                    quantization="auto", max_parity_diff=1e-5)
+    m = result.metrics
+    assert m["tflite_quantization"] == "none" and m["tflite_max_abs_diff"] <= 1e-5
+    assert m["tflite_float16_max_abs_diff"] > 1e-5 and m["tflite_bytes"] > m["tflite_float16_bytes"]
+    with pytest.raises(ModelError, match=r"\(float16 quantization\)$"):
+        export(trained[0], prepared.test, str(tmp_path / "sm2"), str(tmp_path / "lite2"), "test-model",
+               quantization="float16", max_parity_diff=1e-5)
+
+
 def test_unknown_tflite_quantization_fails_before_writing(trained, prepared, tmp_path):
     from components.export.core import export
 
     with pytest.raises(
-        ModelError, match=r"^unknown TFLite quantization 'int4': use float16, dynamic or none$"
+        ModelError, match=r"^unknown TFLite quantization 'int4': use auto, float16, dynamic, none$"
     ):
         export(
             trained[0],
