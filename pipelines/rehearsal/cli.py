@@ -27,14 +27,25 @@ def add_parser(sub) -> None:
     p.add_argument("--backoff-scale", type=float, default=1.0,
                    help="factor on the retry back-offs of the compiled retryPolicy (default 1: as compiled)")
     p.add_argument("--keep-sandboxes", action="store_true", help="keep every task attempt's sandbox")
+    # --pipeline prediction: pipelines/rehearsal/prediction.py (--data, --runs-dir, --model-name shared)
+    p.add_argument("--pipeline", choices=("training", "prediction"), default="training",
+                   help="compiled pipeline to rehearse (prediction: score --data with the champion of an "
+                        "earlier training rehearsal on the same --runs-dir)")
+    p.add_argument("--out", default=None,
+                   help="prediction: output_uri (default gs://<emulated bucket>/predictions/<run>)")
+    p.add_argument("--version", default="", help="prediction: registered version to score with")
+    p.add_argument("--alias", default="", help="prediction: registry alias to score with (default champion)")
     p.set_defaults(func=cmd_rehearse)
 
 
 def cmd_rehearse(args) -> int:
     from pipelines.__main__ import run_arguments
     from pipelines.local import format_summary
+    from pipelines.rehearsal import prediction
     from pipelines.rehearsal.runner import rehearse
 
+    if args.pipeline == "prediction":
+        return prediction.cmd(args)
     data, label, params = run_arguments(args)
     summary = rehearse(args.target, data, label, runs_dir=args.runs_dir, model_name=args.model_name,
                        params=params, preempt=args.preempt, serving_base=args.serving_base,
