@@ -190,3 +190,34 @@ def parse_evidently(snapshot: dict) -> dict:
     if share is None and features:
         share = sum(f["drifted"] for f in features.values()) / len(features)
     return {"share": share, "features": features, "missing_share": missing, "summary": summary}
+
+
+def evidently_report(schema: dict, ref, cur, columns: list, html_path: str, summary: dict, seed: int = 0,
+                     max_rows: int = 20_000) -> dict:
+    """evidently's drift tests of ``cur`` against ``ref`` over ``columns``, written to ``html_path``.
+
+    Timestamps are compared as days since epoch (evidently does not test datetimes). ``summary``
+    gains ``share``, ``features`` and ``sample_rows``; a failure inside evidently, or an ``error``
+    the caller already put in ``summary`` (nothing to compare), becomes ``summary["error"]`` and a
+    page that says so: the report is optional and gates nothing.
+    """
+    import html
+    import logging
+
+    from components._shared import io
+
+    if "error" not in summary:
+        for name in columns:
+            if schema["columns"][name]["kind"] == "timestamp":
+                ref[name] = column_values(ref[name], "timestamp")
+                cur[name] = column_values(cur[name], "timestamp")
+        try:
+            drift = run_evidently(ref, cur, columns, html_path, seed=seed, max_rows=max_rows)
+            summary.update({k: drift[k] for k in ("share", "features", "sample_rows")})
+        except Exception as exc:  # report only: say so, do not fail the run
+            logging.getLogger(__name__).warning("evidently failed: %s", exc)
+            summary["error"] = f"evidently failed: {type(exc).__name__}: {exc}"
+    if "error" in summary:
+        io.write_text_atomic("<!doctype html><html><body><h1>Data drift report not available</h1><p>"
+                             + html.escape(summary["error"]) + "</p></body></html>", html_path)
+    return summary

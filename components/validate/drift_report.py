@@ -12,13 +12,12 @@ learnt from); on a first run, this run's train split against its test split.
 
 from __future__ import annotations
 
-import html
 import logging
 from typing import Optional
 
 from components._shared import io
-from components._shared.drift import DRIFT_SAMPLE_ROWS, run_evidently
-from components._shared.schema import column_values, feature_names
+from components._shared.drift import DRIFT_SAMPLE_ROWS, evidently_report
+from components._shared.schema import feature_names
 
 logger = logging.getLogger(__name__)
 
@@ -48,21 +47,7 @@ def drift_report(
         ref = io.sample_parquet(train_path, sample_rows, seed, columns)
         cur = io.sample_parquet(test_path, sample_rows, seed, columns)
         sides = ("this run's train split", "this run's test split")
-    for name in columns:  # evidently does not test datetimes: compare them as days since epoch
-        if schema["columns"][name]["kind"] == "timestamp":
-            ref[name] = column_values(ref[name], "timestamp")
-            cur[name] = column_values(cur[name], "timestamp")
     summary: dict = {"reference": sides[0], "current": sides[1], "columns": columns}
     if not columns:
         summary["error"] = "no feature columns in common with the reference"
-    else:
-        try:
-            drift = run_evidently(ref, cur, columns, html_path, seed=seed, max_rows=sample_rows)
-            summary.update({k: drift[k] for k in ("share", "features", "sample_rows")})
-        except Exception as exc:  # report only: say so, do not fail the run
-            logger.warning("evidently failed: %s", exc)
-            summary["error"] = f"evidently failed: {type(exc).__name__}: {exc}"
-    if "error" in summary:
-        io.write_text_atomic("<!doctype html><html><body><h1>Data drift report not available</h1><p>"
-                             + html.escape(summary["error"]) + "</p></body></html>", html_path)
-    return summary
+    return evidently_report(schema, ref, cur, columns, html_path, summary, seed=seed, max_rows=sample_rows)
