@@ -127,7 +127,6 @@ def run_local(
 def _run_locked(data: str, label: str, runs_dir: str, run_id: str, run_dir: str, model_name: str,
                 quiet: bool, params: Optional[dict]) -> dict:
     """run_local's body, under the runs dir's lock."""
-    from kfp import local
 
     from pipelines.training import CompileOptions, build_pipeline
 
@@ -151,14 +150,8 @@ def _run_locked(data: str, label: str, runs_dir: str, run_id: str, run_dir: str,
     pipeline = build_pipeline(CompileOptions(target="local"))
     started = time.time()
     env_before = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        with output_to(log_path, quiet):
-            local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=root, raise_on_error=True)
-            outputs = pipeline(**arguments).outputs
-    except Exception as exc:
-        msg = failure_message(log_path) or str(exc)
-        raise PipelineError(f"{msg} (run {run_id}; log: {log_path})") from exc
+        outputs = run_pipeline_locally(pipeline, arguments, root, log_path, quiet, run_id)
     finally:
         if env_before is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
@@ -174,6 +167,25 @@ def _run_locked(data: str, label: str, runs_dir: str, run_id: str, run_dir: str,
 
     write_json(summary, os.path.join(run_dir, "summary.json"))
     return summary
+
+
+def run_pipeline_locally(pipeline, arguments: dict, root: str, log_path: str, quiet: bool, run_id: str) -> dict:
+    """Run ``pipeline`` with kfp.local (every task a fresh ``kfp.dsl.executor_main`` process, as in a
+    pod; its log in ``log_path``) and return its outputs.
+
+    Raises:
+        PipelineError: A task failed; the message is its one sentence (see :func:`failure_message`).
+    """
+    from kfp import local
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        with output_to(log_path, quiet):
+            local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=root, raise_on_error=True)
+            return pipeline(**arguments).outputs
+    except Exception as exc:
+        msg = failure_message(log_path) or str(exc)
+        raise PipelineError(f"{msg} (run {run_id}; log: {log_path})") from exc
 
 
 def summary_from_outputs(

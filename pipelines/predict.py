@@ -12,7 +12,6 @@ import os
 import time
 from typing import Optional
 
-from components._shared.errors import PipelineError
 from components._shared.params import PARAMS
 
 
@@ -47,10 +46,9 @@ def run_prediction_local(data: str, out: str, runs_dir: str = "runs", model_name
     Raises:
         PipelineError: bad input or a failed task (its one sentence).
     """
-    from kfp import local
 
     from components._shared import io
-    from pipelines.local import default_tracking_uri, failure_message, new_run_id, output_to
+    from pipelines.local import default_tracking_uri, new_run_id, run_pipeline_locally
     from pipelines.prediction import build_prediction_pipeline
     from pipelines.training import CompileOptions
 
@@ -75,14 +73,7 @@ def run_prediction_local(data: str, out: str, runs_dir: str = "runs", model_name
         arguments["model_alias"] = alias
     pipeline = build_prediction_pipeline(CompileOptions(target="local"))
     started = time.time()
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        with output_to(log_path, quiet):
-            local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=root, raise_on_error=True)
-            outputs = pipeline(**arguments).outputs
-    except Exception as exc:
-        msg = failure_message(log_path) or str(exc)
-        raise PipelineError(f"{msg} (run {run_id}; log: {log_path})") from exc
+    outputs = run_pipeline_locally(pipeline, arguments, root, log_path, quiet, run_id)
     summary = io.read_json(outputs["summary"].path)
     summary.update({"run_id": run_id, "log": log_path, "wall_seconds": round(time.time() - started, 2)})
     io.write_json(summary, os.path.join(run_dir, "summary.json"))
