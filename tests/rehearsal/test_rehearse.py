@@ -126,6 +126,12 @@ def test_kubeflow_rehearsal_twice_on_one_runs_dir(tmp_path, small_csv, services_
     assert second["champion"] is not None and "auc" in second["champion"]
     assert second["champion_version"] == first["model_version"]
 
+    # The batch prediction pipeline's compiled file, on the same registry and bucket.
+    from tests.rehearsal.test_rehearse_prediction import check_prediction_rehearsal
+
+    champion = second["model_version"] if second["promoted"] else first["model_version"]
+    check_prediction_rehearsal(tmp_path, runs, "reh-kfp", champion, small_csv, services_auth)
+
 
 @pytest.mark.slow
 def test_vertex_rehearsal(tmp_path, small_csv, services_open, base_params, pipeline_file):
