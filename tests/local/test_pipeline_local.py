@@ -105,11 +105,15 @@ def test_better_model_is_promoted_and_rollback_restores_the_old_one(runs):
 
     r = _cli("rollback", "--runs-dir", runs_dir)
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["champion"] == "1"
+    out = json.loads(r.stdout)
+    assert (out["champion"], out["rolled_back_from"]) == ("1", "2")
     assert registry.get_alias(client, "churn-model", "champion").version == "1"
-    assert registry.get_alias(client, "churn-model", "previous").version == "2"
+    # A version rolled back from is never an automatic target again, and 1 had no stable before it.
+    assert registry.get_alias(client, "churn-model", "previous") is None
     config = open(os.path.join(runs_dir, "serving", "models.config")).read()
-    assert 'key: "stable" value: 1' in config
+    assert 'key: "stable" value: 1' in config and 'key: "previous"' not in config
+    again = _cli("rollback", "--runs-dir", runs_dir)
+    assert again.returncode == 2 and "rollback --to N" in again.stderr.strip().splitlines()[-1]
 
 
 _PYFUNC_SCRIPT = """
@@ -216,7 +220,9 @@ def test_bad_input_is_one_sentence_and_nonzero(tmp_path, case, expect, monkeypat
         path = "bq://no-project.ds.table"
         monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
         monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")  # no metadata server to fall back to
-    r = _cli("run", "--data", str(path), "--label", "churned", "--runs-dir", str(tmp_path / "runs"))
+    # A third label value would be a multiclass task under --task auto: the binary check is asked for.
+    task = ["--task", "binary"] if case == "three" else []
+    r = _cli("run", "--data", str(path), "--label", "churned", "--runs-dir", str(tmp_path / "runs"), *task)
     assert r.returncode == 2
     lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1, r.stderr
