@@ -177,7 +177,7 @@ def test_a_batch_to_score_reads_like_ingest_bom_spaces_and_junk(tmp_path, churn)
     path.write_bytes(b"\xef\xbb\xbf" + churn.rename(columns={"region": " region "}).to_csv(index=False).encode())
     stream = open_table(str(path), 1000)
     assert stream.columns[0] == "customer_id" and "region" in stream.columns
-    assert next(stream.batches).schema.names == stream.columns
+    assert next(iter(stream.batches())).schema.names == stream.columns
     path.write_bytes(b"\x00\x01garbage" * 100)
     with pytest.raises(DataError, match=r"is not a readable CSV or Parquet table: its first bytes are binary data"):
         open_table(str(path), 1000)
