@@ -141,21 +141,13 @@ def atomic_output(out: str, shard_rows: int) -> Iterator[ShardWriter]:
     one_file = single_file(out)
     if "://" not in out or out.startswith("file://"):
         path = out[len("file://"):] if out.startswith("file://") else out
-        if one_file:
-            with io.atomic_path(path) as tmp:
-                writer = ShardWriter(tmp, None, True, shard_rows)
-                try:
-                    yield writer
-                finally:
-                    writer.close()
-        else:
-            with io.replace_dir_atomic(path) as tmp:
-                writer = ShardWriter(tmp, None, False, shard_rows)
-                try:
-                    yield writer
-                finally:
-                    writer.close()
-                # The files' final names, for the summary (they are renamed with the folder).
+        with (io.atomic_path(path) if one_file else io.replace_dir_atomic(path)) as tmp:
+            writer = ShardWriter(tmp, None, one_file, shard_rows)
+            try:
+                yield writer
+            finally:
+                writer.close()
+            if not one_file:  # the files' final names, for the summary (renamed with the folder)
                 writer.files = [os.path.join(path, os.path.basename(f)) for f in writer.files]
         return
     from components._shared.object_store import filesystem  # gs://, s3://, minio://
