@@ -15,21 +15,18 @@ import contextlib
 import json
 import os
 import time
-import warnings
 from typing import Optional
 
 from components._shared.errors import PipelineError
 from components._shared.params import PARAMS
-from pipelines.local import output_to
 from pipelines.rehearsal import platform as platform_mod
 from pipelines.rehearsal.launcher import Context
 from pipelines.rehearsal.runner import (
     TARGETS,
     Services,
-    _last_error,
     _write_facts,
+    execute_compiled,
     mlflow_auth_route,
-    patched_kfp_local,
     write_secret,
 )
 from pipelines.rehearsal.services import PASSWORD_KEY, SECRET_NAME, USER_KEY
@@ -121,20 +118,7 @@ def rehearse_prediction(
                       local_root=local_root, gcs_root=gcs_root, store=store,
                       extra_env={"STORAGE_EMULATOR_HOST": store.url}, keep_sandboxes=keep_sandboxes)
         started = time.time()
-        from kfp import components, local
-
-        component = components.load_component_from_file(pipeline_file)
-        try:
-            with output_to(log_path, quiet), patched_kfp_local(ctx, backoff_scale), warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*no effect in the current local runner")
-                local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=local_root,
-                           raise_on_error=True)
-                component(**arguments)
-        except Exception as exc:
-            failed = [r for r in ctx.records if r.get("status") == "FAILURE"]
-            msg = (_last_error(failed[-1]["log"]) or failed[-1].get("launcher_error")) if failed else None
-            _write_facts(run_dir, ctx, pipeline, services, target, arguments, gcs_root)
-            raise PipelineError(f"{msg or exc} (rehearsal {run_id}; log: {log_path})") from exc
+        execute_compiled(ctx, pipeline_file, arguments, services, target, run_id, log_path, quiet, backoff_scale)
         downloaded = store.download_tree(gcs_root, local_root)
         outputs = next((r.get("outputs") or {} for r in reversed(ctx.records)
                         if r["task"] == PREDICT_TASK and r.get("status") == "SUCCESS"), {})

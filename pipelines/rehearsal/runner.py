@@ -170,6 +170,30 @@ def _default_serving_base(pipeline: platform_mod.CompiledPipeline, bucket: str) 
     return f"gs://{bucket}/serving"
 
 
+def execute_compiled(ctx: Context, pipeline_file: str, arguments: dict, services, target: str, run_id: str,
+                     log_path: str, quiet: bool, backoff_scale: float) -> None:
+    """Run the compiled file under kfp.local's orchestrator with the rehearsal's pod handler.
+
+    Raises:
+        PipelineError: A task failed; its one sentence (the facts are written first).
+    """
+    from kfp import components, local
+
+    component = components.load_component_from_file(pipeline_file)
+    try:
+        with output_to(log_path, quiet), patched_kfp_local(ctx, backoff_scale), warnings.catch_warnings():
+            # resources/accelerators/display names: reported per pod in the facts instead
+            warnings.filterwarnings("ignore", message=".*no effect in the current local runner")
+            local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=ctx.local_root,
+                       raise_on_error=True)
+            component(**arguments)
+    except Exception as exc:
+        failed = [r for r in ctx.records if r.get("status") == "FAILURE"]
+        msg = (_last_error(failed[-1]["log"]) or failed[-1].get("launcher_error")) if failed else None
+        _write_facts(ctx.run_dir, ctx, ctx.pipeline, services, target, arguments, ctx.gcs_root)
+        raise PipelineError(f"{msg or exc} (rehearsal {run_id}; log: {log_path})") from exc
+
+
 def rehearse(
     target: str,
     data: str,
@@ -243,21 +267,7 @@ def rehearse(
                       extra_env={"STORAGE_EMULATOR_HOST": store.url},
                       preempt=set(preempt), keep_sandboxes=keep_sandboxes)
         started = time.time()
-        from kfp import components, local
-
-        component = components.load_component_from_file(pipeline_file)
-        try:
-            with output_to(log_path, quiet), patched_kfp_local(ctx, backoff_scale), warnings.catch_warnings():
-                # resources/accelerators/display names: reported per pod in the facts instead
-                warnings.filterwarnings("ignore", message=".*no effect in the current local runner")
-                local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=local_root,
-                           raise_on_error=True)
-                component(**arguments)
-        except Exception as exc:
-            failed = [r for r in ctx.records if r.get("status") == "FAILURE"]
-            msg = (_last_error(failed[-1]["log"]) or failed[-1].get("launcher_error")) if failed else None
-            _write_facts(run_dir, ctx, pipeline, services, target, arguments, gcs_root)
-            raise PipelineError(f"{msg or exc} (rehearsal {run_id}; log: {log_path})") from exc
+        execute_compiled(ctx, pipeline_file, arguments, services, target, run_id, log_path, quiet, backoff_scale)
         # The artifacts as the cluster left them: read back from the object store.
         downloaded = store.download_tree(gcs_root, local_root)
         serving_local = arguments["serving_base_dir"]
