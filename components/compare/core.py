@@ -28,6 +28,7 @@ from components._shared.errors import ModelError
 from components._shared.labels import labels
 from components._shared.params import PARAMS
 from components._shared.task import BINARY, MULTICLASS, TASKS, task_of
+from components._shared.values import gate
 
 logger = logging.getLogger(__name__)
 
@@ -42,18 +43,16 @@ class Gates:
     min_improvement: float = PARAMS.min_improvement
     require_significance: bool = PARAMS.require_significance
     min_r2: Optional[float] = PARAMS.min_r2  # regression
-    max_rmse: Optional[float] = None if PARAMS.max_rmse < 0 else PARAMS.max_rmse  # regression
+    max_rmse: Optional[float] = gate(PARAMS.max_rmse)  # regression
 
     @classmethod
-    def from_params(cls, min_auc: float, max_ece: float, max_auc_gap: float, min_improvement: float,
-                    require_significance: bool, min_r2: Optional[float] = None,
+    def from_params(cls, min_auc: Optional[float], max_ece: Optional[float], max_auc_gap: Optional[float],
+                    min_improvement: float, require_significance: bool, min_r2: Optional[float] = None,
                     max_rmse: Optional[float] = None) -> Gates:
-        """Pipeline parameters use negative values for 'disabled' (KFP has no Optional float)."""
-        def opt(v):
-            return None if v is None or v < 0 else float(v)
-
-        return cls(opt(min_auc), opt(max_ece), opt(max_auc_gap), float(min_improvement), bool(require_significance),
-                   opt(min_r2), opt(max_rmse))
+        """None disables a gate; so does a negative value, the form the pipeline passes (kfp.local cannot
+        run a pipeline parameter that defaults to None)."""
+        return cls(gate(min_auc), gate(max_ece), gate(max_auc_gap), float(min_improvement),
+                   bool(require_significance), gate(min_r2), gate(max_rmse))
 
 
 @dataclasses.dataclass
@@ -153,61 +152,88 @@ def decide(
         reasons.append(f"the champion (version {champion_version}) could not be re-scored on this test split: {champion_error}")
     elif champion is None:
         reasons.append("no champion is registered: the absolute gates alone decide")
-    elif task == BINARY:
-        ok = _beats_binary(reasons, ok, challenger, champion, comparison, gates, champion_version)
     else:
-        ok = _beats(reasons, ok, t, challenger, champion, comparison, gates, champion_version)
+        ok = _beats(reasons, ok, task, challenger, champion, comparison, gates, champion_version)
     if ok:
-        reasons.insert(0, "promote: the challenger passes every gate" + (" and beats the champion" if champion else ""))
+        better = champion is None or _gain(task, challenger, champion, comparison) > 0
+        reasons.insert(0, "promote: the challenger passes every gate" + (
+            "" if champion is None else " and beats the champion" if better
+            else " and is within min_improvement of the champion, though not better"))
     else:
         reasons.insert(0, "keep the current model: " + _why_kept(reasons, champion, champion_version,
                                                                  champion_error, incomparable))
     return Decision(ok, reasons, challenger, champion, champion_version, comparison, gates_of(gates, task))
 
 
-def _beats_binary(reasons, ok, challenger, champion, comparison, gates, champion_version) -> bool:
-    auc = challenger.get("auc")
-    diff = (comparison or {}).get("auc_diff", (auc or 0) - (champion.get("auc") or 0))
-    if diff < gates.min_improvement or (gates.min_improvement == 0 and diff <= 0):
-        reasons.append(
-            f"does not beat the champion (version {champion_version}): AUC {_fmt(auc)} vs {_fmt(champion.get('auc'))} "
-            f"on the same test rows, difference {diff:+.4f}; it must be "
-            + (f"at least {gates.min_improvement:+.4f}" if gates.min_improvement > 0 else "above zero"))
-        return False
-    reasons.append(
-        f"beats the champion (version {champion_version}): AUC {_fmt(auc)} vs {_fmt(champion.get('auc'))}, "
-        f"difference {diff:+.4f} >= margin {gates.min_improvement:+.4f}")
-    if gates.require_significance and comparison is not None:
-        if comparison["ci_low"] <= 0:
-            reasons.append(
-                f"the improvement is not significant: 95% bootstrap interval of the AUC difference "
-                f"[{comparison['ci_low']:+.4f}, {comparison['ci_high']:+.4f}] includes zero")
-            return False
-        reasons.append(
-            f"the improvement is significant: 95% bootstrap interval [{comparison['ci_low']:+.4f}, "
-            f"{comparison['ci_high']:+.4f}] is above zero")
-    return ok
+def _gain(task: str, challenger: dict, champion: dict, comparison: Optional[dict]) -> float:
+    """How much better the challenger is in the primary metric (positive = better), the paired
+    comparison's figure when there is one."""
+    t = TASKS[task]
+    new, old = challenger.get(t.primary), champion.get(t.primary)
+    if task == BINARY:
+        return (comparison or {}).get("auc_diff", (new or 0) - (old or 0))
+    return (comparison or {}).get("improvement", t.improvement(new or 0.0, old or 0.0))
 
 
-def _beats(reasons, ok, t, challenger, champion, comparison, gates, champion_version) -> bool:
-    """The champion rule of a task whose primary metric is a loss (lower is better)."""
-    name, new, old = _NAMES.get(t.primary, t.primary), challenger.get(t.primary), champion.get(t.primary)
-    gain = (comparison or {}).get("improvement", t.improvement(new or 0.0, old or 0.0))
-    head = f"{name} {_fmt(new)} vs {_fmt(old)} on the same test rows ({'lower' if not t.higher_is_better else 'higher'} is better)"
-    if _missing(gain) or gain < gates.min_improvement or (gates.min_improvement == 0 and gain <= 0):
-        reasons.append(f"does not beat the champion (version {champion_version}): {head}, improvement {gain:+.4f}; "
-                       "it must be " + (f"at least {gates.min_improvement:+.4f}" if gates.min_improvement > 0
-                                        else "above zero"))
+def _amount(gain: float) -> str:
+    if _missing(gain):
+        return "no difference could be measured"
+    if gain == 0:
+        return "no better and no worse"
+    return f"{abs(gain):.4f} {'better' if gain > 0 else 'worse'}"
+
+
+def _needed(margin: float) -> str:
+    if margin > 0:
+        return f"at least {margin:.4f} better"
+    if margin == 0:
+        return "better by any amount"
+    return f"at most {-margin:.4f} worse"
+
+
+def _passes_margin(gain: float, margin: float) -> bool:
+    return not _missing(gain) and gain >= margin and not (margin == 0 and gain <= 0)
+
+
+def comparison_sentence(task: str, challenger: dict, champion: dict, champion_version, comparison: Optional[dict],
+                        min_improvement: float) -> str:
+    """What the champion comparison's numbers mean, in one sentence, e.g. "challenger AUC 0.8012 vs
+    champion 0.8067 (version 3) on the same test rows: 0.0055 worse; needed: better by any amount
+    (min_improvement +0.0000)". Never says "beats" for a challenger that is not better."""
+    t = TASKS[task]
+    name = _NAMES.get(t.primary, t.primary)
+    gain = _gain(task, challenger, champion, comparison)
+    order = "" if task == BINARY else f" ({'higher' if t.higher_is_better else 'lower'} is better)"
+    return (f"challenger {name} {_fmt(challenger.get(t.primary))} vs champion {_fmt(champion.get(t.primary))} "
+            f"(version {champion_version}) on the same test rows{order}: {_amount(gain)}; needed: "
+            f"{_needed(min_improvement)} (min_improvement {min_improvement:+.4f})")
+
+
+def _beats(reasons, ok, task, challenger, champion, comparison, gates, champion_version) -> bool:
+    """The champion rule: the primary metric's gain over the champion against ``min_improvement``,
+    then (when required) the paired-bootstrap interval above zero."""
+    gain = _gain(task, challenger, champion, comparison)
+    said = comparison_sentence(task, challenger, champion, champion_version, comparison, gates.min_improvement)
+    if not _passes_margin(gain, gates.min_improvement):
+        reasons.append(f"does not beat the champion (version {champion_version}): {said}")
         return False
-    reasons.append(f"beats the champion (version {champion_version}): {head}, improvement {gain:+.4f} >= margin "
-                   f"{gates.min_improvement:+.4f}")
+    if gain > 0:
+        reasons.append(f"beats the champion (version {champion_version}): {said}")
+    else:  # a negative min_improvement lets a slightly worse challenger through: say so, never "beats"
+        reasons.append(f"is within the allowed margin of the champion (version {champion_version}), "
+                       f"though not better: {said}")
     if gates.require_significance and comparison is not None:
-        low, high = comparison["improvement_low"], comparison["improvement_high"]
+        name = _NAMES.get(TASKS[task].primary, TASKS[task].primary)
+        low, high = ((comparison["ci_low"], comparison["ci_high"]) if task == BINARY
+                     else (comparison["improvement_low"], comparison["improvement_high"]))
+        what = (f"the 95% bootstrap interval of the {name} difference (challenger - champion) [{low:+.4f}, {high:+.4f}]"
+                if task == BINARY else
+                f"the 95% bootstrap interval of the {name} improvement over the champion [{low:+.4f}, {high:+.4f}]")
         if not low > 0:
-            reasons.append(f"the improvement is not significant: 95% bootstrap interval of the {name} improvement "
-                           f"[{low:+.4f}, {high:+.4f}] includes zero")
+            reasons.append(f"the difference is not significant: {what} "
+                           + ("includes zero" if high > 0 else "is not above zero"))
             return False
-        reasons.append(f"the improvement is significant: 95% bootstrap interval [{low:+.4f}, {high:+.4f}] is above zero")
+        reasons.append(f"the improvement is significant: {what} is above zero")
     return ok
 
 

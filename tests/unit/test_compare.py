@@ -106,8 +106,8 @@ def test_worse_than_champion_is_kept():
     assert d.promote is False
     assert d.reasons[0] == "keep the current model: the challenger is not better than the champion"
     assert (
-        "does not beat the champion (version 4): AUC 0.8200 vs 0.8500 on the same test rows, "
-        "difference -0.0300; it must be above zero"
+        "does not beat the champion (version 4): challenger AUC 0.8200 vs champion 0.8500 (version 4) "
+        "on the same test rows: 0.0300 worse; needed: better by any amount (min_improvement +0.0000)"
     ) in d.reasons
 
 
@@ -132,8 +132,8 @@ def test_better_but_not_significant_is_kept():
     )
     assert d.promote is False
     assert (
-        "the improvement is not significant: 95% bootstrap interval of the AUC difference "
-        "[-0.0040, +0.0200] includes zero"
+        "the difference is not significant: the 95% bootstrap interval of the AUC difference "
+        "(challenger - champion) [-0.0040, +0.0200] includes zero"
     ) in d.reasons
 
 
@@ -148,7 +148,8 @@ def test_better_and_significant_is_promoted():
     assert d.promote is True
     assert d.reasons[0] == "promote: the challenger passes every gate and beats the champion"
     assert (
-        "beats the champion (version 2): AUC 0.8200 vs 0.7800, difference +0.0400 >= margin +0.0000"
+        "beats the champion (version 2): challenger AUC 0.8200 vs champion 0.7800 (version 2) on the "
+        "same test rows: 0.0400 better; needed: better by any amount (min_improvement +0.0000)"
         in d.reasons
     )
 
@@ -173,7 +174,8 @@ def test_margin_over_the_champion():
         comparison={"auc_diff": 0.01, "ci_low": 0.001, "ci_high": 0.02},
     )
     assert small.promote is False
-    assert any(r.endswith("difference +0.0100; it must be at least +0.0200") for r in small.reasons)
+    assert any(r.endswith(": 0.0100 better; needed: at least 0.0200 better (min_improvement +0.0200)")
+               for r in small.reasons)
     enough = decide(
         GOOD,
         gates,
@@ -181,6 +183,29 @@ def test_margin_over_the_champion():
         comparison={"auc_diff": 0.03, "ci_low": 0.01, "ci_high": 0.05},
     )
     assert enough.promote is True
+
+
+def test_a_negative_margin_never_reads_beats():
+    """min_improvement -0.01 lets a challenger 0.0055 worse through: the reasons say it is worse."""
+    d = decide(
+        {**GOOD, "auc": 0.8012},
+        Gates(min_improvement=-0.01, require_significance=False),
+        champion={"auc": 0.8067},
+        comparison={"auc_diff": -0.0055, "ci_low": -0.01, "ci_high": -0.001},
+        champion_version="3",
+    )
+    assert d.promote is True
+    assert not any("beats" in r for r in d.reasons), d.reasons
+    assert d.reasons[0] == ("promote: the challenger passes every gate and is within min_improvement of the "
+                            "champion, though not better")
+    assert (
+        "is within the allowed margin of the champion (version 3), though not better: challenger AUC 0.8012 vs "
+        "champion 0.8067 (version 3) on the same test rows: 0.0055 worse; needed: at most 0.0100 worse "
+        "(min_improvement -0.0100)"
+    ) in d.reasons
+    worse = decide({**GOOD, "auc": 0.79}, Gates(min_improvement=-0.01, require_significance=False),
+                   champion={"auc": 0.81}, comparison={"auc_diff": -0.02}, champion_version="3")
+    assert not worse.promote and any(r.startswith("does not beat") and "0.0200 worse" in r for r in worse.reasons)
 
 
 def test_better_than_champion_but_failing_a_gate_is_kept():
