@@ -1,4 +1,5 @@
-"""Compile the pipelines into compiled/<target>/<name>.yaml, byte-identical on every run."""
+"""Compile the pipelines into compiled/<target>/<name>.yaml, and each component into
+compiled/components/<component>.yaml (for users' own pipelines), byte-identical on every run."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from components._shared.images import DEFAULT_REGISTRY, ROLES, VERSION, Images
 from pipelines.training import CompileOptions, build_pipeline
 
 COMPILED_TARGETS = ("kubeflow", "vertex")
+COMPONENTS_DIR = "components"  # under the output folder: one YAML per component, whatever the target
+# Stage packages, in pipeline order; each exports its components (see components/_shared/exports.py).
+STAGES = ("ingest", "validate", "engineer", "train", "evaluate", "compare", "export", "deploy", "monitor", "predict")
 # Compile options that only the Kubeflow target has (Vertex AI Pipelines mount no PVCs).
 KUBEFLOW_ONLY = ("serving_pvc", "mlflow_secret")
 # ... and those only Vertex has (a Secret Manager secret instead of a Kubernetes one).
@@ -50,9 +54,34 @@ def compile_text(pipeline_func, images: Images) -> str:
     return text
 
 
+def components_to_compile() -> dict:
+    """Component name (its function's name) -> component, from every stage package's exports."""
+    import importlib
+
+    found = {}
+    for stage in STAGES:
+        package = importlib.import_module(f"components.{stage}")
+        found.update((name, getattr(package, name)) for name in package.__all__)
+    return found
+
+
+def _write_or_diff(text: str, path: str, check: bool, changed: list) -> None:
+    """Write ``text`` to ``path`` (or with ``check`` print a diff) when it differs; record the path."""
+    old = open(path).read() if os.path.exists(path) else None
+    if old == text:
+        return
+    changed.append(path)
+    if check:
+        diff = list(difflib.unified_diff((old or "").splitlines(), text.splitlines(), path, "fresh", n=1))
+        print("\n".join(diff[:40]))
+        return
+    io.write_text_atomic(text, path)
+
+
 def compile_all(out_dir: str = "compiled", images: Optional[Images] = None, check: bool = False,
                 options: Optional[dict] = None) -> list[str]:
-    """Write (or with ``check`` compare) every pipeline for every target. Returns stale/written paths."""
+    """Write (or with ``check`` compare) every pipeline for every target, and every component.
+    Returns stale/written paths."""
     images = images or Images()
     changed = []
     for target in COMPILED_TARGETS:
@@ -60,15 +89,10 @@ def compile_all(out_dir: str = "compiled", images: Optional[Images] = None, chec
         given = {k: v for k, v in (options or {}).items() if k not in only_other}
         opts = CompileOptions(target=target, **given)
         for name, builder in _pipelines().items():
-            text = compile_text(builder(opts), images)
-            path = os.path.join(out_dir, target, f"{name}.yaml")
-            old = open(path).read() if os.path.exists(path) else None
-            if old == text:
-                continue
-            changed.append(path)
-            if check:
-                diff = list(difflib.unified_diff((old or "").splitlines(), text.splitlines(), path, "fresh", n=1))
-                print("\n".join(diff[:40]))
-                continue
-            io.write_text_atomic(text, path)
+            _write_or_diff(compile_text(builder(opts), images), os.path.join(out_dir, target, f"{name}.yaml"),
+                           check, changed)
+    # Components carry no compile options (GPU, PVC, secrets are set on a pipeline's tasks), only images.
+    for name, component in components_to_compile().items():
+        _write_or_diff(compile_text(component, images), os.path.join(out_dir, COMPONENTS_DIR, f"{name}.yaml"),
+                       check, changed)
     return changed

@@ -142,7 +142,7 @@ def drift_report(
 
     from components._shared import io
     from components.validate.component_io import read_reference
-    from components.validate.drift_report import drift_report as run_report
+    from components.validate.evidently_drift import drift_report as run_report
 
     logging.basicConfig(level=logging.INFO)
     ref = read_reference(reference.path)

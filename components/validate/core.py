@@ -4,7 +4,7 @@
 anomaly checks from :mod:`components._shared.anomalies`, the drift gate (population stability
 index over every row, per feature) from :mod:`components._shared.drift`, the HTML page from
 :mod:`components.validate.report`. evidently's drift tests run on a sample, for the report only,
-in their own pipeline step (``components/validate/drift_report.py``): importing evidently
+in their own pipeline step (``components/validate/evidently_drift.py``): importing evidently
 alone takes over 3 s, which would otherwise sit on the path to training.
 """
 

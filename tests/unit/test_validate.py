@@ -491,7 +491,7 @@ def test_a_mixed_object_column_is_reported_not_raised(splits):
 
 
 def test_drift_report_first_run_compares_train_with_test(splits, reference, tmp_path):
-    from components.validate.drift_report import drift_report
+    from components.validate.evidently_drift import drift_report
 
     paths = {}
     for split in ("train", "test"):
@@ -506,7 +506,7 @@ def test_drift_report_first_run_compares_train_with_test(splits, reference, tmp_
 
 
 def test_drift_report_against_a_champion_sample_finds_the_shifted_feature(splits, reference, tmp_path):
-    from components.validate.drift_report import drift_report
+    from components.validate.evidently_drift import drift_report
 
     champion_sample = str(tmp_path / "reference.parquet")
     io.write_parquet(splits["train"].drop(columns=["region"]), champion_sample)  # an older feature set
@@ -524,7 +524,7 @@ def test_drift_report_against_a_champion_sample_finds_the_shifted_feature(splits
 
 def test_drift_report_failure_is_written_not_raised(splits, reference, tmp_path, monkeypatch):
     from components._shared import drift as shared_drift
-    from components.validate import drift_report as mod
+    from components.validate import evidently_drift as mod
 
     def boom(*args, **kwargs):
         raise ValueError("unsupported column type")
