@@ -54,54 +54,19 @@ class DeployResult:
 # --------------------------------------------------------------------------- model card
 
 
-BINARY_CARD_METRICS = ("auc", "pr_auc", "log_loss", "brier", "accuracy", "precision", "recall", "f1", "ece",
-                       "max_auc_gap", "min_demographic_parity_ratio", "threshold")
-
-
-def _label_line(ingest_meta: dict, task) -> str:
-    label = f"- Label: `{ingest_meta.get('label', '?')}`"
-    if task.name == "multiclass":
-        return f"{label} (multiclass: {', '.join(map(str, ingest_meta.get('classes') or [])) or 'n/a'})"
-    if task.name == "regression":
-        return f"{label} (regression: predictions are in the label's units)"
-    return f"{label} (positive value {ingest_meta.get('positive_label', '?')!r})"
-
-
-def _slice_line(col: str, s: dict) -> str:
-    if "auc_gap" in s:
-        return (f"\nSlices by `{col}`: AUC gap {s['auc_gap']:.4f}, demographic parity ratio "
-                f"{s['demographic_parity_ratio']:.4f}")
-    numbers = {k: v for k, v in s.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    return f"\nSlices by `{col}`: " + ", ".join(f"{k} {v:.4f}" for k, v in numbers.items())
-
-
-def model_card(model_name: str, version: str, evaluation: dict, decision: dict, ingest_meta: dict,
-               train_meta: dict, lineage: dict) -> str:
-    from components._shared.task import task_of
-
-    task = task_of(ingest_meta)
-    m = evaluation.get("metrics", {})
-    lines = [f"# Model card: {model_name} v{version}", "",
-             "## Data", "",
-             f"- Source: `{ingest_meta.get('source_uri', 'n/a')}`",
-             f"- Content hash: `{ingest_meta.get('content_hash', 'n/a')}`",
-             f"- Rows: {ingest_meta.get('rows', {})}",
-             f"- Task: {task.name}",
-             _label_line(ingest_meta, task),
-             f"- Features: {', '.join(train_meta.get('features', [])) or 'n/a'}", "",
-             "## Training", "", f"- Parameters: {train_meta.get('params', {})}",
-             f"- Device: {train_meta.get('device', 'n/a')}", "",
-             "## Test metrics", "", "| metric | value |", "|---|---|"]
-    keys = BINARY_CARD_METRICS if task.name == "binary" else task.headline
-    for k in keys:
-        if isinstance(m.get(k), (int, float)) and not isinstance(m.get(k), bool):
-            lines.append(f"| {k} | {m[k]:.4f} |")
-    for col, s in (evaluation.get("slices") or {}).items():
-        if isinstance(s, dict):
-            lines.append(_slice_line(col, s))
-    lines += ["", "## Promotion decision", ""] + [f"- {r}" for r in decision.get("reasons", [])]
-    lines += ["", "## Lineage", ""] + [f"- {k}: `{v}`" for k, v in sorted(lineage.items())]
-    return "\n".join(lines) + "\n"
+def store_card(client, model_name: str, version: str, run_id: Optional[str], card: str, description: str) -> None:
+    """The version's card once the registry has numbered it: the description (``description``, the
+    card or its registry-sized form) and the full card as the run artifact ``card/model_card.md``.
+    Safe to repeat: both are overwritten with the same text."""
+    mv = client.get_model_version(model_name, version)
+    if (mv.description or "") != description:
+        client.update_model_version(model_name, version, description=description)
+    if run_id:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, layout.CARD_FILE)
+            with open(path, "w") as fh:
+                fh.write(card)
+            client.log_artifact(run_id, path, artifact_path=layout.CARD)
 
 
 # --------------------------------------------------------------------------- registry + serving
@@ -177,7 +142,7 @@ def deploy(
     tracking_uri: str,
     serving_base: str,
     artifacts: dict,
-    card: str,
+    card,
     tags: Optional[dict] = None,
     require_approval: bool = False,
     verify=None,
@@ -190,7 +155,10 @@ def deploy(
     Args:
         artifacts: Registry artifact folder -> local path (the layout of ``_shared.champion``, as
             :func:`components._shared.champion.stage_artifacts` returns it).
-        card: The model card (Markdown) stored as the version's description and as an artifact.
+        card: The model card (Markdown) stored as the version's description and as an artifact: a
+            text, or ``card(version) -> (card, description)`` called once the registry has numbered
+            the version (the description is the card in the registry's size, see
+            :func:`components.deploy.card.registry_text`).
         verify: ``verify(path) -> int`` loads a pushed version and replays its warm-up requests;
             defaults to :func:`components._shared.warmup.replay_warmup`.
         before_promote: ``before_promote(version) -> dict`` runs after verification and before
@@ -211,12 +179,17 @@ def deploy(
     client = registry.configure(tracking_uri, model_name)
     t = Target(client, serving_base, model_name)
     repair(t)  # before registering anything: a lost registry or a half-done change stops here
-    with tempfile.TemporaryDirectory() as tmp:
-        card_path = os.path.join(tmp, layout.CARD_FILE)
-        with open(card_path, "w") as fh:
-            fh.write(card)
-        ref, reused = register_version(client, model_name, fp, {**artifacts, layout.CARD: card_path}, card, tags or {},
-                                       training_run=training_run)
+    if callable(card):  # written once the version has its number
+        ref, reused = register_version(client, model_name, fp, artifacts, "", tags or {}, training_run=training_run)
+        text, description = card(ref.version)
+        store_card(client, model_name, ref.version, ref.run_id, text, description)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            card_path = os.path.join(tmp, layout.CARD_FILE)
+            with open(card_path, "w") as fh:
+                fh.write(card)
+            ref, reused = register_version(client, model_name, fp, {**artifacts, layout.CARD: card_path}, card,
+                                           tags or {}, training_run=training_run)
     version = ref.version
     faults.point("deploy:after-register")
     if serving_base:
@@ -325,7 +298,38 @@ def status(model_name: str, tracking_uri: str, serving_base: str, fix: bool = Fa
     return dict(check_state(t), repaired=done["actions"], warnings=done["warnings"])
 
 
-CARD_VERSION = "next"  # the card is written before the registry numbers the version
+def code_version() -> str:
+    """This package's version (the one installed in the image), or the source tree's."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("kfp-tf-gate")
+    except metadata.PackageNotFoundError:
+        from components._shared.images import VERSION
+
+        return VERSION
+
+
+def training_run_info(tracking_uri: str, model_metadata: dict) -> dict:
+    """The training run named in train's model metadata: ``run_id``, ``params`` (its MLflow params,
+    the hyperparameters) and ``url`` (the MLflow UI page, when the tracking URI is http(s)).
+    Without a reachable run: the metadata's own figures (device, epochs run) as params."""
+    meta = dict(model_metadata or {})
+    own = {k: v for k, v in meta.items() if k in ("device", "epochs_run", "framework")}
+    run_id = meta.get("mlflow_run_id") or ""
+    if not run_id:
+        return {"run_id": "", "params": own, "url": ""}
+    try:
+        run = registry.configure(tracking_uri).get_run(run_id)
+    except Exception as exc:  # tracked elsewhere or deleted: the card says what it knows
+        logger.warning("training run %s is not readable from %s (%s): the card has no hyperparameters from it",
+                       run_id, tracking_uri, exc)
+        return {"run_id": run_id, "params": own, "url": ""}
+    params = {**own, **dict(run.data.params or {})}
+    url = ""
+    if tracking_uri.startswith(("http://", "https://")):
+        url = f"{tracking_uri.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+    return {"run_id": run_id, "params": params, "url": url}
 
 
 def deploy_run(
@@ -346,31 +350,48 @@ def deploy_run(
     require_approval: bool = False,
     vertex=None,
     verify=None,
+    export_metrics: Optional[dict] = None,
+    card_fields: Optional[dict] = None,
 ) -> tuple[DeployResult, str]:
     """Deploy what one pipeline run produced: the registry layout, the model card, then :func:`deploy`.
 
     Args:
         schema, evaluation, decision, ingest_info: The validate, evaluate, compare and ingest results.
-        model_metadata: The trained model artifact's metadata (training parameters, ``device``).
+        model_metadata: The trained model artifact's metadata (``mlflow_run_id``, ``device``, ...).
         saved_model_uri: Where the SavedModel lives for Vertex AI (its artifact URI).
         image: The trainer image, for the card's lineage.
         vertex: A :class:`components.deploy.vertex.VertexTarget`; the version is uploaded (and
             deployed to its endpoint) before any alias moves, so a Vertex failure promotes nothing.
+        export_metrics: Export's figures (TFLite quantization, sizes, differences) for the card.
+        card_fields: The user's card fields (:func:`components.deploy.card.load_fields`).
 
     Returns:
         (the deploy result, the model card with the registered version number)
     """
     from components._shared.scoring import model_spec
+    from components._shared.task import task_of
+    from components.deploy.card import model_card, registry_text
 
     meta = dict(model_metadata or {})
     spec = model_spec(model_dir)
-    lineage = {"pipeline_run": pipeline_run, "data_hash": ingest_info["content_hash"],
-               "data_uri": ingest_info["source_uri"], "saved_model_uri": saved_model_uri, "trainer_image": image}
-    train_meta = {"features": [f["name"] for f in spec["numeric"] + spec["categorical"]],
-                  "params": {k: v for k, v in meta.items() if k not in ("mlflow_run_id", "mlflow_model_uri")},
-                  "device": meta.get("device", "")}
-    card = model_card(model_name, CARD_VERSION, evaluation, decision, ingest_info, train_meta, lineage)
-    from components._shared.task import task_of
+    trained = training_run_info(tracking_uri, meta)
+    lineage = {"training_run_id": trained["run_id"], "training_run_url": trained["url"], "pipeline_run": pipeline_run,
+               "image": image, "code_version": code_version(), "saved_model_uri": saved_model_uri}
+    if vertex is not None:
+        lineage["vertex_note"] = (f"uploaded as a version of the Vertex AI model `{model_name}` labelled "
+                                  f"fingerprint={fingerprint(saved_model_dir)[:12]}...; Vertex numbers its versions "
+                                  "itself, so its version id may differ from this one")
+    alias = registry.CANDIDATE if require_approval else registry.CHAMPION
+    rendered = {}
+
+    def card(version: str) -> tuple[str, str]:
+        """The card and its registry description, with the number the registry gave the version."""
+        if version not in rendered:
+            kw = dict(ingest=ingest_info, schema=schema, spec=spec, params=trained["params"], evaluation=evaluation,
+                      decision=decision, export=export_metrics or {}, lineage=lineage, fields=card_fields or {})
+            full = model_card(model_name, version, alias, **kw)
+            rendered[version] = full, registry_text(full, model_card(model_name, version, alias, compact=True, **kw))
+        return rendered[version]
 
     task = task_of(spec)
     tags = {"pipeline_run": pipeline_run, "data_hash": ingest_info["content_hash"], "task": task.name}
@@ -382,7 +403,8 @@ def deploy_run(
         from components.deploy.vertex import upload_and_deploy
 
         def before_promote(version):
-            return {"vertex": upload_and_deploy(vertex, model_name, saved_model_uri, fingerprint(saved_model_dir), card)}
+            return {"vertex": upload_and_deploy(vertex, model_name, saved_model_uri, fingerprint(saved_model_dir),
+                                                card(version)[1])}
 
     with tempfile.TemporaryDirectory(prefix="deploy-") as work:
         artifacts = layout.stage_artifacts(work, model_dir, saved_model_dir, schema, train_data_path,
@@ -390,7 +412,7 @@ def deploy_run(
         result = deploy(saved_model_dir, model_name, tracking_uri, serving_base, artifacts=artifacts, card=card,
                         tags=tags, require_approval=require_approval, before_promote=before_promote, verify=verify,
                         expected_champion=decision.get("champion_version") or "", training_run=meta)
-    return result, card.replace(f"v{CARD_VERSION}", f"v{result.version}")
+    return result, card(result.version)[0]
 
 
 def find_deployment(tracking_uri: str, model_name: str, saved_model_dir: str, serving_base: str) -> Optional[dict]:

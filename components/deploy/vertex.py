@@ -120,6 +120,9 @@ def upload_and_deploy(target: VertexTarget, model_name: str, artifact_uri: str, 
                       description: str = "") -> dict:
     """Upload ``artifact_uri`` (a SavedModel folder on GCS) as a version of ``model_name`` and deploy it.
 
+    ``description`` (the model card) becomes the uploaded version's description; a version found by
+    its fingerprint (a retry) keeps the one it was uploaded with.
+
     Returns:
         ``{"model", "version", "endpoint", "deployed_model_id", "traffic_split", "uploaded", "deployed"}``;
         ``endpoint`` and the two after it are None/empty when no endpoint is configured.
@@ -151,7 +154,10 @@ def upload_and_deploy(target: VertexTarget, model_name: str, artifact_uri: str, 
                 is_default_version=True,
                 version_aliases=[a for a in ALIASES if a != "default"],
                 labels={"fingerprint": label, "managed-by": MANAGED_BY},
-                description=description[:2000],
+                # The card as the model's description and as this version's own (the model's is shared
+                # by its versions and shows the latest); the API documents no length limit for either.
+                description=description or None,
+                version_description=description or None,
             )
             logger.info("Vertex model %s: uploaded %s as version %s", model.resource_name, artifact_uri, model.version_id)
         else:

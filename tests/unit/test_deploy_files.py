@@ -9,9 +9,9 @@ import shutil
 import pytest
 
 from components._shared import io
-from components._shared.errors import DeployError
+from components._shared.errors import ConfigError, DeployError
 from components._shared.serving_state import labels
-from components.deploy.core import model_card
+from components.deploy.card import SECTIONS, load_fields, model_card, parse_fields, registry_text
 from components.deploy.serving import (
     CONFIG_FILE,
     STATE_FILE,
@@ -227,59 +227,92 @@ def test_models_config_skips_a_model_with_nothing_served(tmp_path):
 # --------------------------------------------------------------------------- model card
 
 
-def test_model_card_names_data_metrics_decision_and_lineage():
-    card = model_card(
-        "churn",
-        "5",
-        evaluation={
-            "metrics": {"auc": 0.81234, "ece": 0.02, "threshold": 0.4},
-            "slices": {"region": {"auc_gap": 0.05, "demographic_parity_ratio": 0.9}},
-        },
-        decision={"reasons": ["promote: the challenger passes every gate"]},
-        ingest_meta={
-            "source_uri": "gs://b/churn.csv",
-            "content_hash": "abc123",
-            "rows": {"train": 7},
-            "label": "churned",
-            "positive_label": "yes",
-        },
-        train_meta={
-            "features": ["tenure_months", "region"],
-            "params": {"epochs": 2},
-            "device": "CPU",
-        },
-        lineage={"pipeline_run": "run-1", "data_hash": "abc123"},
-    )
-    assert card.startswith("# Model card: churn v5\n")
+INGEST = {"source_uri": "gs://b/churn.csv", "content_hash": "abc123", "rows": {"train": 700, "eval": 150, "test": 150},
+          "label": "churned", "positive_label": "yes", "negative_label": "no", "task": "binary"}
+SPEC = {"task": "binary", "numeric": [{"name": "tenure", "kind": "numeric", "fill": 12.0, "log": True},
+                                      {"name": "signup", "kind": "timestamp", "fill": 18500.0, "log": False}],
+        "categorical": [{"name": "region", "vocab": ["eu", "us"]}], "excluded": ["customer_id"]}
+EVALUATION = {"metrics": {"auc": 0.8012, "ece": 0.02, "threshold": 0.4, "rows": 150},
+              "slices": {"region": {"slices": {"eu": {"rows": 80, "auc": 0.81, "positive_rate": 0.2,
+                                                      "predicted_positive_rate": 0.25},
+                                               "us": {"rows": 70, "auc": 0.76, "positive_rate": 0.3,
+                                                      "predicted_positive_rate": 0.22}},
+                                    "auc_gap": 0.05, "demographic_parity_ratio": 0.88}}}
+DECISION = {"promote": True, "champion_version": "3", "champion": {"auc": 0.8067}, "challenger": {"auc": 0.8012},
+            "comparison": {"auc_diff": -0.0055, "ci_low": -0.01, "ci_high": -0.001, "n_boot": 200, "rows": 150},
+            "gates": {"min_auc": 0.6, "max_auc_gap": 0.04, "min_improvement": -0.01}, "reasons": ["promote: ..."]}
+
+
+def _card(**kw):
+    args = dict(ingest=INGEST, spec=SPEC, evaluation=EVALUATION, decision=DECISION,
+                schema={"columns": {"signup": {"kind": "timestamp", "min": 18000.0, "max": 19500.0}}},
+                params={"epochs": "10", "hidden_units": "(64, 32)"},
+                export={"tflite_quantization": "float16", "tflite_bytes": 23456, "tflite_max_abs_diff": 3.1e-4},
+                lineage={"training_run_id": "r1", "training_run_url": "http://mlflow:5000/#/experiments/1/runs/r1",
+                         "pipeline_run": "run-7", "image": "img:0.1.0", "code_version": "0.1.0"})
+    return model_card("churn", "5", kw.pop("alias", "champion"), **{**args, **kw})
+
+
+def test_model_card_has_every_section_as_tables_and_sentences():
+    card = _card()
+    assert card.startswith("# Model card: churn version 5\n")
+    for heading in SECTIONS:
+        assert f"\n## {heading}\n" in card, heading
     for fragment in (
-        "- Source: `gs://b/churn.csv`",
-        "- Content hash: `abc123`",
-        "- Label: `churned` (positive value 'yes')",
-        "- Features: tenure_months, region",
-        "| auc | 0.8123 |",
-        "| threshold | 0.4000 |",
-        "Slices by `region`: AUC gap 0.0500, demographic parity ratio 0.9000",
-        "- promote: the challenger passes every gate",
-        "- pipeline_run: `run-1`",
+        "champion: serves the model's traffic", "Source `gs://b/churn.csv`, content hash `abc123`.",
+        "| train | 700 |", "| total | 1000 |", "Time range of `signup` in the train split: 2019-04-14 to 2023-05-23.",
+        "| `tenure` | numeric | missing -> median 12, log1p, standardised |", "| hidden_units | 64, 32 |",
+        "| AUC | 0.8012 |", "| eu | 80 | 0.8100 | 0.200 | 0.250 |",
+        "Largest AUC gap: 0.0500 (by `region`); the gate allows at most 0.0400, so it fails.",
+        "| quantization | float16 |", "| TFLite size | 22.9 KiB |",
+        "| training run (MLflow) | [r1](http://mlflow:5000/#/experiments/1/runs/r1) |", "kfp-tf-gate 0.1.0",
+        # a negative margin: the numbers, said as they are
+        "challenger AUC 0.8012 vs champion 0.8067 (version 3) on the same test rows: 0.0055 worse",
+        "Intended use, Limitations, Ethical considerations, Owners not filled in: pass a YAML or JSON file",
     ):
         assert fragment in card, fragment
+    assert "{'" not in card and "['" not in card and "vnext" not in card and "beats" not in card
 
 
 @pytest.mark.parametrize("task,metrics,slices,fragments", [
-    ("regression", {"rmse": 55.8, "mae": 44.1, "r2": 0.5}, {"sex": {"rmse": 50.0, "rows": 40}},
-     ["- Task: regression", "(regression: predictions are in the label's units)", "| rmse | 55.8000 |",
-      "| r2 | 0.5000 |", "Slices by `sex`: rmse 50.0000, rows 40.0000"]),
+    ("regression", {"rmse": 55.8, "mae": 44.1, "r2": 0.5},
+     {"sex": {"slices": {"f": {"rows": 40, "rmse": 50.0}}, "rmse_gap": 3.0}},
+     ["Regression of `y`; predictions are in the label's units.", "| RMSE | 55.8000 |", "| R² | 0.5000 |",
+      "By `sex`: RMSE gap 3.0000.", "| f | 40 | 50.0000 |", "no gap gate applies to regression models"]),
     ("multiclass", {"accuracy": 0.9, "macro_f1": 0.85, "log_loss": 0.3}, {},
-     ["- Task: multiclass", "(multiclass: a, b, c)", "| accuracy | 0.9000 |", "| log_loss | 0.3000 |"]),
+     ["Multiclass classification of `y` into 3 classes: `a`, `b`, `c`.", "| accuracy | 0.9000 |",
+      "| log loss | 0.3000 |", "No slice column was evaluated"]),
 ])
 def test_model_card_of_other_tasks_shows_their_metrics(task, metrics, slices, fragments):
-    from components.deploy.core import model_card
-
-    card = model_card("m", "2", {"metrics": metrics, "slices": slices}, {"reasons": ["promote: ..."]},
-                      {"label": "y", "task": task, "classes": ["a", "b", "c"]}, {"features": ["x"]}, {})
-    for fragment in fragments:
+    card = model_card("m", "2", "candidate", ingest={"label": "y", "task": task, "classes": ["a", "b", "c"]},
+                      spec={"task": task, "numeric": [{"name": "x", "kind": "numeric"}], "categorical": []},
+                      evaluation={"metrics": metrics, "slices": slices}, decision={"reasons": ["promote: ..."]})
+    for fragment in fragments + ["candidate awaiting approval", "No champion was registered"]:
         assert fragment in card, fragment
     assert "auc" not in card.lower().replace("macro_auc", "")
+
+
+def test_model_card_fields_from_a_yaml_file(tmp_path):
+    path = tmp_path / "card.yaml"
+    path.write_text("intended_use: Rank customers by churn risk.\nlimitations:\n  - EU customers only.\n"
+                    "ethical_considerations: Region is an input.\nowners:\n  - name: Retention\n"
+                    "    contact: r@example.com\n")
+    card = _card(fields=load_fields(str(path)))
+    assert "## Intended use\n\nRank customers by churn risk.\n" in card
+    assert "- EU customers only." in card and "- Retention (r@example.com)" in card and "not filled in" not in card
+    with pytest.raises(ConfigError, match="unknown key.*'intended_usage'"):
+        parse_fields({"intended_usage": "x"})
+    with pytest.raises(ConfigError, match="cannot read the model card file"):
+        load_fields(str(tmp_path / "missing.yaml"))
+
+
+def test_registry_text_fits_the_registry_limit():
+    many = {**SPEC, "numeric": [{"name": f"feature_{i:03d}", "kind": "numeric", "fill": 1.0} for i in range(120)]}
+    full, compact = _card(spec=many), _card(spec=many, compact=True)
+    assert len(full) > 5000 and registry_text(full, compact) == compact and len(compact) <= 5000
+    assert registry_text("short") == "short"
+    cut = registry_text("x\n" * 4000)
+    assert len(cut) <= 5000 and cut.rstrip().endswith("the full card is the run artifact `card/model_card.md`._")
 
 
 # --------------------------------------------------------------------------- the record's rules

@@ -12,7 +12,8 @@ import pytest
 from components._shared import registry
 from components._shared.errors import DeployError
 from components._shared.serving_state import labels
-from components.deploy.core import approve, deploy, rollback
+from components.deploy.card import SECTIONS
+from components.deploy.core import approve, deploy, deploy_run, rollback
 from components.deploy.serving import CONFIG_FILE, read_state
 from pipelines.data import generate_churn
 from tests.stage_helpers import prepare, train_small
@@ -36,7 +37,7 @@ def exports(tmp_path_factory):
     prepared = prepare(generate_churn(1500, seed=4), str(root / "data"))
     model_dir = str(root / "model")
     train_small(prepared, model_dir, epochs=1)
-    out = {"model": model_dir}
+    out = {"model": model_dir, "prepared": prepared}
     for name, threshold in (("a", 0.5), ("b", 0.45), ("c", 0.4)):
         out[name] = export(
             model_dir,
@@ -157,6 +158,48 @@ def test_first_deploy_makes_the_champion(exports, tracking_uri, serving):
     local = registry.download(client, ref, str(os.path.dirname(serving) + "/dl"), "model")
     assert {"model.keras", "transform_spec.json"} <= set(os.listdir(local))
     assert client.get_model_version(MODEL, "1").description.startswith(f"# Model card: {MODEL}")
+
+
+def test_the_card_in_the_registry_names_the_registered_version(exports, tracking_uri, serving, tmp_path):
+    """deploy_run writes the card once MLflow has numbered the version: the description, the run's
+    card/model_card.md and the returned text are the same, with version 2 in them; a retry keeps it."""
+    import mlflow
+
+    _deploy(exports, "a", tracking_uri, serving)  # version 1: the champion compared against
+    client = _client(tracking_uri)
+    with mlflow.start_run(run_name="train") as training:  # the run train would have logged
+        mlflow.log_params({"epochs": "1", "hidden_units": "(64, 32)", "learning_rate": "0.001"})
+    fields = tmp_path / "card.json"
+    fields.write_text('{"intended_use": "Rank customers by churn risk.", "owners": ["Retention team"]}')
+    from components.deploy.card import load_fields
+
+    p = exports["prepared"]
+    decision = {"promote": True, "champion_version": "1", "champion": {"auc": 0.8067}, "challenger": {"auc": 0.8012},
+                "comparison": {"auc_diff": -0.0055, "ci_low": -0.01, "ci_high": 0.001, "n_boot": 50, "rows": 300},
+                "gates": {"min_auc": 0.5, "min_improvement": -0.01}, "reasons": ["promote: ..."]}
+
+    def deploy_b():
+        return deploy_run(exports["b"], exports["model"], p.train, p.schema,
+                          {"metrics": {"auc": 0.8012, "ece": 0.03}, "slices": {}}, decision, p.info, MODEL,
+                          tracking_uri, serving, model_metadata={"mlflow_run_id": training.info.run_id, "device": "CPU"},
+                          pipeline_run="run-b", image="img:test", export_metrics={"tflite_bytes": 2048.0},
+                          card_fields=load_fields(str(fields)))
+
+    result, card = deploy_b()
+    assert result.version == "2"
+    mv = client.get_model_version(MODEL, "2")
+    assert mv.description == card
+    assert card.startswith(f"# Model card: {MODEL} version 2\n")
+    for heading in SECTIONS:
+        assert f"\n## {heading}\n" in card, heading
+    assert "{'" not in card and "vnext" not in card and "next" not in card.split("\n", 1)[0]
+    assert "| hidden_units | 64, 32 |" in card and f"`{training.info.run_id}`" in card
+    assert "0.0055 worse" in card and "beats" not in card and "Rank customers by churn risk." in card
+    stored = client.download_artifacts(mv.run_id, "card/model_card.md", str(tmp_path / "dl"))
+    assert open(stored).read() == card
+    again, same = deploy_b()  # deploy is safe to repeat: the same version, the same card
+    assert (again.version, again.reused, same) == ("2", True, card)
+    assert client.get_model_version(MODEL, "2").description == card
 
 
 def test_a_second_model_becomes_champion_and_the_first_is_kept_as_previous(

@@ -52,6 +52,7 @@ def test_first_deploy_uploads_version_1_and_gives_it_all_traffic(server):
     (upload,) = server.calls("UploadModel")
     assert "parentModel" not in upload.body
     assert upload.body["model"]["artifactUri"] == "gs://bucket/models/aaaaaaaa"
+    assert upload.body["model"]["versionDescription"] == upload.body["model"]["description"] == "card"
     (v1,) = server.model_versions(LOCATION, MODEL)
     assert v1["versionId"] == "1" and sorted(v1["versionAliases"]) == ["champion", "default"]
     assert v1["labels"] == {"fingerprint": FP1[:63], "managed-by": "kfp-tf-gate"}
