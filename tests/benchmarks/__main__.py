@@ -13,6 +13,12 @@ README's Performance section between ``<!-- bench:start -->`` and ``<!-- bench:e
     python -m tests.benchmarks --rows 10000000 --parts stages --stages ingest validate engineer train
     python -m tests.benchmarks --smoke --out /tmp/bench         # tiny data: checks the benchmark itself
     python -m tests.benchmarks --report-only --update-readme    # README from bench-results/results.json
+    python -m tests.benchmarks --tfx --rows 1000000 --parts pipeline   # ours and the TFX peer (make bench-tfx)
+
+With ``--tfx`` each size also runs the TFX peer (:mod:`tests.benchmarks.tfx_peer`: TFX 1.16's
+LocalDagRunner on the same CSV, the same 64-32-1 MLP, batch size, learning rate and epochs) right
+after ours, so the ratio compares two runs made in the same conditions; training then defaults
+to 2 epochs for both. The peer's Python 3.10 virtualenv is created the first time (~6 minutes).
 """
 
 from __future__ import annotations
@@ -25,12 +31,13 @@ import shutil
 import sys
 import threading
 
-from tests.benchmarks import bench, report
+from tests.benchmarks import bench, report, tfx_peer
 from tests.benchmarks.procmon import machine
 from tests.benchmarks.stage import ORDER
 
 SMOKE_ROWS = 1500
 SMOKE_EPOCHS = 1
+TFX_EPOCHS = 2  # the peer trains a fixed number of epochs: both run this many unless --epochs
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,6 +89,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-stall", action="store_true", help="skip training's input-stall estimate")
     p.add_argument(
+        "--tfx",
+        action="store_true",
+        help="also run the TFX 1.16 peer on the same CSV after ours (creates its Python 3.10 "
+        f"virtualenv the first time, ~6 min; training defaults to {TFX_EPOCHS} epochs for both)",
+    )
+    p.add_argument(
+        "--tfx-workers",
+        type=int,
+        default=2,
+        help="Beam direct-runner worker processes of the TFX peer (multi-processing mode)",
+    )
+    p.add_argument(
         "--fresh", action="store_true", help="do not merge with earlier results in --out"
     )
     p.add_argument("--keep-runs", action="store_true", help="keep runs dirs and step work folders")
@@ -101,7 +120,9 @@ def main(argv=None) -> int:
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
     rows_list = [] if args.report_only else [SMOKE_ROWS] if args.smoke else sorted(set(args.rows))
-    epochs = args.epochs or (SMOKE_EPOCHS if args.smoke else None)
+    epochs = args.epochs or (SMOKE_EPOCHS if args.smoke else TFX_EPOCHS if args.tfx else None)
+    if args.tfx and not args.report_only:
+        tfx_peer.ensure_venv(log=lambda m: print(m, flush=True))  # fails early, before ours runs
     quiet_wait = args.quiet_wait if args.quiet_wait is not None else (0.0 if args.smoke else 90.0)
     results_path = os.path.join(out, "results.json")
     results: dict = {"sizes": {}}
@@ -115,6 +136,7 @@ def main(argv=None) -> int:
             machine=machine(),
             smoke=args.smoke,
             generated=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            commit=bench.git_commit(),
         )
     failed = False
     for rows in rows_list:
@@ -193,6 +215,27 @@ def main(argv=None) -> int:
             if not args.keep_runs:
                 shutil.rmtree(work, ignore_errors=True)
 
+        def tfx_part(rows=rows, csv=csv, entry=entry, say=say):
+            work = os.path.join(out, "tfx", str(rows))
+            r = tfx_peer.run_peer(
+                csv,
+                rows,
+                work,
+                epochs=epochs or TFX_EPOCHS,
+                workers=args.tfx_workers,
+                quiet_wait=quiet_wait,
+                log=say,
+            )
+            r["same_run_as_ours"] = "pipeline" in args.parts
+            if not args.keep_runs:
+                shutil.rmtree(os.path.join(work, "tfx-run"), ignore_errors=True)
+            entry["tfx"] = r
+            auc = (r.get("evaluation") or {}).get("auc")
+            say(
+                f"  TFX peer end to end: {r['wall_s']:.1f} s"
+                + (f", test AUC {auc:.4f}" if auc is not None else "")
+            )
+
         both = "pipeline" in args.parts and "stages" in args.parts
         if both and args.smoke:
             # Smoke numbers mean nothing, so both parts run at once to keep the check short.
@@ -200,9 +243,13 @@ def main(argv=None) -> int:
             thread.start()
             stages_part()
             thread.join()
+            if args.tfx:
+                tfx_part()
         else:
             if "pipeline" in args.parts:
                 pipeline_part()
+            if args.tfx:
+                tfx_part()
             if "stages" in args.parts:
                 stages_part()
         if "pipeline" not in args.parts and prev.get("end_to_end"):
@@ -211,8 +258,12 @@ def main(argv=None) -> int:
                 entry["end_to_end_with_champion"] = prev["end_to_end_with_champion"]
         if "stages" not in args.parts and prev.get("stages"):
             entry["stages"] = prev["stages"]
+        if not args.tfx and prev.get("tfx"):
+            # Kept for the record, but its ratio is against an earlier run of ours.
+            entry["tfx"] = dict(prev["tfx"], same_run_as_ours=False)
         failed |= bool((entry.get("end_to_end") or {}).get("error"))
         failed |= any("error" in r for r in (entry.get("stages") or {}).values())
+        failed |= bool(args.tfx and (entry.get("tfx") or {}).get("error"))
         results["sizes"][str(rows)] = entry
         _write(results, out)  # after each size, so a long run leaves partial results
     text = _write(results, out)

@@ -64,6 +64,22 @@ def wait_for_quiet(max_wait: float, busy_cores: float = 0.5, log=print) -> float
     return round(busy, 2)
 
 
+def git_commit() -> Optional[str]:
+    """The commit the measured code is at (``git log -1 --format=%h``), "+dirty" with local edits
+    to the code a run executes (components/, pipelines/)."""
+    try:
+        head = subprocess.run(
+            ["git", "log", "-1", "--format=%h"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "components", "pipelines"],
+            cwd=ROOT, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
 # --------------------------------------------------------------------------- data
 
 

@@ -77,3 +77,47 @@ def test_smoke_mode_reports_every_step(tmp_path):
     for stage in ORDER:
         assert f"| {stage} |" in markdown
     assert "Targets:" in markdown and "Machine:" in markdown
+
+
+def test_tfx_comparison_is_reported_beside_our_steps():
+    from tests.benchmarks.__main__ import TFX_EPOCHS, _parser
+    from tests.benchmarks.report import markdown, targets
+
+    args = _parser().parse_args(["--tfx", "--rows", "1000000", "--parts", "pipeline"])
+    assert args.tfx and args.tfx_workers == 2 and not _parser().parse_args([]).tfx
+    assert TFX_EPOCHS == 2
+    steps = {s: {"wall_s": w, "status": "SUCCESS"} for s, w in (("ingest", 5.0), ("train", 20.0), ("deploy", 3.0))}
+    comps = {
+        n: {"start": 100.0 + i, "end": 110.0 + i, "wall_s": w}
+        for i, (n, w) in enumerate((("CsvExampleGen", 60.0), ("StatisticsGen", 40.0), ("SchemaGen", 5.0), ("Trainer", 200.0)))
+    }
+    entry = {
+        "epochs": 2,
+        "end_to_end": {"wall_s": 40.0, "steps": steps, "runner": {"total_s": 12.0}, "challenger": {"auc": 0.8130}},
+        "tfx": {
+            "wall_s": 500.0,
+            "components": comps,
+            "evaluation": {"auc": 0.8150, "blessed": True},
+            "same_run_as_ours": True,
+            "outside_components_s": 195.0,
+            "before_first_component_s": 20.0,
+        },
+    }
+    results = {"sizes": {"1000000": entry}, "commit": "abc1234"}
+    by_target = {t["target"]: t for t in targets(results)}
+    ratio = by_target["1M rows end to end: TFX peer's time / ours"]
+    assert ratio["measured"] == 12.5 and ratio["met"]
+    gap = by_target["1M rows: TFX peer's test AUC minus ours"]
+    assert abs(gap["measured"] - 0.002) < 1e-9 and gap["met"]
+    text = markdown(results)
+    assert "TFX takes **12.5x** as long" in text and "commit abc1234" in text
+    # Our steps and TFX's components side by side, by the job they do.
+    assert "| statistics, schema, validation | — |  | StatisticsGen 40.0, SchemaGen 5.0 | 45.0 |" in text
+    assert "| training | train | 20.0 | Trainer | 200.0 |" in text
+    assert "| **end to end** | | **40.0** | | **500.0** |" in text
+    # A slower ours misses the target, and an earlier TFX run is labelled as such.
+    entry["end_to_end"]["wall_s"] = 100.0
+    entry["tfx"]["same_run_as_ours"] = False
+    ratio = {t["target"]: t for t in targets(results)}["1M rows end to end: TFX peer's time / ours"]
+    assert ratio["met"] is False and ratio["status"].startswith("missed by 5.0x")
+    assert "earlier benchmark run" in markdown(results)
