@@ -1,7 +1,7 @@
 """KFP wrapper of deploy (runs only inside dsl.If(promote))."""
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Markdown, Model, Output
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 from components._shared.images import IMAGES
 
@@ -26,6 +26,8 @@ def deploy_model(
     vertex_endpoint: str,
     canary_traffic_percent: int,
     pipeline_run: str = "",
+    export_metrics: Input[Metrics] = None,
+    model_card_file: str = "",
 ):
     """Register the version in MLflow, push it to TF Serving, verify warm-up, move the champion alias.
 
@@ -43,6 +45,10 @@ def deploy_model(
         vertex_location: Vertex AI region.
         vertex_endpoint: Vertex endpoint display name; empty to register without deploying.
         canary_traffic_percent: Share of endpoint traffic the new version receives (100 = full rollout).
+        export_metrics: Export's metrics (TFLite quantization, size, difference to the SavedModel), for the
+            model card; optional.
+        model_card_file: YAML or JSON file (local path or gs://...) with the model card's intended_use,
+            limitations, ethical_considerations and owners; empty: the card says they are not filled in.
     """
     from components.deploy.warmup import WarmupJob
 
@@ -54,6 +60,7 @@ def deploy_model(
 
         from components._shared import io
         from components._shared.errors import attempt_marker, fail_fast
+        from components.deploy.card import load_fields
         from components.deploy.core import deploy_run
         from components.deploy.vertex import VertexTarget
 
@@ -69,7 +76,9 @@ def deploy_model(
                 model_name, mlflow_tracking_uri, serving_base_dir, model_metadata=dict(model.metadata),
                 saved_model_uri=saved_model.uri, pipeline_run=pipeline_run,
                 image=os.environ.get("KFP_TF_GATE_IMAGE", "local"), require_approval=require_approval,
-                vertex=vertex, verify=warmup.verify)
+                vertex=vertex, verify=warmup.verify,
+                export_metrics=dict(export_metrics.metadata) if export_metrics is not None else None,
+                card_fields=load_fields(model_card_file))
         io.write_json(result.to_dict(), deployment.path)
         deployment.metadata.update({"version": result.version, "alias": result.alias, "serving_dir": result.serving_dir})
         with open(model_card.path, "w") as fh:

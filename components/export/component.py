@@ -47,3 +47,4 @@ def export_model(
                                   "max_abs_diff": result.metrics["tflite_max_abs_diff"]})
     for k, v in loggable(result.metrics).items():
         metrics.log_metric(k, v)
+    metrics.metadata["tflite_quantization"] = result.metrics["tflite_quantization"]  # the one shipped (model card)

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Optional
@@ -140,6 +139,50 @@ def _performance_line(perf: dict) -> str:
     )
 
 
+_ACTIONS = {  # trigger status -> what happened, for a person
+    "none": "no retraining needed",
+    "skipped": "retraining skipped (this window already started a run, or the cooldown holds)",
+    "dry-run": "dry run: a retraining run would start",
+    "not-configured": "retraining needed, but no trigger is configured",
+    "started": "retraining run started",
+    "exists": "a retraining run for this window already exists",
+    "failed": "starting the retraining run failed",
+}
+
+
+def headline(summary: dict) -> str:
+    """The page's title line: what the check found and what it did, in words ("no drift or
+    decay; no retraining needed"), never a bare "severity none, none"."""
+    severity = summary.get("severity") or "none"
+    measured = (summary.get("performance") or {}).get("status") == "ok"
+    if severity == "none":
+        found = "no drift or decay" if measured else "no drift (performance not measured: no labels)"
+    else:
+        found = f"{severity} severity"
+    status = (summary.get("trigger") or {}).get("status", "none")
+    return f"{found}; {_ACTIONS.get(status, status)}"
+
+
+def _value(v) -> str:
+    """A trigger value as text: yes/no, n/a, numbers, lists joined (never JSON)."""
+    if v is None:
+        return "n/a"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_value(x) for x in v) or "none"
+    if isinstance(v, dict):
+        return "; ".join(f"{k} {_value(x)}" for k, x in sorted(v.items())) or "none"
+    return str(v)
+
+
+def _rows(d: dict) -> list:
+    """(name, text, nested rows) per key: a dict value becomes a nested table."""
+    return [(k, "", _rows(v)) if isinstance(v, dict) else (k, _value(v), []) for k, v in sorted(d.items())]
+
+
 def report_context(summary: dict, drift_report_name: Optional[str] = None) -> dict:
     """The template's values, formatted (the template only lays them out)."""
     drift = summary.get("drift") or {}
@@ -177,10 +220,8 @@ def report_context(summary: dict, drift_report_name: Optional[str] = None) -> di
         "drift_threshold": _num((summary.get("thresholds") or {}).get("drift_share"), "{:.0%}"),
         "dedupe_key": summary["dedupe_key"],
         "reasons": (summary.get("decision") or {}).get("reasons", []),
-        "trigger": [
-            (k, v if isinstance(v, str) else json.dumps(v, default=str))
-            for k, v in sorted(trigger.items())
-        ],
+        "headline": headline(summary),
+        "trigger": _rows(trigger),
         "performance": performance,
         "drift_report": drift_report_name,
         "features": features,

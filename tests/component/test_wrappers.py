@@ -398,6 +398,7 @@ def test_train_evaluate_export_compare_deploy_chain(data_stage, tracking_uri, tm
             ingest_info=d["ingest_info"],
             deployment=deployment,
             model_card=card,
+            export_metrics=export_metrics,
             model_name=MODEL,
             mlflow_tracking_uri=tracking_uri,
             serving_base_dir=str(serving),
@@ -417,7 +418,9 @@ def test_train_evaluate_export_compare_deploy_chain(data_stage, tracking_uri, tm
     }
     with open(card.path) as fh:
         text = fh.read()
-    assert text.startswith(f"# Model card: {MODEL} v1\n") and "pipeline_run: `run-1`" in text
+    assert text.startswith(f"# Model card: {MODEL} version 1\n") and "| pipeline run | `run-1` |" in text
+    assert f"| quantization | {export_metrics.metadata['tflite_quantization']} |" in text  # export's figures, wired
+    assert "{'" not in text and "vnext" not in text
 
     # The same model against itself as champion: re-scored on the same rows, not better, kept.
     # Compare checked first that the served stable version is that champion and loads.

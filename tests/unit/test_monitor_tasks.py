@@ -162,6 +162,23 @@ def _summary(perf: dict, task: str) -> dict:
     }  # fmt: skip
 
 
+def test_report_html_reads_as_words_and_tables_not_json():
+    summary = {**_summary({"status": "skipped", "reason": "the window has no label column 'y'"}, "binary"),
+               "severity": "none"}
+    html = report_html(summary)
+    assert "<h1>Monitor m: no drift (performance not measured: no labels); no retraining needed</h1>" in html
+    assert "severity none" not in html
+    summary.update(severity="medium", trigger={
+        "status": "started", "promoted": True, "model_version": None, "run_id": "r-1",
+        "arguments": {"epochs": 3, "data_uri": "gs://b/w.csv"}, "url": "https://kfp.example/#/runs/details/r-1"})
+    html = report_html(summary)
+    assert "<h1>Monitor m: medium severity; retraining run started</h1>" in html
+    assert "<tr><th>promoted</th><td>yes</td></tr>" in html and "<tr><th>model_version</th><td>n/a</td></tr>" in html
+    assert "<tr><th>epochs</th><td>3</td></tr>" in html and '<a href="https://kfp.example/#/runs/details/r-1">' in html
+    for json_text in ("&#34;", "&quot;", "null", "true", "{&#39;", "{'"):
+        assert json_text not in html, json_text
+
+
 def test_prometheus_names_per_task():
     mc = prometheus_text(_summary({"status": "ok", "metric": "macro_auc", "macro_auc": 0.8,
                                    "macro_auc_at_training": 0.9, "decay": 0.1, "accuracy": 0.7,
