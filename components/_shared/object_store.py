@@ -35,8 +35,6 @@ import base64
 import json
 import logging
 import os
-import ssl
-import urllib.request
 from typing import Optional
 
 logger = logging.getLogger(__name__)
@@ -103,6 +101,10 @@ _SECRETS: dict = {}
 
 
 def _read_secret(url: str, token: str, cafile: Optional[str]) -> Optional[dict]:
+    # Here, not at the top: every task imports this module (attempt markers), few read a secret.
+    import ssl
+    import urllib.request
+
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}",
                                                    "Accept": "application/json"})
     try:
