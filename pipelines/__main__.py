@@ -17,7 +17,7 @@ EXIT_ERROR = 2
 
 
 def _add_run(sub) -> None:
-    from components._shared.params import PARAMS, TABLE
+    from components._shared.params import TABLE
 
     def helps(name: str) -> str:
         return f"{TABLE[name].help} (default: {TABLE[name].default!r})"
@@ -28,7 +28,9 @@ def _add_run(sub) -> None:
     p.add_argument("--task", default=None, choices=["auto", "binary", "multiclass", "regression"],
                    help=helps("task"))
     p.add_argument("--runs-dir", default="runs", help="where runs, MLflow (SQLite) and the serving base live")
-    p.add_argument("--model-name", default=PARAMS.model_name, help=helps("model_name"))
+    p.add_argument("--model-name", default=None,
+                   help=TABLE["model_name"].help + " (default: <data file, folder or table name>-model, e.g. "
+                        "churn-model for the embedded dataset)")
     p.add_argument("--id-column", default=None, help=TABLE["id_column"].help)
     p.add_argument("--exclude", default="", help=TABLE["exclude_columns"].help)
     p.add_argument("--positive-label", default="", help=TABLE["positive_label"].help)
@@ -103,11 +105,25 @@ def run_arguments(args) -> tuple:
     return data, label, params
 
 
+def model_name_of_run(args, data: str, params: dict) -> str:
+    """--model-name (or --param model_name), else the name derived from the data, said on the console."""
+    from components._shared.names import model_name_from_data
+
+    given = params.get("model_name") or args.model_name
+    if given:
+        return given
+    name, source = model_name_from_data(data)
+    if not getattr(args, "quiet", False):
+        print(f"model name: {name} (from the data {source}; --model-name sets it)",
+              file=sys.stderr if getattr(args, "json", False) else sys.stdout, flush=True)
+    return name
+
+
 def cmd_run(args) -> int:
     from pipelines.local import format_summary, run_local
 
     data, label, params = run_arguments(args)
-    summary = run_local(data, label, runs_dir=args.runs_dir, model_name=args.model_name,
+    summary = run_local(data, label, runs_dir=args.runs_dir, model_name=model_name_of_run(args, data, params),
                         quiet=not args.verbose, params=params)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0
@@ -164,14 +180,17 @@ def cmd_compile(args) -> int:
 
 
 def _add_registry_cmds(sub) -> None:
-    from components._shared.params import PARAMS
-
     for name, text in (("rollback", "make the previous version champion again"),
                        ("approve", "promote the candidate version (deploys run with --require-approval)"),
                        ("status", "print the serving record, registry aliases and models.config, and whether they agree")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--runs-dir", default="runs")
-        p.add_argument("--model-name", default=PARAMS.model_name)
+        p.add_argument("--model-name", default=None,
+                       help="registered model (default: the only model served from the serving base, else the "
+                            "only one in the registry)")
+        p.add_argument("--mlflow-tracking-uri", default=None, metavar="URI",
+                       help="MLflow tracking/registry URI, as the run's mlflow_tracking_uri (default: "
+                            "$MLFLOW_TRACKING_URI, else the SQLite store <runs-dir>/mlflow.db); never created here")
         p.add_argument("--serving-base", default=None, help="TF Serving model base (default: <runs-dir>/serving)")
         if name == "rollback":
             p.add_argument("--to", type=int, default=None, metavar="N",
@@ -183,22 +202,55 @@ def _add_registry_cmds(sub) -> None:
                                 "leftovers, tag orphan versions, re-derive models.config and the aliases)")
 
 
+def registry_model_name(given: Optional[str], serving_base: str, tracking_uri: str) -> str:
+    """``given``, else the only model served from ``serving_base``, else the only registered one.
+
+    Raises:
+        ConfigError: None or several to choose from (one sentence asking for --model-name).
+    """
+    from components._shared.errors import ConfigError
+    from components._shared.registry import registered_model_names
+    from components._shared.serving_state import served_models
+
+    if given:
+        return given
+    names, where = served_models(serving_base), f"the serving base {serving_base}"
+    if not names:
+        names, where = registered_model_names(tracking_uri), f"the registry at {tracking_uri}"
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise ConfigError(f"no model is served from {serving_base} or registered at {tracking_uri}: "
+                          "name one with --model-name")
+    raise ConfigError(f"{where} holds several models ({', '.join(names)}): say which with --model-name")
+
+
 def cmd_registry(args) -> int:
+    import contextlib
+
+    from components._shared.names import check_model_name
+    from components._shared.registry import quiet_mlflow_logs, require_store
     from components.deploy.core import approve, rollback, status
     from pipelines.local import default_tracking_uri, runs_dir_lock
 
     serving = args.serving_base or os.path.join(os.path.abspath(args.runs_dir), "serving")
-    uri = default_tracking_uri(args.runs_dir)
+    uri = args.mlflow_tracking_uri or default_tracking_uri(args.runs_dir)
+    require_store(uri)  # before MLflow opens it: it would create an empty store (and the runs dir)
+    quiet_mlflow_logs()
+    name = check_model_name(registry_model_name(args.model_name, serving, uri))
     if args.command == "status" and not args.repair:  # read-only: no lock needed
-        result = status(args.model_name, uri, serving)
+        result = status(name, uri, serving)
     else:
-        with runs_dir_lock(args.runs_dir):  # never beside a run (or another rollback) of this runs dir
+        # Never beside a run (or another rollback) of this runs dir; a runs dir that does not exist (a
+        # registry on a server, a serving base elsewhere) has no run to wait for, and is not created.
+        lock = runs_dir_lock(args.runs_dir) if os.path.isdir(args.runs_dir) else contextlib.nullcontext()
+        with lock:
             if args.command == "rollback":
-                result = rollback(args.model_name, uri, serving, to=args.to)
+                result = rollback(name, uri, serving, to=args.to)
             elif args.command == "approve":
-                result = approve(args.model_name, uri, serving)
+                result = approve(name, uri, serving)
             else:
-                result = status(args.model_name, uri, serving, fix=True)
+                result = status(name, uri, serving, fix=True)
     print(json.dumps(result, indent=2))
     return 0 if result.get("agree", True) else 1
 

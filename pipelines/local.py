@@ -18,7 +18,6 @@ import time
 from typing import Optional
 
 from components._shared.errors import PipelineError
-from components._shared.params import PARAMS
 
 RUNS_DIR_LOCK = ".lock"  # in the runs dir; holds a note of the run holding it
 RUNS_DIR_LOCK_SECONDS = 900.0  # how long a second run waits for the first (about one run)
@@ -100,7 +99,7 @@ def run_local(
     data: str,
     label: str,
     runs_dir: str = "runs",
-    model_name: str = PARAMS.model_name,
+    model_name: Optional[str] = None,
     quiet: bool = True,
     params: Optional[dict] = None,
     run_id: Optional[str] = None,
@@ -110,11 +109,12 @@ def run_local(
     Raises:
         PipelineError: bad input (checked before the run) or a failed task (its message).
     """
-    from components._shared.names import check_model_name, path_under
+    from components._shared.names import check_model_name, model_name_from_data, path_under
     from components.ingest.core import preflight
 
     # Checked before anything runs: the name becomes folders, a models.config entry, URLs.
-    model_name = check_model_name((params or {}).get("model_name", model_name))
+    # No name given: <data file, folder or table name>-model (the CLI says so before the run).
+    model_name = check_model_name((params or {}).get("model_name") or model_name or model_name_from_data(data)[0])
     runs_dir = os.path.abspath(runs_dir)
     run_id = run_id or new_run_id()
     run_dir = path_under(runs_dir, run_id)

@@ -69,3 +69,45 @@ def path_under(root: str, *parts: str) -> str:
     if not inside:
         raise ConfigError(f"the path {'/'.join(str(p) for p in parts)!r} would leave its root {root}")
     return joined
+
+
+MODEL_SUFFIX = "-model"
+FALLBACK_MODEL_NAME = "model"  # when nothing of the data's name survives sanitizing
+# Suffixes of table files, stripped from a file's name ("sales.csv.gz" -> "sales").
+_TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq", ".json", ".jsonl", ".gz", ".bz2", ".zip",
+                   ".xz", ".zst", ".snappy")
+_GLOB = re.compile(r"[*?\[]")
+
+
+def model_name_from_data(data_uri: str) -> tuple[str, str]:
+    """The default model name for a table: ``<stem>-model``, and where the stem came from.
+
+    The stem is the file name without its table suffixes (``sales.csv`` -> ``sales``), a folder's
+    name (a folder of shards, or the folder of a ``*.parquet`` pattern), a BigQuery table's name
+    (``bq://project.dataset.table`` -> ``table``) or a ``gs://`` object's stem. It is lower-cased
+    (two names that differ only in case would share a folder on a case-insensitive file system),
+    runs of characters a name cannot hold become one ``-``, and it is cut so that the name passes
+    :func:`check_model_name`. The embedded ``churn.csv`` gives ``churn-model``.
+
+    Returns:
+        (name, source): source is "file", "folder" or "table", for saying where the name came from.
+    """
+    text = str(data_uri).strip()
+    scheme, sep, rest = text.partition("://")
+    if sep and scheme.lower() == "bq":
+        stem, source = rest.rstrip("/").replace(":", ".").split(".")[-1], "table"
+    else:
+        path = rest if sep else os.path.abspath(text)  # "." names the current folder
+        parts = [p for p in re.split(r"[/\\]", path) if p not in ("", ".")]
+        is_dir = text.endswith(("/", "\\")) or (not sep and os.path.isdir(path))
+        while parts and _GLOB.search(parts[-1]):  # gs://b/data/*.parquet: the folder names the table
+            parts.pop()
+            is_dir = True
+        stem, source = (parts[-1] if parts else ""), "folder" if is_dir else "file"
+        if not is_dir:
+            while stem.lower().endswith(_TABLE_SUFFIXES) and "." in stem[1:]:
+                stem = stem[: stem.rfind(".")]
+    stem = re.sub(r"[^a-z0-9_]+", "-", stem.lower()).strip("-_")
+    stem = stem[: MAX_LENGTH - len(MODEL_SUFFIX)].rstrip("-_")
+    name = f"{stem}{MODEL_SUFFIX}" if stem else FALLBACK_MODEL_NAME
+    return check_model_name(name), source

@@ -59,6 +59,48 @@ def store_lock(tracking_uri: str):
     return hold(db + ".lock", f"the MLflow store {db} (while creating or upgrading it)", STORE_LOCK_SECONDS)
 
 
+def local_store_path(tracking_uri: str) -> Optional[str]:
+    """The file or folder of a local store (``sqlite:///``, ``file://`` or a plain path), else None."""
+    if sqlite_path(tracking_uri):
+        return sqlite_path(tracking_uri)
+    uri = tracking_uri or ""
+    if uri.startswith("file://"):
+        return os.path.abspath(uri[len("file://"):])
+    return os.path.abspath(uri) if uri and "://" not in uri and not uri.startswith(("databricks", "sqlite:")) else None
+
+
+def require_store(tracking_uri: str) -> None:
+    """Refuse a local store that does not exist yet, before anything opens it: MLflow would create an
+    empty one (and its folder) on first use, which a command that only reads or moves versions must not.
+
+    Raises:
+        ConfigError: One sentence naming the URI.
+    """
+    from components._shared.errors import ConfigError
+
+    path = local_store_path(tracking_uri)
+    if path and not os.path.exists(path):
+        raise ConfigError(f"there is no MLflow registry at {tracking_uri} ({path} does not exist; a run creates "
+                          "it, and --mlflow-tracking-uri or $MLFLOW_TRACKING_URI names another)")
+
+
+def quiet_mlflow_logs() -> None:
+    """Keep MLflow's and alembic's INFO lines (store creation, migrations) off a command's console,
+    unless $MLFLOW_LOGGING_LEVEL asks for them."""
+    if os.environ.get("MLFLOW_LOGGING_LEVEL"):
+        return
+    import mlflow  # noqa: F401 (its import configures these loggers; set them afterwards)
+
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def registered_model_names(tracking_uri: str, limit: int = 10) -> list:
+    """Up to ``limit`` registered model names of the registry at ``tracking_uri``, sorted."""
+    client = configure(tracking_uri)
+    return sorted(m.name for m in client.search_registered_models(max_results=limit))
+
+
 def configure(tracking_uri: str, model_name: Optional[str] = None, artifact_location: Optional[str] = None):
     """Point MLflow at ``tracking_uri`` and (optionally) select the model's experiment."""
     import mlflow

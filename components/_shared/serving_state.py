@@ -205,3 +205,20 @@ def read_state(serving_base: str, model_name: str) -> dict:
         return normalize(json.loads(raw))
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise ServingStateError(f"the serving record {path} is corrupt ({exc})") from exc
+
+
+def served_models(serving_base: str) -> list:
+    """Names of the models that have a serving record under ``serving_base``, sorted (none when the
+    base does not exist; nothing is created)."""
+    if not serving_base:
+        return []
+    if is_remote(serving_base):
+        fs, root = fs_for(serving_base)
+        if not fs.exists(root):
+            return []
+        names = {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)}
+        return sorted(n for n in names if not n.startswith(".") and fs.exists(f"{root.rstrip('/')}/{n}/{STATE_FILE}"))
+    if not os.path.isdir(serving_base):
+        return []
+    return sorted(n for n in os.listdir(serving_base)
+                  if not n.startswith(".") and os.path.exists(os.path.join(serving_base, n, STATE_FILE)))

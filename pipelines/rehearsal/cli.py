@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 
@@ -38,16 +39,32 @@ def add_parser(sub) -> None:
     p.set_defaults(func=cmd_rehearse)
 
 
+def rehearsed_model_name(runs_dir: str) -> str:
+    """The model of the newest training rehearsal on ``runs_dir`` (what a prediction rehearsal scores
+    with when --model-name is not given), else the parameter table's default."""
+    from components._shared.params import PARAMS
+
+    summaries = glob.glob(os.path.join(os.path.abspath(runs_dir), "run-*", "summary.json"))
+    for path in sorted(summaries, key=os.path.getmtime, reverse=True):
+        with open(path) as fh:
+            summary = json.load(fh)
+        if "rehearsal" in summary and summary.get("model_name"):
+            return summary["model_name"]
+    return PARAMS.model_name
+
+
 def cmd_rehearse(args) -> int:
-    from pipelines.__main__ import run_arguments
+    from pipelines.__main__ import model_name_of_run, run_arguments
     from pipelines.local import format_summary
     from pipelines.rehearsal import prediction
     from pipelines.rehearsal.runner import rehearse
 
     if args.pipeline == "prediction":
+        args.model_name = args.model_name or rehearsed_model_name(args.runs_dir)
         return prediction.cmd(args)
     data, label, params = run_arguments(args)
-    summary = rehearse(args.target, data, label, runs_dir=args.runs_dir, model_name=args.model_name,
+    summary = rehearse(args.target, data, label, runs_dir=args.runs_dir,
+                       model_name=model_name_of_run(args, data, params),
                        params=params, preempt=args.preempt, serving_base=args.serving_base,
                        backoff_scale=args.backoff_scale, keep_sandboxes=args.keep_sandboxes,
                        pipeline_file=args.pipeline_file, quiet=not args.verbose)

@@ -31,7 +31,9 @@ def runs(tmp_path_factory):
     shuffled.to_csv(base / "shuffled.csv", index=False)
     generate_churn(8000, seed=5).to_csv(base / "large.csv", index=False)
     runs_dir = str(base / "runs")
-    common = ["--runs-dir", runs_dir, "--label", "churned", "--id-column", "customer_id", "--json"]
+    # One model fed three different files (the default name would follow each file's name).
+    common = ["--runs-dir", runs_dir, "--label", "churned", "--id-column", "customer_id", "--json",
+              "--model-name", "churn-model"]
     first = _cli("run", "--data", str(base / "small.csv"), "--epochs", "2", *common)
     second = _cli("run", "--data", str(base / "shuffled.csv"), "--epochs", "3", *common)
     after_second = _state(runs_dir)
@@ -166,7 +168,8 @@ def test_failed_step_exits_nonzero_with_one_sentence_and_keeps_champion(runs):
     bad = generate_churn(1500, seed=5).astype({"monthly_charges": object})
     bad.loc[bad.index[:40], "monthly_charges"] = "n/a-yet"
     bad.to_csv(base / "corrupt.csv", index=False)
-    r = _cli("run", "--data", str(base / "corrupt.csv"), "--label", "churned", "--runs-dir", runs_dir)
+    r = _cli("run", "--data", str(base / "corrupt.csv"), "--label", "churned", "--runs-dir", runs_dir,
+             "--model-name", "churn-model")
     assert r.returncode == 2
     lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ")
@@ -186,7 +189,8 @@ def test_a_file_whose_header_differs_from_the_champions_is_blocked(runs):
 
     generate_churn(1500, seed=6).rename(columns={"monthly_charges": "monthly_fee"}).to_csv(
         base / "renamed.csv", index=False)
-    r = _cli("run", "--data", str(base / "renamed.csv"), "--label", "churned", "--runs-dir", runs_dir)
+    r = _cli("run", "--data", str(base / "renamed.csv"), "--label", "churned", "--runs-dir", runs_dir,
+             "--model-name", "churn-model")
     assert r.returncode == 2
     lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: validation found")

@@ -115,3 +115,43 @@ def test_the_monitors_first_step_refuses_the_name_before_reading_anything(tmp_pa
     with pytest.raises(ConfigError, match=r"invalid model name '\.\./\.\./x'"):
         monitor(str(tmp_path / "missing.csv"), "../../x", f"sqlite:///{tmp_path}/mlflow.db", outputs)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("data, expected", [
+    ("runs/data/churn.csv", ("churn-model", "file")),  # the embedded dataset: unchanged
+    ("/data/Sales Data 2024.CSV", ("sales-data-2024-model", "file")),
+    ("data/part-0001.snappy.parquet", ("part-0001-model", "file")),
+    ("gs://bucket/tables/orders.parquet", ("orders-model", "file")),
+    ("gs://bucket/tables/orders/", ("orders-model", "folder")),
+    ("gs://bucket/tables/orders/*.parquet", ("orders-model", "folder")),
+    ("bq://project.dataset.Orders_v2", ("orders_v2-model", "table")),
+    ("bq://project:dataset.orders", ("orders-model", "table")),
+    ("data/a..b.csv", ("a-b-model", "file")),
+    ("data/" + "x" * 80 + ".csv", ("x" * 57 + "-model", "file")),
+    ("data/+++.csv", ("model", "file")),
+])
+def test_the_default_model_name_comes_from_the_data(data, expected):
+    from components._shared.names import model_name_from_data
+
+    assert model_name_from_data(data) == expected
+    assert check_model_name(expected[0])
+
+
+def test_a_local_folder_names_the_model(tmp_path):
+    from components._shared.names import model_name_from_data
+
+    (tmp_path / "Shards.v2").mkdir()
+    assert model_name_from_data(str(tmp_path / "Shards.v2")) == ("shards-v2-model", "folder")
+
+
+def test_run_says_which_model_name_it_derived(tmp_path):
+    table = tmp_path / "sales.csv"
+    table.write_text("store,sold\n1,yes\n")
+    r, _ = _cli("run", "--data", str(table), "--label", "missing", "--runs-dir", str(tmp_path / "runs"),
+                cwd=str(tmp_path))
+    assert r.returncode == 2  # preflight refuses the label: the line comes before anything runs
+    assert r.stdout.splitlines()[0] == "model name: sales-model (from the data file; --model-name sets it)"
+    r, _ = _cli("run", "--data", str(table), "--label", "missing", "--model-name", "mine",
+                "--runs-dir", str(tmp_path / "runs"), cwd=str(tmp_path))
+    assert r.returncode == 2 and "model name" not in r.stdout
+    assert not (tmp_path / "runs").exists()
