@@ -14,11 +14,15 @@ REHEARSE_ARGS ?=
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
+# The big install shows pip's own progress (a line per package, bars for large downloads).
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[all]'
-	rm -f $(VENV)/.installed-* && touch $(STAMP)
+	@echo "installing kfp-tf-gate and its dependencies into $(VENV) (first time only, usually 3-5 minutes)..."
+	@start=$$(date +%s) \
+	  && { test -x $(BIN)/python || $(PY) -m venv $(VENV); } \
+	  && $(BIN)/python -m pip install -q --upgrade pip \
+	  && $(BIN)/python -m pip install --progress-bar on -e '.[all]' \
+	  && rm -f $(VENV)/.installed-* && touch $(STAMP) \
+	  && echo "done in $$(( $$(date +%s) - start )) s"
 
 venv: $(STAMP) ## create .venv and install the project with all extras (once)
 

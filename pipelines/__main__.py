@@ -47,7 +47,10 @@ def _add_run(sub) -> None:
                    help="any other pipeline parameter (repeatable), e.g. --param max_ece=0.05; one of: "
                         + ", ".join(x.name for x in TABLE.values() if x.pipeline))
     p.add_argument("--verbose", action="store_true", help="stream task logs to the console")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--quiet", action="store_true",
+                   help="no line per step while the run runs: only the final summary (and errors)")
+    p.add_argument("--json", action="store_true",
+                   help="print the summary as JSON (step lines then go to stderr, so stdout is the JSON alone)")
 
 
 def _coerce(value: str, kind: type = str):
@@ -123,8 +126,10 @@ def cmd_run(args) -> int:
     from pipelines.local import format_summary, run_local
 
     data, label, params = run_arguments(args)
+    # Step lines on the console the summary goes to; with --json, stdout is the JSON alone.
+    progress_fd = None if args.quiet else 2 if args.json else 1
     summary = run_local(data, label, runs_dir=args.runs_dir, model_name=model_name_of_run(args, data, params),
-                        quiet=not args.verbose, params=params)
+                        quiet=not args.verbose, params=params, progress_fd=progress_fd)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0
 
@@ -220,8 +225,8 @@ def registry_model_name(given: Optional[str], serving_base: str, tracking_uri: s
     if len(names) == 1:
         return names[0]
     if not names:
-        served = f"served from {serving_base} or " if serving_base else ""
-        raise ConfigError(f"no model is {served}registered at {tracking_uri}: name one with --model-name")
+        raise ConfigError(f"no model is served from {serving_base} or registered at {tracking_uri}: "
+                          "name one with --model-name")
     raise ConfigError(f"{where} holds several models ({', '.join(names)}): say which with --model-name")
 
 

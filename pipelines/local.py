@@ -2,7 +2,8 @@
 
 Each task runs as ``python -m kfp.dsl.executor_main`` in a subprocess of the current
 virtualenv: the same wrapper code as in the cluster. Task output goes to
-``<run>/pipeline.log``; the console gets a summary, or the one sentence that ended the run.
+``<run>/pipeline.log``; the console gets a line per step as it ends (pipelines/progress.py), then
+a summary, or the one sentence that ended the run.
 """
 
 from __future__ import annotations
@@ -52,20 +53,31 @@ def new_run_id() -> str:
 
 
 @contextlib.contextmanager
-def output_to(path: str, quiet: bool):
-    """Send fd 1/2 (this process and its task subprocesses) to a log file."""
+def output_to(path: str, quiet: bool, console_fd: Optional[int] = None):
+    """Send fd 1/2 (this process and its task subprocesses) to a log file.
+
+    Yields a text stream on what ``console_fd`` (1 or 2) was before the redirect, for progress
+    lines, or None when ``console_fd`` is None.
+    """
     if not quiet:
-        yield
+        yield {1: sys.stdout, 2: sys.stderr}.get(console_fd)
         return
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
+    console = None
+    if console_fd in (1, 2):
+        original = sys.stdout if console_fd == 1 else sys.stderr
+        console = os.fdopen(os.dup(saved[console_fd - 1]), "w", buffering=1,
+                            encoding=getattr(original, "encoding", None) or "utf-8", errors="replace")
     with open(path, "ab") as log:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
         try:
-            yield
+            yield console
         finally:
+            if console is not None:
+                console.close()
             sys.stdout.flush()
             sys.stderr.flush()
             os.dup2(saved[0], 1)
@@ -103,8 +115,14 @@ def run_local(
     quiet: bool = True,
     params: Optional[dict] = None,
     run_id: Optional[str] = None,
+    progress_fd: Optional[int] = None,
 ) -> dict:
     """Run the whole pipeline locally and return (and write) the run summary.
+
+    Args:
+        quiet: Task logs go to ``<run>/pipeline.log`` only (False: to the console too).
+        progress_fd: Print a line per step as it ends on this file descriptor (1 stdout, 2 stderr),
+            as it was before the run redirected it; None prints none. summary.json has the steps either way.
 
     Raises:
         PipelineError: bad input (checked before the run) or a failed task (its message).
@@ -121,13 +139,14 @@ def run_local(
     preflight(data, label)
     # One run at a time per runs dir: they share the MLflow store and the serving base.
     with runs_dir_lock(runs_dir):
-        return _run_locked(data, label, runs_dir, run_id, run_dir, model_name, quiet, params)
+        return _run_locked(data, label, runs_dir, run_id, run_dir, model_name, quiet, params, progress_fd)
 
 
 def _run_locked(data: str, label: str, runs_dir: str, run_id: str, run_dir: str, model_name: str,
-                quiet: bool, params: Optional[dict]) -> dict:
+                quiet: bool, params: Optional[dict], progress_fd: Optional[int] = None) -> dict:
     """run_local's body, under the runs dir's lock."""
 
+    from pipelines.progress import StepRecorder, package_versions, run_parameters
     from pipelines.training import CompileOptions, build_pipeline
 
     root = os.path.join(run_dir, "pipeline_root")
@@ -150,8 +169,10 @@ def _run_locked(data: str, label: str, runs_dir: str, run_id: str, run_dir: str,
     pipeline = build_pipeline(CompileOptions(target="local"))
     started = time.time()
     env_before = os.environ.get("MLFLOW_TRACKING_URI")
+    # A live line only when task logs are not streamed to the same console (--verbose).
+    recorder = StepRecorder(console_fd=progress_fd, live=quiet)
     try:
-        outputs = run_pipeline_locally(pipeline, arguments, root, log_path, quiet, run_id)
+        outputs = run_pipeline_locally(pipeline, arguments, root, log_path, quiet, run_id, recorder=recorder)
     finally:
         if env_before is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
@@ -162,27 +183,40 @@ def _run_locked(data: str, label: str, runs_dir: str, run_id: str, run_dir: str,
         ingest_info_path=outputs["ingest_info"].path)
     summary.update({"data": arguments["data_uri"], "label": label, "model_name": model_name,
                     "mlflow_tracking_uri": tracking_uri, "log": log_path,
-                    "wall_seconds": round(time.time() - started, 2)})
+                    "wall_seconds": round(time.time() - started, 2), "steps": recorder.as_list(),
+                    "parameters": run_parameters(pipeline, arguments), "versions": package_versions()})
     from components._shared.io import write_json
 
     write_json(summary, os.path.join(run_dir, "summary.json"))
     return summary
 
 
-def run_pipeline_locally(pipeline, arguments: dict, root: str, log_path: str, quiet: bool, run_id: str) -> dict:
+def run_pipeline_locally(pipeline, arguments: dict, root: str, log_path: str, quiet: bool, run_id: str,
+                         recorder=None) -> dict:
     """Run ``pipeline`` with kfp.local (every task a fresh ``kfp.dsl.executor_main`` process, as in a
     pod; its log in ``log_path``) and return its outputs.
+
+    ``recorder`` (a :class:`pipelines.progress.StepRecorder`) records each task's time, status and key
+    figure, and prints a line per step on its console.
 
     Raises:
         PipelineError: A task failed; the message is its one sentence (see :func:`failure_message`).
     """
     from kfp import local
 
+    from pipelines.local_dag import concurrent_local_dag, parallelism_from_env
+    from pipelines.progress import StepRecorder, planned_steps, recording
+
+    recorder = recorder or StepRecorder()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parallelism = parallelism_from_env()  # a bad setting is one sentence before anything runs
     try:
-        with output_to(log_path, quiet):
+        with output_to(log_path, quiet, recorder.console_fd) as console, recording(recorder, console), \
+                concurrent_local_dag(parallelism):  # independent tasks at once (pipelines/local_dag.py)
             local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=root, raise_on_error=True)
-            return pipeline(**arguments).outputs
+            outputs = pipeline(**arguments).outputs
+            recorder.close(planned_steps(pipeline.pipeline_spec))  # what never ran: a dsl.If not taken
+            return outputs
     except Exception as exc:
         msg = failure_message(log_path) or str(exc)
         raise PipelineError(f"{msg} (run {run_id}; log: {log_path})") from exc
@@ -263,7 +297,39 @@ SUMMARY_METRICS = {
 }
 
 
+SLOWEST_SHOWN = 4  # steps named in the printed summary (summary.json has them all)
+
+
+def _headline(s: dict) -> str:
+    name = s.get("model_name") or "the model"
+    if s.get("model_version") and s.get("alias") == "champion":
+        text = f"PROMOTED -> {name} v{s['model_version']} (champion)"
+    elif s.get("model_version"):  # deployed without becoming champion: approval required
+        text = (f"registered {name} v{s['model_version']} as {s.get('alias') or 'a version'} "
+                + ("(awaiting `approve`)" if s.get("alias") == "candidate" else "(not champion)"))
+    elif s.get("promoted"):
+        text = "PROMOTED"
+    else:
+        text = "not promoted" + (f" (v{s['champion_version']} stays champion)" if s.get("champion_version") else "")
+    return f"run {s['run_id']}: {text}" + (f"  [{s['task']}]" if s.get("task") not in (None, "binary") else "")
+
+
+def _steps_line(steps: list) -> Optional[str]:
+    """The slowest steps, and any that failed or were skipped, on one line."""
+    if not steps:
+        return None
+    ran = sorted((st for st in steps if st.get("seconds") is not None), key=lambda st: -st["seconds"])
+    shown = ", ".join(f"{st['name']} {st['seconds']:.1f} s" for st in ran[:SLOWEST_SHOWN])
+    line = f"  slowest    {shown}  ({len(ran)} steps ran)"
+    for status in ("FAILED", "skipped"):
+        names = [st["name"] for st in steps if st.get("status") == status]
+        if names:
+            line += f"; {status}: {', '.join(names)}"
+    return line
+
+
 def format_summary(s: dict) -> str:
+    """The run's summary as text a user can read, and paste into a bug report."""
     def f(v):
         return "n/a" if v is None else f"{v:.4f}"
 
@@ -271,9 +337,7 @@ def format_summary(s: dict) -> str:
     shown = SUMMARY_METRICS.get(s.get("task") or "binary", SUMMARY_METRICS["binary"])
     primary_name, primary = shown[0]
     lines = [
-        f"run {s['run_id']}: {'PROMOTED' if s['promoted'] else 'not promoted'}"
-        + (f" -> {s['model_name']} v{s['model_version']} ({s['alias']})" if s.get("model_version") else "")
-        + (f"  [{s['task']}]" if s.get("task") not in (None, "binary") else ""),
+        _headline(s),
         "  challenger " + "  ".join(f"{name} {f(ch.get(key))}" for name, key in shown),
         "  champion   " + (f"{primary_name} {f(cp.get(primary))} (v{s.get('champion_version')}, re-scored on this test split)" if cp
                              else f"v{s['champion_version']}, could not be re-scored on this test split"
@@ -283,5 +347,8 @@ def format_summary(s: dict) -> str:
     ]
     lines += [f"  - {r}" for r in s.get("reasons", [])]
     lines += [f"  warning: {w}" for w in s.get("warnings") or []]
+    steps = _steps_line(s.get("steps") or [])
+    if steps:
+        lines.append(steps)
     lines.append(f"  summary    {os.path.join(s['run_dir'], 'summary.json')}  ({s.get('wall_seconds')} s)")
     return "\n".join(lines)

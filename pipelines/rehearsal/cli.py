@@ -67,7 +67,8 @@ def cmd_rehearse(args) -> int:
                        model_name=model_name_of_run(args, data, params),
                        params=params, preempt=args.preempt, serving_base=args.serving_base,
                        backoff_scale=args.backoff_scale, keep_sandboxes=args.keep_sandboxes,
-                       pipeline_file=args.pipeline_file, quiet=not args.verbose)
+                       pipeline_file=args.pipeline_file, quiet=not args.verbose,
+                       progress_fd=None if args.quiet else 2 if args.json else 1)
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:

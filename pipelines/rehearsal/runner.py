@@ -171,27 +171,37 @@ def _default_serving_base(pipeline: platform_mod.CompiledPipeline, bucket: str) 
 
 
 def execute_compiled(ctx: Context, pipeline_file: str, arguments: dict, services, target: str, run_id: str,
-                     log_path: str, quiet: bool, backoff_scale: float) -> None:
-    """Run the compiled file under kfp.local's orchestrator with the rehearsal's pod handler.
+                     log_path: str, quiet: bool, backoff_scale: float, recorder=None):
+    """Run the compiled file under kfp.local's orchestrator with the rehearsal's pod handler; return
+    the loaded pipeline. ``recorder`` (pipelines.progress.StepRecorder) records and prints its steps.
 
     Raises:
         PipelineError: A task failed; its one sentence (the facts are written first).
     """
     from kfp import components, local
 
+    from pipelines.local_dag import concurrent_local_dag, parallelism_from_env
+    from pipelines.progress import StepRecorder, planned_steps, recording
+
     component = components.load_component_from_file(pipeline_file)
+    recorder = recorder or StepRecorder()
+    parallelism = parallelism_from_env()
     try:
-        with output_to(log_path, quiet), patched_kfp_local(ctx, backoff_scale), warnings.catch_warnings():
+        with output_to(log_path, quiet, recorder.console_fd) as console, recording(recorder, console), \
+                patched_kfp_local(ctx, backoff_scale), warnings.catch_warnings(), \
+                concurrent_local_dag(parallelism):  # independent tasks at once, as on a cluster
             # resources/accelerators/display names: reported per pod in the facts instead
             warnings.filterwarnings("ignore", message=".*no effect in the current local runner")
             local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=ctx.local_root,
                        raise_on_error=True)
             component(**arguments)
+            recorder.close(planned_steps(component.pipeline_spec))  # what never ran: a dsl.If not taken
     except Exception as exc:
         failed = [r for r in ctx.records if r.get("status") == "FAILURE"]
         msg = (_last_error(failed[-1]["log"]) or failed[-1].get("launcher_error")) if failed else None
         _write_facts(ctx.run_dir, ctx, ctx.pipeline, services, target, arguments, ctx.gcs_root)
         raise PipelineError(f"{msg or exc} (rehearsal {run_id}; log: {log_path})") from exc
+    return component
 
 
 def rehearse(
@@ -209,6 +219,7 @@ def rehearse(
     keep_sandboxes: bool = False,
     pipeline_file: Optional[str] = None,
     quiet: bool = True,
+    progress_fd: Optional[int] = None,
 ) -> dict:
     """Run ``compiled/<target>/training.yaml`` as a cluster would; write and return summary.json.
 
@@ -217,12 +228,14 @@ def rehearse(
             under ``<runs_dir>/rehearsal`` and stopped at the end.
         preempt: Task names (``train`` or ``train-model``) whose first attempt is killed mid-epoch.
         backoff_scale: Factor on retry back-offs (1.0: as the compiled retryPolicy says).
+        progress_fd: Print a line per step as it ends on this file descriptor (1 or 2); None: none.
 
     Raises:
         PipelineError: Bad input, a service that does not start, or a failed task (its message).
     """
     from components.ingest.core import preflight
     from pipelines.local import new_run_id
+    from pipelines.progress import StepRecorder, package_versions, run_parameters
 
     if target not in TARGETS:
         raise PipelineError(f"unknown target {target!r}: expected one of {', '.join(TARGETS)}")
@@ -267,7 +280,9 @@ def rehearse(
                       extra_env={"STORAGE_EMULATOR_HOST": store.url},
                       preempt=set(preempt), keep_sandboxes=keep_sandboxes)
         started = time.time()
-        execute_compiled(ctx, pipeline_file, arguments, services, target, run_id, log_path, quiet, backoff_scale)
+        recorder = StepRecorder(console_fd=progress_fd, live=quiet)
+        compiled = execute_compiled(ctx, pipeline_file, arguments, services, target, run_id, log_path, quiet,
+                                    backoff_scale, recorder=recorder)
         # The artifacts as the cluster left them: read back from the object store.
         downloaded = store.download_tree(gcs_root, local_root)
         serving_local = arguments["serving_base_dir"]
@@ -278,7 +293,8 @@ def rehearse(
         summary.update({
             "data": data_uri, "label": label, "model_name": model_name,
             "mlflow_tracking_uri": services.mlflow.url, "log": log_path,
-            "wall_seconds": round(time.time() - started, 2), "target": target,
+            "wall_seconds": round(time.time() - started, 2), "steps": recorder.as_list(),
+            "parameters": run_parameters(compiled, arguments), "versions": package_versions(), "target": target,
             "rehearsal": {**_write_facts(run_dir, ctx, pipeline, services, target, arguments, gcs_root),
                           "objects_read_back": downloaded},
         })
