@@ -64,6 +64,8 @@ class Decision:
     champion_version: Optional[str]
     comparison: Optional[dict]
     gates: dict
+    # The champion comparison in words (:func:`comparison_sentence`); None without a compared champion.
+    comparison_text: Optional[str] = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -162,7 +164,10 @@ def decide(
     else:
         reasons.insert(0, "keep the current model: " + _why_kept(reasons, champion, champion_version,
                                                                  champion_error, incomparable))
-    return Decision(ok, reasons, challenger, champion, champion_version, comparison, gates_of(gates, task))
+    compared = champion is not None and not (incomparable or champion_error)
+    text = (comparison_sentence(task, challenger, champion, champion_version, comparison, gates.min_improvement)
+            if compared else None)
+    return Decision(ok, reasons, challenger, champion, champion_version, comparison, gates_of(gates, task), text)
 
 
 def _gain(task: str, challenger: dict, champion: dict, comparison: Optional[dict]) -> float:

@@ -262,8 +262,6 @@ def _param(v) -> str:
 
 
 def _metrics(task, evaluation: dict, decision: dict) -> list:
-    from components.compare.core import comparison_sentence
-
     m = evaluation.get("metrics") or {}
     keys = _BINARY_METRICS if task.name == "binary" else task.headline
     rows = [(_NAMES.get(k, k), _num(m.get(k))) for k in keys if _num(m.get(k)) != "n/a"]
@@ -274,9 +272,11 @@ def _metrics(task, evaluation: dict, decision: dict) -> list:
     lines += ["", "### Champion comparison", ""]
     champion, comparison = decision.get("champion"), decision.get("comparison")
     if decision.get("champion_version") and champion:
-        lines.append(comparison_sentence(task.name, decision.get("challenger") or m, champion,
-                                         decision["champion_version"], comparison,
-                                         (decision.get("gates") or {}).get("min_improvement", 0.0)) + ".")
+        new, old = (decision.get("challenger") or m).get(task.primary), champion.get(task.primary)
+        name = _NAMES.get(task.primary, task.primary)
+        # compare's own words (decision.json's comparison_text); a decision without them gets the numbers
+        lines.append((decision.get("comparison_text") or f"challenger {name} {_num(new)} vs champion {_num(old)} "
+                      f"(version {decision['champion_version']}) on the same test rows") + ".")
         if comparison:
             low, high = _interval(comparison)
             lines.append(f"Paired bootstrap over {comparison.get('n_boot', 'n/a')} resamples of "

@@ -203,6 +203,8 @@ def test_a_negative_margin_never_reads_beats():
         "champion 0.8067 (version 3) on the same test rows: 0.0055 worse; needed: at most 0.0100 worse "
         "(min_improvement -0.0100)"
     ) in d.reasons
+    assert d.comparison_text.endswith("0.0055 worse; needed: at most 0.0100 worse (min_improvement -0.0100)")
+    assert decide(GOOD, Gates()).comparison_text is None  # no champion, nothing compared
     worse = decide({**GOOD, "auc": 0.79}, Gates(min_improvement=-0.01, require_significance=False),
                    champion={"auc": 0.81}, comparison={"auc_diff": -0.02}, champion_version="3")
     assert not worse.promote and any(r.startswith("does not beat") and "0.0200 worse" in r for r in worse.reasons)

@@ -11,6 +11,7 @@ import pytest
 from components._shared import io
 from components._shared.errors import ConfigError, DeployError
 from components._shared.serving_state import labels
+from components.compare.core import Gates, decide
 from components.deploy.card import SECTIONS, load_fields, model_card, parse_fields, registry_text
 from components.deploy.serving import (
     CONFIG_FILE,
@@ -238,9 +239,11 @@ EVALUATION = {"metrics": {"auc": 0.8012, "ece": 0.02, "threshold": 0.4, "rows": 
                                                "us": {"rows": 70, "auc": 0.76, "positive_rate": 0.3,
                                                       "predicted_positive_rate": 0.22}},
                                     "auc_gap": 0.05, "demographic_parity_ratio": 0.88}}}
-DECISION = {"promote": True, "champion_version": "3", "champion": {"auc": 0.8067}, "challenger": {"auc": 0.8012},
-            "comparison": {"auc_diff": -0.0055, "ci_low": -0.01, "ci_high": -0.001, "n_boot": 200, "rows": 150},
-            "gates": {"min_auc": 0.6, "max_auc_gap": 0.04, "min_improvement": -0.01}, "reasons": ["promote: ..."]}
+# compare's own decision record: a challenger 0.0055 worse, let through by min_improvement -0.01
+DECISION = decide({"auc": 0.8012, "ece": 0.02, "max_auc_gap": 0.05}, Gates(max_auc_gap=0.04, min_improvement=-0.01),
+                  champion={"auc": 0.8067}, champion_version="3",
+                  comparison={"auc_diff": -0.0055, "ci_low": -0.01, "ci_high": -0.001, "n_boot": 200,
+                              "rows": 150}).to_dict()
 
 
 def _card(**kw):

@@ -174,9 +174,13 @@ def test_the_card_in_the_registry_names_the_registered_version(exports, tracking
     from components.deploy.card import load_fields
 
     p = exports["prepared"]
-    decision = {"promote": True, "champion_version": "1", "champion": {"auc": 0.8067}, "challenger": {"auc": 0.8012},
-                "comparison": {"auc_diff": -0.0055, "ci_low": -0.01, "ci_high": 0.001, "n_boot": 50, "rows": 300},
-                "gates": {"min_auc": 0.5, "min_improvement": -0.01}, "reasons": ["promote: ..."]}
+    from components.compare.core import Gates, decide
+
+    decision = decide({"auc": 0.8012, "ece": 0.03, "max_auc_gap": 0.0}, Gates(min_improvement=-0.01,
+                      require_significance=False), champion={"auc": 0.8067}, champion_version="1",
+                      comparison={"auc_diff": -0.0055, "ci_low": -0.01, "ci_high": 0.001, "n_boot": 50,
+                                  "rows": 300}).to_dict()
+    assert decision["promote"]
 
     def deploy_b():
         return deploy_run(exports["b"], exports["model"], p.train, p.schema,
