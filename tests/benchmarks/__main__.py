@@ -150,6 +150,7 @@ def main(argv=None) -> int:
             "csv": csv,
             "timestamp": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "epochs": epochs,
+            "commit": results.get("commit"),  # of the code measured at this size
             "command": " ".join(
                 ["python -m tests.benchmarks", *(argv if argv is not None else sys.argv[1:])]
             ),

@@ -274,6 +274,8 @@ def run_end_to_end(
             func = COMPONENTS.get(stage, (None, task))[1]
             steps[stage] = {
                 "wall_s": t.get("wall_s"),
+                "start_s": t["start"] - t0 if "start" in t else None,  # since the CLI started
+                "end_s": t["end"] - t0 if "end" in t else None,
                 "status": t.get("status"),
                 "peak_rss_bytes": mon.peaks.get(func),
                 "cpu_s": mon.cpu_seconds.get(func),
@@ -281,15 +283,21 @@ def run_end_to_end(
             }
         starts = [t["start"] for t in parsed["tasks"].values() if "start" in t]
         ends = [t["end"] for t in parsed["tasks"].values() if "end" in t]
-        task_sum = sum(s["wall_s"] or 0 for s in steps.values())
+        # Independent tasks may run side by side: the time some task runs is the union of their
+        # intervals, and the runner's own time is the rest (not the wall minus the sum of walls).
+        task_busy = busy_seconds(
+            [(t["start"], t["end"]) for t in parsed["tasks"].values() if "start" in t and "end" in t]
+        )
+        result["task_walls_sum_s"] = sum(s["wall_s"] or 0 for s in steps.values())
+        result["task_busy_s"] = task_busy
         if starts and ends:
             runner = {
                 "before_first_task_s": min(starts)
                 - t0,  # CLI imports, preflight, MLflow set-up, pipeline build
                 "after_last_task_s": t1 - max(ends),  # summary, exit
-                "between_tasks_s": (max(ends) - min(starts)) - task_sum,
+                "between_tasks_s": (max(ends) - min(starts)) - task_busy,
             }
-        runner["total_s"] = result["wall_s"] - task_sum
+        runner["total_s"] = result["wall_s"] - task_busy
         runner["peak_rss_bytes"] = mon.peaks.get("runner")
         runner["cpu_s"] = mon.cpu_seconds.get("runner")
     result["steps"] = {s: steps[s] for s in ORDER if s in steps}
@@ -325,6 +333,21 @@ def run_end_to_end(
             ((s, v["peak_rss_bytes"] or 0) for s, v in steps.items()), key=lambda kv: kv[1]
         )
     return result
+
+
+def busy_seconds(intervals: list) -> float:
+    """Length of the union of ``(start, end)`` intervals: the time at least one of them runs."""
+    total, cur_start, cur_end = 0.0, None, None
+    for start, end in sorted(intervals):
+        if cur_end is None or start > cur_end:
+            if cur_end is not None:
+                total += cur_end - cur_start
+            cur_start, cur_end = start, end
+        else:
+            cur_end = max(cur_end, end)
+    if cur_end is not None:
+        total += cur_end - cur_start
+    return total
 
 
 # --------------------------------------------------------------------------- per step

@@ -611,8 +611,16 @@ def _e2e_md(results: dict, rows: int) -> list:
     out.append(
         f"| **total** | **{wall:.1f}** | 100 % | {_f(rows / wall, 0)} | {_mb(e.get('peak_rss_any_process_tree_bytes'))} (tree) | | |"
     )
+    walls, busy = e.get("task_walls_sum_s"), e.get("task_busy_s")
+    overlap = (
+        [f"Independent steps ran side by side: their walls add up to {walls:.1f} s, while some step was "
+         f"running for {busy:.1f} s of the {wall:.1f} s."]
+        if walls and busy and walls > busy + 0.5
+        else []
+    )
     out += [
         "",
+        *overlap,
         f"Runner time outside tasks: {_f(r.get('before_first_task_s'))} s before the first task "
         f"(CLI imports, preflight, MLflow set-up, pipeline build), {_f(r.get('between_tasks_s'))} s between tasks, "
         f"{_f(r.get('after_last_task_s'))} s after the last.",
@@ -654,10 +662,10 @@ def _tfx_md(results: dict, rows: int) -> list:
     comps = t.get("components") or {}
     ev = t.get("evaluation") or {}
     out = [
-        f"**Against TFX at {_rows(rows)} rows** (`make bench-tfx`; "
+        f"**Against TFX at {_rows(rows)} rows** ("
         + ("ours and the peer in the same benchmark run, one after the other" if c.get("same_run")
            else "the TFX figure is from an earlier benchmark run than ours")
-        + f"; ours at commit {results.get('commit') or '?'}): "
+        + f"; ours at commit {entry.get('commit') or results.get('commit') or '?'}): "
         + (
             f"ours **{c['ours_s']:.1f} s**, TFX **{c['tfx_s']:.1f} s**: TFX takes **{c['ratio']:.1f}x** as long "
             f"(issue 18's target: at least 10x, aim 20x). Test AUC ours {_f(c['ours_auc'], 4)}, TFX {_f(c['tfx_auc'], 4)}."
@@ -683,12 +691,13 @@ def _tfx_md(results: dict, rows: int) -> list:
     from tests.benchmarks.tfx_peer import ROLES
 
     steps = e.get("steps") or {}
+    make_args = "" if rows == ONE_M else f' BENCH_ARGS="--rows {rows}"'
     for role, mine, theirs in ROLES:
         mine_present = [s for s in mine if s in steps]
         theirs_present = [n for n in theirs if n in comps]
         if not mine_present and not theirs_present:
             continue
-        ours_s = sum(steps[s].get("wall_s") or 0 for s in mine_present)
+        ours_s = _steps_busy([steps[s] for s in mine_present])
         tfx_s = sum(comps[n]["wall_s"] for n in theirs_present)
         cells = [
             role,
@@ -714,10 +723,21 @@ def _tfx_md(results: dict, rows: int) -> list:
     )
     out += [
         "",
-        f"Reproduce: `make bench-tfx` (= `python -m tests.benchmarks --tfx --rows 1000000 --parts pipeline`; "
+        f"Reproduce: `make bench-tfx{make_args}` "
+        f"(= `python -m tests.benchmarks --tfx --rows {rows} --parts pipeline`; "
         f"the peer's virtualenv took {_f((t.get('venv') or {}).get('install_s'), 0)} s to create, once).",
     ]
     return out
+
+
+def _steps_busy(steps: list) -> float:
+    """The time one of ``steps`` runs: the union of their intervals when known (steps may run side
+    by side), else the sum of their walls."""
+    from tests.benchmarks.bench import busy_seconds
+
+    if all(s.get("start_s") is not None and s.get("end_s") is not None for s in steps):
+        return busy_seconds([(s["start_s"], s["end_s"]) for s in steps])
+    return sum(s.get("wall_s") or 0 for s in steps)
 
 
 def _short_cmd(e: dict) -> str:

@@ -86,7 +86,13 @@ def test_tfx_comparison_is_reported_beside_our_steps():
     args = _parser().parse_args(["--tfx", "--rows", "1000000", "--parts", "pipeline"])
     assert args.tfx and args.tfx_workers == 2 and not _parser().parse_args([]).tfx
     assert TFX_EPOCHS == 2
+    from tests.benchmarks.bench import busy_seconds
+
+    assert busy_seconds([(5.0, 12.0), (0.0, 10.0), (20.0, 21.0)]) == 13.0
     steps = {s: {"wall_s": w, "status": "SUCCESS"} for s, w in (("ingest", 5.0), ("train", 20.0), ("deploy", 3.0))}
+    # evaluate and compare ran side by side: the job took 6 s, not 8.
+    steps["evaluate"] = {"wall_s": 4.0, "start_s": 30.0, "end_s": 34.0}
+    steps["compare"] = {"wall_s": 4.0, "start_s": 32.0, "end_s": 36.0}
     comps = {
         n: {"start": 100.0 + i, "end": 110.0 + i, "wall_s": w}
         for i, (n, w) in enumerate((("CsvExampleGen", 60.0), ("StatisticsGen", 40.0), ("SchemaGen", 5.0), ("Trainer", 200.0)))
@@ -114,6 +120,7 @@ def test_tfx_comparison_is_reported_beside_our_steps():
     # Our steps and TFX's components side by side, by the job they do.
     assert "| statistics, schema, validation | — |  | StatisticsGen 40.0, SchemaGen 5.0 | 45.0 |" in text
     assert "| training | train | 20.0 | Trainer | 200.0 |" in text
+    assert "| evaluation and the promotion gate | evaluate, compare | 6.0 | — |  |" in text
     assert "| **end to end** | | **40.0** | | **500.0** |" in text
     # A slower ours misses the target, and an earlier TFX run is labelled as such.
     entry["end_to_end"]["wall_s"] = 100.0
