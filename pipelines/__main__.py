@@ -240,22 +240,21 @@ def cmd_registry(args) -> int:
 
     serving = args.serving_base or os.path.join(os.path.abspath(args.runs_dir), "serving")
     uri = args.mlflow_tracking_uri or default_tracking_uri(args.runs_dir)
-    require_store(uri)  # before MLflow opens it: it would create an empty store (and the runs dir)
-    quiet_mlflow_logs()
-    name = check_model_name(registry_model_name(args.model_name, serving, uri))
-    if args.command == "status" and not args.repair:  # read-only: no lock needed
-        result = status(name, uri, serving)
-    else:
-        # Never beside a run (or another rollback) of this runs dir; a runs dir that does not exist (a
-        # registry on a server, a serving base elsewhere) has no run to wait for, and is not created.
-        lock = runs_dir_lock(args.runs_dir) if os.path.isdir(args.runs_dir) else contextlib.nullcontext()
-        with lock:
-            if args.command == "rollback":
-                result = rollback(name, uri, serving, to=args.to)
-            elif args.command == "approve":
-                result = approve(name, uri, serving)
-            else:
-                result = status(name, uri, serving, fix=True)
+    # A change waits for a run (or another rollback) of this runs dir first: a first run may be creating the
+    # store. Plain status reads only. A runs dir that does not exist (a registry on a server, a serving base
+    # elsewhere) has no run to wait for, and is not created.
+    changes = args.command != "status" or args.repair
+    lock = runs_dir_lock(args.runs_dir) if changes and os.path.isdir(args.runs_dir) else contextlib.nullcontext()
+    with lock:
+        require_store(uri)  # before MLflow opens it: it would create an empty store (and the runs dir)
+        quiet_mlflow_logs()
+        name = check_model_name(registry_model_name(args.model_name, serving, uri))
+        if args.command == "rollback":
+            result = rollback(name, uri, serving, to=args.to)
+        elif args.command == "approve":
+            result = approve(name, uri, serving)
+        else:
+            result = status(name, uri, serving, fix=args.repair)
     print(json.dumps(result, indent=2))
     return 0 if result.get("agree", True) else 1
 

@@ -25,7 +25,8 @@ def add_parser(sub) -> None:
                         "or bq://project.dataset.table")
     p.add_argument("--id-column", default="", help="column copied to every prediction (default: the model's id "
                    "column when the table has it, else row numbers)")
-    p.add_argument("--model-name", default=PARAMS.model_name)
+    p.add_argument("--model-name", default=None,
+                   help="registered model to score with (default: the only one in the registry)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--version", default="", help="registered version number to score with")
     which.add_argument("--alias", default=CHAMPION, help="registry alias to score with (default: %(default)s)")
@@ -97,8 +98,25 @@ def format_summary(s: dict) -> str:
     return "\n".join(lines)
 
 
+def only_registered_model(runs_dir: str) -> str:
+    """The one model of the runs dir's registry (--model-name's default), checked before any task starts.
+
+    Raises:
+        ConfigError: No store there, or not exactly one model in it (one sentence).
+    """
+    from components._shared.registry import quiet_mlflow_logs, require_store
+    from pipelines.__main__ import registry_model_name
+    from pipelines.local import default_tracking_uri
+
+    uri = default_tracking_uri(runs_dir)
+    require_store(uri)  # a prediction never creates a registry
+    quiet_mlflow_logs()
+    return registry_model_name(None, "", uri)
+
+
 def cmd_predict(args) -> int:
-    summary = run_prediction_local(args.data, args.out, runs_dir=args.runs_dir, model_name=args.model_name,
+    model_name = args.model_name or only_registered_model(args.runs_dir)
+    summary = run_prediction_local(args.data, args.out, runs_dir=args.runs_dir, model_name=model_name,
                                    version=args.version, alias=args.alias if not args.version else "",
                                    id_column=args.id_column, anomaly_severity=args.anomaly_severity,
                                    quiet=not args.verbose)

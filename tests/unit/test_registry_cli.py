@@ -120,3 +120,23 @@ def test_registry_commands_keep_mlflow_info_lines_off_the_console(monkeypatch):
     finally:
         for name, level in saved.items():
             logging.getLogger(name).setLevel(level)
+
+
+def test_predict_scores_with_the_only_registered_model_and_asks_when_there_are_several(store, tmp_path, capsys,
+                                                                                       monkeypatch):
+    from pipelines.__main__ import main
+    from pipelines.predict import only_registered_model
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    shutil.copyfile(store[len("sqlite:///"):], runs / "mlflow.db")
+    argv = ["predict", "--data", str(tmp_path / "t.csv"), "--out", str(tmp_path / "out"), "--runs-dir", str(runs)]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (f"error: the registry at sqlite:///{runs / 'mlflow.db'} holds several models "
+                                       "(churn-model, sales-model): say which with --model-name\n")
+    registry.configure(f"sqlite:///{runs / 'mlflow.db'}").delete_registered_model("churn-model")
+    assert only_registered_model(str(runs)) == "sales-model"
+    assert main([*argv[:-1], str(tmp_path / "none")]) == 2  # no store: refused, not created
+    assert capsys.readouterr().err.startswith(f"error: there is no MLflow registry at sqlite:///{tmp_path / 'none'}")
+    assert not (tmp_path / "none").exists() and not (tmp_path / "out").exists()
