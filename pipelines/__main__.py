@@ -225,8 +225,8 @@ def registry_model_name(given: Optional[str], serving_base: str, tracking_uri: s
     if len(names) == 1:
         return names[0]
     if not names:
-        raise ConfigError(f"no model is served from {serving_base} or registered at {tracking_uri}: "
-                          "name one with --model-name")
+        served = f"served from {serving_base} or " if serving_base else ""
+        raise ConfigError(f"no model is {served}registered at {tracking_uri}: name one with --model-name")
     raise ConfigError(f"{where} holds several models ({', '.join(names)}): say which with --model-name")
 
 
