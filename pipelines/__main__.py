@@ -43,6 +43,7 @@ def _add_run(sub) -> None:
     p.add_argument("--min-auc", type=float, default=None, help=helps("min_auc"))
     p.add_argument("--min-improvement", type=float, default=None, help=helps("min_improvement"))
     p.add_argument("--require-approval", action="store_true", help=TABLE["require_approval"].help)
+    p.add_argument("--model-card", default=None, metavar="FILE", help=TABLE["model_card"].help)
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="any other pipeline parameter (repeatable), e.g. --param max_ece=0.05; one of: "
                         + ", ".join(x.name for x in TABLE.values() if x.pipeline))
@@ -67,6 +68,19 @@ def _coerce(value: str, kind: type = str):
             return int(number)
         return number
     return value
+
+
+def _model_card_file(path: str) -> str:
+    """``--model-card FILE`` checked (readable, known keys) and made absolute for the tasks."""
+    from components._shared.errors import PipelineError
+    from components.deploy.card import load_fields
+
+    uri = path if "://" in path else os.path.abspath(path)
+    try:
+        load_fields(uri)
+    except PipelineError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    return uri
 
 
 def run_arguments(args) -> tuple:
@@ -94,6 +108,8 @@ def run_arguments(args) -> tuple:
             params[key] = val
     if args.require_approval:
         params["require_approval"] = True
+    if getattr(args, "model_card", None):  # read now: a typo fails in a second, not after training
+        params["model_card"] = _model_card_file(args.model_card)
     for item in args.param:
         name, sep, value = item.partition("=")
         if not sep:

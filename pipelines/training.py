@@ -204,6 +204,7 @@ def build_pipeline(opts: Optional[CompileOptions] = None):
         vertex_location: str = PARAMS.vertex_location,
         vertex_endpoint: str = PARAMS.vertex_endpoint,
         canary_traffic_percent: int = PARAMS.canary_traffic_percent,
+        model_card: str = PARAMS.model_card,
     ) -> PipelineOutputs:
         ingest_task = ingest_data(data_uri=data_uri, label=label, id_column=id_column,
                                   positive_label=positive_label, eval_fraction=PARAMS.eval_fraction,
@@ -291,7 +292,8 @@ def build_pipeline(opts: Optional[CompileOptions] = None):
                 mlflow_tracking_uri=mlflow_tracking_uri, serving_base_dir=serving_base_dir,
                 require_approval=require_approval, pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
                 vertex_project=vertex_project, vertex_location=vertex_location,
-                vertex_endpoint=vertex_endpoint, canary_traffic_percent=canary_traffic_percent)
+                vertex_endpoint=vertex_endpoint, canary_traffic_percent=canary_traffic_percent,
+                export_metrics=export_task.outputs["metrics"], model_card_file=model_card)
             deploy_task.set_display_name("deploy").set_caching_options(False).set_retry(**retry)
             # Lineage for the model card; compile rewrites the image name with --image-registry/--image-tag.
             deploy_task.set_env_variable("KFP_TF_GATE_IMAGE", IMAGES.trainer)

@@ -115,6 +115,8 @@ _ROWS = (
     Param("vertex_endpoint", str, "", "Vertex endpoint display name; empty to register without deploying."),
     Param("canary_traffic_percent", int, 100, "Share of endpoint traffic the new version receives (100 = full "
           "rollout)."),
+    Param("model_card", str, "", "YAML or JSON file (local path or gs://...) with the model card's intended_use, "
+          "limitations, ethical_considerations and owners; empty: the card says they are not filled in."),
 )
 
 TABLE: dict[str, Param] = {p.name: p for p in _ROWS}

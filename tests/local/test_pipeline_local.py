@@ -159,6 +159,10 @@ def test_champion_is_an_mlflow_model_of_its_training_run(runs, tmp_path):
     assert 0.5 < run.data.metrics["test_auc"] <= 1 and run.data.metrics["decision_promote"] == 1.0
     top = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"model", "data", "saved_model", "reports", "card"} <= top
+    # the card in the registry names the version MLflow gave it, with export's TFLite figures
+    card = client.get_model_version("churn-model", champ.ref.version).description
+    assert card.startswith(f"# Model card: churn-model version {champ.ref.version}\n") and "vnext" not in card
+    assert f"`{run.info.run_id}`" in card and "| quantization | not recorded |" not in card and "{'" not in card
 
 
 def test_failed_step_exits_nonzero_with_one_sentence_and_keeps_champion(runs):
