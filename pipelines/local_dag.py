@@ -44,6 +44,7 @@ from typing import Any, Optional
 PARALLELISM_ENV = "KFP_TF_GATE_LOCAL_PARALLELISM"
 # 2 cores here: three at once is measured in README "Performance" (Concurrent local runs).
 DEFAULT_PARALLELISM = 2
+SLOT_POLL_SECONDS = 0.05  # how often a DAG whose ready task waits for a slot looks again
 
 logger = logging.getLogger(__name__)
 
@@ -115,18 +116,25 @@ def run_dag(
                   unique_pipeline_id=unique_pipeline_id)
     parallel_executor = edo.ParallelExecutor()
 
-    def execute(name: str, spec, task_fail_stack: list):
-        """One task in a worker thread: (outputs, status), or None for a ParallelFor (it stores its own outputs)."""
-        if spec.WhichOneof("iterator") and edo._has_valid_iterator(spec):
-            failed = edo._run_parallel_for_task(task_name=name, task_spec=spec, fail_stack=task_fail_stack,
-                                                parallel_executor=parallel_executor, **common)
-            return {}, status.Status.FAILURE if failed else status.Status.SUCCESS
-        if components[spec.component_ref.name].WhichOneof("implementation") == "dag":
-            # A nested DAG holds no slot: its own tasks take them (else it could wait on itself).
-            return edo.execute_task(task_name=name, task_spec=spec, fail_stack=task_fail_stack, **common)
-        with _leaf_slot():
+    def is_leaf(spec) -> bool:
+        return not (spec.WhichOneof("iterator") and edo._has_valid_iterator(spec)) and \
+            components[spec.component_ref.name].WhichOneof("implementation") != "dag"
+
+    def execute(name: str, spec, task_fail_stack: list, slot: bool):
+        """One task in a worker thread: (outputs, status); ``slot``: release a leaf slot at the end."""
+        try:
+            if spec.WhichOneof("iterator") and edo._has_valid_iterator(spec):
+                failed = edo._run_parallel_for_task(task_name=name, task_spec=spec, fail_stack=task_fail_stack,
+                                                    parallel_executor=parallel_executor, **common)
+                return {}, status.Status.FAILURE if failed else status.Status.SUCCESS
+            if not is_leaf(spec):
+                # A nested DAG holds no slot: its own tasks take them (else it could wait on itself).
+                return edo.execute_task(task_name=name, task_spec=spec, fail_stack=task_fail_stack, **common)
             return edo.task_executor.execute_single_task(task_name=name, task_spec=spec,
                                                          fail_stack=task_fail_stack, **common)
+        finally:
+            if slot:
+                _release_slot()
 
     finished: set = set()  # succeeded, or skipped by a false condition (kfp runs their dependents too)
     failed: set = set()  # failed, or not run because a task failed
@@ -135,34 +143,43 @@ def run_dag(
     body_failed = False
     error: Optional[BaseException] = None
 
-    def start_ready() -> None:
+    def start_ready() -> bool:
+        """Start what can start, in kfp's order; True when a ready task waits for a free slot."""
         nonlocal body_failed
+        blocked: set = set()
         ready = [n for n in waiting if upstream[n] <= finished | failed]
         while ready:
             for name in sorted(ready, key=rank.__getitem__):
                 spec = body[name]
-                waiting.discard(name)
                 if body_failed and spec.trigger_policy.strategy != completed:
                     # A failed task stops new work (ignore_upstream_failure tasks still run); kfp
                     # records tasks it skips as FAILED.
+                    waiting.discard(name)
                     failed.add(name)
                     io_store.put_task_status(name, "FAILED")
                     if upstream[name] & failed:
                         logging.info(f"Skipping task {name}: upstream task(s) {sorted(upstream[name] & failed)} failed.")
                 elif spec.trigger_policy.condition and not edo.ConditionEvaluator.evaluate_condition(
                         spec.trigger_policy.condition, io_store):
+                    waiting.discard(name)
                     logging.info(f"Skipping conditional task {name} (condition evaluated to False)")
                     finished.add(name)
+                elif is_leaf(spec) and (blocked or not _take_slot()):
+                    blocked.add(name)  # taken here, in kfp's order, not raced for by worker threads
                 else:
+                    waiting.discard(name)
                     task_fail_stack: list = []
-                    running[pool.submit(execute, name, spec, task_fail_stack)] = (name, task_fail_stack)
-            ready = [n for n in waiting if upstream[n] <= finished | failed]
+                    running[pool.submit(execute, name, spec, task_fail_stack, is_leaf(spec))] = (name, task_fail_stack)
+            ready = [n for n in waiting if upstream[n] <= finished | failed and n not in blocked]
+        return bool(blocked)
 
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(body)), thread_name_prefix="kfp-local-dag")
     try:
-        start_ready()
-        while running:
-            done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+        blocked = start_ready()
+        while running or blocked:
+            # A slot may be freed by a task of another DAG (a nested one): then look again shortly.
+            done, _ = concurrent.futures.wait(running, timeout=SLOT_POLL_SECONDS if blocked else None,
+                                              return_when=concurrent.futures.FIRST_COMPLETED)
             for future in sorted(done, key=lambda f: rank[running[f][0]]):
                 name, task_fail_stack = running.pop(future)
                 loop = bool(body[name].WhichOneof("iterator"))  # kfp's loop code stores its own results
@@ -187,7 +204,7 @@ def run_dag(
                 else:
                     logging.error(f"Task {name} failed as well")
                 body_failed = True
-            start_ready()
+            blocked = start_ready()
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)  # e.g. Ctrl-C: the tasks' processes get it too
         raise
@@ -217,14 +234,16 @@ def run_dag(
                                              io_store=io_store), status.Status.SUCCESS
 
 
-@contextlib.contextmanager
-def _leaf_slot() -> Iterator[None]:
+def _take_slot() -> bool:
+    """A leaf task's slot, without waiting (no limit outside concurrent_local_dag)."""
     slots = _slots
-    if slots is None:  # called outside concurrent_local_dag (a test calling run_dag directly)
-        yield
-        return
-    with slots:
-        yield
+    return slots is None or slots.acquire(blocking=False)
+
+
+def _release_slot() -> None:
+    slots = _slots
+    if slots is not None:
+        slots.release()
 
 
 class _Shared:

@@ -66,6 +66,25 @@ def finish_after(folder: str, wait_for: str) -> str:
     return "done"
 
 
+@dsl.component(base_image=BASE, install_kfp_package=False)
+def stamp(folder: str, name: str) -> str:
+    """Write 'start end' times of a short task to <folder>/<name>."""
+    import os
+    import time
+
+    start = time.time()
+    time.sleep(0.2)
+    with open(os.path.join(folder, name), "w") as fh:
+        fh.write(f"{start} {time.time()}")
+    return name
+
+
+@dsl.pipeline
+def three_independent(folder: str):
+    for name in ("stamp", "stamp-2", "stamp-3"):  # the task names kfp gives them
+        stamp(folder=folder, name=name).set_caching_options(False)
+
+
 @dsl.pipeline
 def branches(folder: str, flag: str) -> str:
     a = meet(folder=folder, me="a", other="b").set_caching_options(False)
@@ -110,6 +129,21 @@ def test_a_failed_task_fails_the_run_with_kfps_error_while_the_other_branch_fini
     assert (folder / "slow-finished").exists()  # running when the other failed: it finished
     assert not (folder / "after-bad").exists()
     assert not (folder / "after-slow").exists()  # no new work once a task failed
+
+
+def test_one_at_a_time_follows_kfps_own_order(tmp_path, kfp_local):
+    from kfp.local import graph_utils
+
+    folder = tmp_path / "work"
+    folder.mkdir()
+    with concurrent_local_dag(1):
+        three_independent(folder=str(folder))
+    outputs = {task: tuple(map(float, (folder / task).read_text().split())) for task in ("stamp", "stamp-2", "stamp-3")}
+    kfp_order = [t for t in reversed(graph_utils.topological_sort_tasks(
+        dict(three_independent.pipeline_spec.root.dag.tasks))) if t.startswith("stamp")]
+    assert sorted(outputs, key=lambda t: outputs[t][0]) == kfp_order
+    spans = sorted(outputs.values())
+    assert all(prev[1] <= nxt[0] for prev, nxt in zip(spans, spans[1:], strict=False))  # never two at once
 
 
 def test_kfp_and_process_state_are_restored(tmp_path, kfp_local):
