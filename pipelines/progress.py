@@ -272,6 +272,9 @@ class StepRecorder:
         text.stylize(style, start, start + len(step.status))
         with self._printing:
             self._console.print(text)
+            live = self._live
+            if live is not None:  # redraw now: the frame under the line still shows the step running
+                live.refresh()
 
     def _live_view(self):
         now = self._clock()

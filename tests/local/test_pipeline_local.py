@@ -11,6 +11,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 pytestmark = pytest.mark.slow
+STEPS = ("ingest", "champion-reference", "validate", "drift-report", "engineer", "train", "evaluate", "export",
+         "compare", "deploy")
 
 
 def _cli(*args, env=None):
@@ -72,6 +74,19 @@ def test_first_run_promotes_on_absolute_gates(runs):
     with open(os.path.join(runs_dir, s["run_id"], "summary.json")) as fh:
         assert json.load(fh)["run_id"] == s["run_id"]
     assert os.path.exists(os.path.join(runs_dir, "serving", "models.config"))
+    # every step, its time and status; the parameters as run (defaults filled in); the versions
+    names = [st["name"] for st in s["steps"]]
+    assert sorted(names) == sorted(STEPS), s["steps"]
+    assert all(st["status"] == "ok" and st["seconds"] > 0 for st in s["steps"]), s["steps"]
+    from pipelines.training import CompileOptions, build_pipeline
+
+    assert set(s["parameters"]) == set(build_pipeline(CompileOptions(target="local")).component_spec.inputs)
+    assert s["parameters"]["epochs"] == 2 and s["parameters"]["label"] == "churned"
+    assert s["versions"]["kfp"] == "2.17.0" and s["versions"]["tensorflow"] and s["versions"]["python"]
+    # a line per step as it ended, on stderr (with --json stdout is the JSON alone)
+    lines = [ln.split() for ln in first.stderr.splitlines() if ln.startswith("  ")]
+    assert sorted(ln[0] for ln in lines if ln[0] in STEPS) == sorted(STEPS), first.stderr[-3000:]
+    assert all(ln[1] == "ok" for ln in lines if ln[0] in STEPS)
 
 
 def test_shuffled_labels_are_rejected_and_champion_stays(runs):
@@ -85,6 +100,7 @@ def test_shuffled_labels_are_rejected_and_champion_stays(runs):
     assert second.state["served"] == ["1", "serving.json"]
     assert second.state["champion"] == "1"
     assert 'key: "stable" value: 1' in second.state["config"]
+    assert [st["status"] for st in s["steps"] if st["name"] == "deploy"] == ["skipped"]  # the dsl.If not taken
 
 
 def test_better_model_is_promoted_and_rollback_restores_the_old_one(runs):
