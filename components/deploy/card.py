@@ -40,7 +40,8 @@ USER_FIELDS = {  # file key -> section heading
     "ethical_considerations": "Ethical considerations",
     "owners": "Owners",
 }
-# The registry's text field: MLflow's SQL stores declare the model version description VARCHAR(5000).
+# The registry's text field: MLflow's SQL stores declare the model version description VARCHAR(5000),
+# which PostgreSQL, MySQL and SQL Server enforce and SQLite does not (see registry_limit).
 REGISTRY_LIMIT = 5000
 COMPACT_FEATURES = 30  # features named in the compact card
 CARD_ARTIFACT = "card/model_card.md"  # where the full card sits in the version's run (see _shared.champion)
@@ -231,13 +232,12 @@ def _features(spec: dict, compact: bool = False) -> list:
         steps.append("standardised")
         if f["name"] in buckets:
             steps.append(f"also {buckets[f['name']]} quantile buckets (embedded)")
-        kind = {"timestamp": "timestamp (days since 1970-01-01)"}.get(f.get("kind"), f.get("kind", "numeric"))
-        rows.append((f"`{f['name']}`", kind, ", ".join(steps)))
+        rows.append((f"`{f['name']}`", f.get("kind", "numeric"), ", ".join(steps)))
     for f in spec.get("categorical") or []:
         rows.append((f"`{f['name']}`", "categorical",
-                     f"vocabulary of {len(f.get('vocab') or [])} values + 1 out-of-vocabulary bucket, embedded"))
+                     f"vocabulary of {len(f.get('vocab') or [])} + out-of-vocabulary, embedded"))
     lines = ["## Features", "", f"{len(rows)} input features; the SavedModel applies these transforms itself "
-             "(clients send raw values).", ""] + _table(("feature", "kind", "transform"), rows)
+             "(clients send raw values; timestamps become days since 1970-01-01).", ""] + _table(("feature", "kind", "transform"), rows)
     crosses = spec.get("crosses") or []
     if crosses:
         lines += ["", "Crosses: " + "; ".join(
@@ -248,8 +248,12 @@ def _features(spec: dict, compact: bool = False) -> list:
     return lines
 
 
+NOT_HYPERPARAMETERS = ("train_rows", "eval_rows", "features", "framework")  # train's bookkeeping params
+
+
 def _hyperparameters(params: dict) -> list:
     lines = ["## Hyperparameters", ""]
+    params = {k: v for k, v in params.items() if k not in NOT_HYPERPARAMETERS}
     if not params:
         return lines + ["Not recorded (train ran without an MLflow run, and the model artifact carries none)."]
     return lines + _table(("parameter", "value"), [(k, _param(v)) for k, v in sorted(params.items())])
@@ -388,9 +392,9 @@ def _user(fields: dict) -> list:
         else:
             lines.append(value)
     if missing:
-        lines += ["", f"_{', '.join(missing)} not filled in: pass a YAML or JSON file with the keys "
-                  f"{', '.join(USER_FIELDS)} as the pipeline parameter `model_card` "
-                  "(`python -m pipelines run --model-card FILE`); see the README's \"Model card\"._"]
+        lines += ["", f"_Not filled in: {', '.join(missing).lower()}. Write them in a YAML or JSON file "
+                  "(keys " + ", ".join(USER_FIELDS) + ") passed as the pipeline parameter `model_card` "
+                  "(`run --model-card FILE`; README \"Model card\")._"]
     return lines
 
 
@@ -432,12 +436,19 @@ def model_card(model_name: str, version: str, alias: str, *, ingest: dict, schem
     return "\n".join(lines[:-1] + _user(fields or {})).rstrip("\n") + "\n"
 
 
-def registry_text(card: str, compact: str = "", limit: int = REGISTRY_LIMIT) -> str:
+def registry_limit(tracking_uri: str) -> Optional[int]:
+    """The description length the registry behind ``tracking_uri`` keeps: none for SQLite (it does
+    not enforce VARCHAR lengths), :data:`REGISTRY_LIMIT` for any other store (a server's database is
+    unknown from here)."""
+    return None if (tracking_uri or "").startswith("sqlite:") else REGISTRY_LIMIT
+
+
+def registry_text(card: str, compact: str = "", limit: Optional[int] = REGISTRY_LIMIT) -> str:
     """The card as a registry description: the whole card when it fits ``limit`` characters, else
     its ``compact`` rendering (:func:`model_card` with ``compact=True``) when that fits; otherwise
     the longest head that ends at a line, then a line naming where the full card is."""
     for text in (card, compact):
-        if text and len(text) <= limit:
+        if text and (limit is None or len(text) <= limit):
             return text
     card = compact or card
     note = f"\n\n_The card is longer than the registry's {limit} characters; the full card is the run artifact `{CARD_ARTIFACT}`._\n"

@@ -370,7 +370,7 @@ def deploy_run(
     """
     from components._shared.scoring import model_spec
     from components._shared.task import task_of
-    from components.deploy.card import model_card, registry_text
+    from components.deploy.card import model_card, registry_limit, registry_text
 
     meta = dict(model_metadata or {})
     spec = model_spec(model_dir)
@@ -390,7 +390,9 @@ def deploy_run(
             kw = dict(ingest=ingest_info, schema=schema, spec=spec, params=trained["params"], evaluation=evaluation,
                       decision=decision, export=export_metrics or {}, lineage=lineage, fields=card_fields or {})
             full = model_card(model_name, version, alias, **kw)
-            rendered[version] = full, registry_text(full, model_card(model_name, version, alias, compact=True, **kw))
+            limit = registry_limit(tracking_uri)
+            short = model_card(model_name, version, alias, compact=True, **kw) if limit else ""
+            rendered[version] = full, registry_text(full, short, limit)
         return rendered[version]
 
     task = task_of(spec)

@@ -12,7 +12,14 @@ from components._shared import io
 from components._shared.errors import ConfigError, DeployError
 from components._shared.serving_state import labels
 from components.compare.core import Gates, decide
-from components.deploy.card import SECTIONS, load_fields, model_card, parse_fields, registry_text
+from components.deploy.card import (
+    SECTIONS,
+    load_fields,
+    model_card,
+    parse_fields,
+    registry_limit,
+    registry_text,
+)
 from components.deploy.serving import (
     CONFIG_FILE,
     STATE_FILE,
@@ -271,7 +278,7 @@ def test_model_card_has_every_section_as_tables_and_sentences():
         "| training run (MLflow) | [r1](http://mlflow:5000/#/experiments/1/runs/r1) |", "kfp-tf-gate 0.1.0",
         # a negative margin: the numbers, said as they are
         "challenger AUC 0.8012 vs champion 0.8067 (version 3) on the same test rows: 0.0055 worse",
-        "Intended use, Limitations, Ethical considerations, Owners not filled in: pass a YAML or JSON file",
+        "Not filled in: intended use, limitations, ethical considerations, owners. Write them in a YAML",
     ):
         assert fragment in card, fragment
     assert "{'" not in card and "['" not in card and "vnext" not in card and "beats" not in card
@@ -302,7 +309,7 @@ def test_model_card_fields_from_a_yaml_file(tmp_path):
                     "    contact: r@example.com\n")
     card = _card(fields=load_fields(str(path)))
     assert "## Intended use\n\nRank customers by churn risk.\n" in card
-    assert "- EU customers only." in card and "- Retention (r@example.com)" in card and "not filled in" not in card
+    assert "- EU customers only." in card and "- Retention (r@example.com)" in card and "not filled in" not in card.lower()
     with pytest.raises(ConfigError, match="unknown key.*'intended_usage'"):
         parse_fields({"intended_usage": "x"})
     with pytest.raises(ConfigError, match="cannot read the model card file"):
@@ -313,7 +320,8 @@ def test_registry_text_fits_the_registry_limit():
     many = {**SPEC, "numeric": [{"name": f"feature_{i:03d}", "kind": "numeric", "fill": 1.0} for i in range(120)]}
     full, compact = _card(spec=many), _card(spec=many, compact=True)
     assert len(full) > 5000 and registry_text(full, compact) == compact and len(compact) <= 5000
-    assert registry_text("short") == "short"
+    assert registry_text("short") == "short" and registry_text(full, compact, limit=None) == full  # SQLite
+    assert registry_limit("sqlite:///runs/mlflow.db") is None and registry_limit("https://mlflow.example") == 5000
     cut = registry_text("x\n" * 4000)
     assert len(cut) <= 5000 and cut.rstrip().endswith("the full card is the run artifact `card/model_card.md`._")
 
