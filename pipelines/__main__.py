@@ -45,7 +45,10 @@ def _add_run(sub) -> None:
     p.add_argument("--require-approval", action="store_true", help=TABLE["require_approval"].help)
     p.add_argument("--model-card", default=None, metavar="FILE", help=TABLE["model_card"].help)
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="any other pipeline parameter (repeatable), e.g. --param max_ece=0.05; one of: "
+                   help="any other pipeline parameter (repeatable), read as its declared type: a list "
+                        "comma-separated or as JSON (--param hidden_units=128,64 or '[128, 64]'), a dict as "
+                        "JSON (--param 'anomaly_severity={\"unseen_categories\": \"blocking\"}'), none (or "
+                        "empty) to disable a gate (--param min_auc=none); one of: "
                         + ", ".join(x.name for x in TABLE.values() if x.pipeline))
     p.add_argument("--verbose", action="store_true", help="stream task logs to the console")
     p.add_argument("--quiet", action="store_true",
@@ -54,20 +57,19 @@ def _add_run(sub) -> None:
                    help="print the summary as JSON (step lines then go to stderr, so stdout is the JSON alone)")
 
 
-def _coerce(value: str, kind: type = str):
-    """A --param value as the parameter table's type says (KFP refuses an int for a float input)."""
-    if kind is bool:
-        if value.lower() not in ("true", "false", "1", "0"):
-            raise ValueError("expected true or false")
-        return value.lower() in ("true", "1")
-    if kind in (int, float):
-        number = float(value)
-        if kind is int:
-            if not number.is_integer():
-                raise ValueError("expected a whole number")
-            return int(number)
-        return number
-    return value
+def _coerce(name: str, value: str):
+    """A --param value as the training pipeline declares ``name`` (the parameter table's type, which a unit
+    test holds equal to the pipeline's): KFP refuses an int for a str or float input and a str for a list."""
+    from components._shared.errors import ConfigError
+    from components._shared.params import pipeline_value
+
+    try:
+        return pipeline_value(name, value)
+    except KeyError:
+        raise ConfigError(f"--param {name!r} is not a parameter of the training pipeline "
+                          "(`run --help` lists them)") from None
+    except ValueError as exc:
+        raise ConfigError(f"--param {name} expects {exc}, got {value!r}") from None
 
 
 def _model_card_file(path: str) -> str:
@@ -85,7 +87,6 @@ def _model_card_file(path: str) -> str:
 
 def run_arguments(args) -> tuple:
     """(data, label, pipeline parameters) from the data options `run` and `rehearse` share."""
-    from components._shared.params import TABLE
     from pipelines.data import ID_COLUMN, LABEL, write_default_dataset
 
     data, label = args.data, args.label
@@ -105,7 +106,7 @@ def run_arguments(args) -> tuple:
                      ("epochs", args.epochs), ("batch_size", args.batch_size), ("min_auc", args.min_auc),
                      ("min_improvement", args.min_improvement)):
         if val not in (None, ""):
-            params[key] = val
+            params[key] = _coerce(key, val)  # --exclude a,b -> ["a", "b"] (the pipeline declares a list)
     if args.require_approval:
         params["require_approval"] = True
     if getattr(args, "model_card", None):  # read now: a typo fails in a second, not after training
@@ -114,13 +115,7 @@ def run_arguments(args) -> tuple:
         name, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"error: --param expects NAME=VALUE, got {item!r}")
-        if name.strip() not in TABLE or not TABLE[name.strip()].pipeline:
-            raise SystemExit(f"error: --param {name.strip()!r} is not a parameter of the training pipeline")
-        row = TABLE[name.strip()]
-        try:
-            params[row.name] = _coerce(value.strip(), row.type)
-        except ValueError as exc:
-            raise SystemExit(f"error: --param {row.name} takes {row.type.__name__} values, got {value.strip()!r} ({exc})") from None
+        params[name.strip()] = _coerce(name.strip(), value.strip())
     return data, label, params
 
 

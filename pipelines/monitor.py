@@ -74,7 +74,8 @@ def add_trigger_flags(p, experiment: str = "") -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="a training-pipeline parameter (repeatable), e.g. --param epochs=20",
+        help="a training-pipeline parameter (repeatable), read as the pipeline declares it, e.g. --param "
+        "epochs=20, --param hidden_units=128,64 (a list: comma-separated or JSON)",
     )
 
 
@@ -105,6 +106,7 @@ def settings_from_args(args, target: str):
 
 
 def add_parser(sub) -> None:
+    from components.monitor.params import TABLE as M
     from components.monitor.policy import COOLDOWN_HOURS, Thresholds
 
     default = Thresholds()
@@ -117,7 +119,7 @@ def add_parser(sub) -> None:
         "--current",
         required=True,
         metavar="PATH_OR_URI",
-        help="the window of recent data: CSV/Parquet file or folder, gs://..., bq://project.dataset.table",
+        help=M["current_uri"].help,
     )
     p.add_argument(
         "--reference",
@@ -146,36 +148,36 @@ def add_parser(sub) -> None:
         "--drift-threshold",
         type=float,
         default=default.drift_share,
-        help="drift share that counts as drift (low)",
+        help=M["drift_share_threshold"].help,
     )
     t.add_argument(
         "--drift-critical",
         type=float,
         default=default.drift_share_critical,
-        help="drift share that is severity medium",
+        help=M["drift_share_critical"].help,
     )
     t.add_argument(
         "--decay-threshold",
         type=float,
         default=default.auc_decay,
-        help="AUC drop that counts as decay (medium)",
+        help=M["auc_decay_threshold"].help,
     )
     t.add_argument(
         "--decay-critical",
         type=float,
         default=default.auc_decay_critical,
-        help="AUC drop that is severity high",
+        help=M["auc_decay_critical"].help,
     )
     t.add_argument("--macro-auc-decay", type=float, default=default.macro_auc_decay,
-                   help="multiclass: drop of one-vs-rest macro AUC that counts as decay (medium)")
+                   help=M["macro_auc_decay_threshold"].help)
     t.add_argument("--macro-auc-decay-critical", type=float, default=default.macro_auc_decay_critical,
-                   help="multiclass: drop of macro AUC that is severity high")
+                   help=M["macro_auc_decay_critical"].help)
     t.add_argument("--rmse-increase", type=float, default=default.rmse_increase,
-                   help="regression: relative RMSE rise over training (RMSE now / at training - 1) that counts as decay")
+                   help=M["rmse_increase_threshold"].help)
     t.add_argument("--rmse-increase-critical", type=float, default=default.rmse_increase_critical,
-                   help="regression: relative RMSE rise that is severity high")
+                   help=M["rmse_increase_critical"].help)
     t.add_argument(
-        "--min-rows", type=int, default=default.min_rows, help="fewest rows a window may have"
+        "--min-rows", type=int, default=default.min_rows, help=M["min_rows"].help
     )
     g = p.add_argument_group("trigger")
     g.add_argument(
@@ -185,13 +187,13 @@ def add_parser(sub) -> None:
         help="start a retraining run when thresholds are crossed (default: report only)",
     )
     g.add_argument(
-        "--dry-run", action="store_true", help="decide and report, start nothing, change no state"
+        "--dry-run", action="store_true", help=M["dry_run"].help
     )
     g.add_argument(
         "--cooldown-hours",
         type=float,
         default=COOLDOWN_HOURS,
-        help="no second run for the model within this time unless the severity rises",
+        help=M["cooldown_hours"].help,
     )
     g.add_argument(
         "--state",
@@ -294,14 +296,28 @@ _LOCAL_FIXED = (
 )
 
 
+def _typed(name: str, value):
+    """A --param value as the training pipeline declares ``name`` (a list stays or becomes a list)."""
+    from components._shared.errors import ConfigError
+    from components._shared.launch.package import coerce
+    from components._shared.params import pipeline_value
+
+    try:
+        return pipeline_value(name, value)
+    except KeyError:  # not a pipeline parameter (data_uri, label, ...): as it spells
+        return coerce(value)
+    except ValueError as exc:
+        raise ConfigError(f"the training-pipeline parameter {name!r} expects {exc}, got {value!r}") from None
+
+
 def local_launcher(runs_dir: str):
     """The monitor's ``local`` trigger: (derived arguments, --param values) -> launcher that runs
     the training pipeline here (kfp.local) under ``runs_dir``."""
 
     def factory(auto: dict, user_params: dict):
-        from components._shared.launch.package import coerce, run_name
+        from components._shared.launch.package import run_name
 
-        merged = {**auto, **{k: coerce(v) for k, v in user_params.items()}}
+        merged = {**auto, **{k: _typed(k, v) for k, v in user_params.items()}}
         params = {k: v for k, v in merged.items() if k not in _LOCAL_FIXED}
         label = user_params.get("label", auto["label"])
         data = user_params.get("data_uri", auto["data_uri"])

@@ -15,10 +15,18 @@ from components._shared.launch.package import TRAINING_PIPELINE
 from components._shared.launch.vertex import DEFAULT_LOCATION
 from components._shared.params import PARAMS
 from components.monitor.component import monitor_data
+from components.monitor.params import TABLE, args_doc
 from components.monitor.policy import COOLDOWN_HOURS, Thresholds
 from pipelines.training import CompileOptions
 
 PIPELINE_NAME = "kfp-tf-gate-monitoring"
+DESCRIPTION = "Compare recent data with the champion's training data; retrain on drift or decay."
+# The parameters' meanings, from the monitoring parameter table (KFP copies them into the compiled YAML).
+_DOC = f"""{DESCRIPTION}
+
+Args:
+{args_doc()}
+"""
 # Kubeflow: optional secret holding a KFP API token (multi-user clusters); never in the YAML itself.
 KFP_TOKEN_SECRET = "kfp-api-token"
 
@@ -33,10 +41,6 @@ def build_monitoring_pipeline(opts: Optional[CompileOptions] = None):
     # Kubeflow runs the uploaded training pipeline by name; Vertex needs the template's URI.
     default_training = TRAINING_PIPELINE if opts.target != "vertex" else ""
 
-    @dsl.pipeline(
-        name=PIPELINE_NAME,
-        description="Compare recent data with the champion's training data; retrain on drift or decay.",
-    )
     def monitoring_pipeline(
         current_uri: str,
         model_name: str = PARAMS.model_name,
@@ -54,7 +58,7 @@ def build_monitoring_pipeline(opts: Optional[CompileOptions] = None):
         dry_run: bool = False,
         cooldown_hours: float = COOLDOWN_HOURS,
         train_data_uri: str = "",
-        training_parameters: str = "{}",
+        training_parameters: dict = dict(TABLE["training_parameters"].default),
         training_pipeline: str = default_training,
         kfp_host: str = "",
         kfp_experiment: str = DEFAULT_EXPERIMENT,
@@ -127,4 +131,5 @@ def build_monitoring_pipeline(opts: Optional[CompileOptions] = None):
                 optional=True,
             )
 
-    return monitoring_pipeline
+    monitoring_pipeline.__doc__ = _DOC
+    return dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION)(monitoring_pipeline)

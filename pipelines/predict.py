@@ -49,6 +49,7 @@ def run_prediction_local(data: str, out: str, runs_dir: str = "runs", model_name
     """
 
     from components._shared import io
+    from components._shared.values import json_object
     from pipelines.local import default_tracking_uri, new_run_id, run_pipeline_locally
     from pipelines.prediction import build_prediction_pipeline
     from pipelines.training import CompileOptions
@@ -68,7 +69,8 @@ def run_prediction_local(data: str, out: str, runs_dir: str = "runs", model_name
         "model_version": str(version or ""),
         "mlflow_tracking_uri": default_tracking_uri(runs_dir),
         "id_column": id_column,
-        "anomaly_severity": anomaly_severity,
+        # the pipeline declares a dict; the CLI gives JSON text
+        "anomaly_severity": json_object(anomaly_severity, "--anomaly-severity"),
     }
     if alias:
         arguments["model_alias"] = alias

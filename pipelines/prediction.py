@@ -5,7 +5,7 @@ after the table is checked against what that version was trained on. Compiled be
 pipeline to ``compiled/<target>/prediction.yaml``; ``python -m pipelines predict`` runs it locally.
 """
 
-from typing import NamedTuple, Optional
+from typing import Dict, NamedTuple, Optional
 
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset
@@ -55,7 +55,7 @@ def build_prediction_pipeline(opts: Optional[CompileOptions] = None):
         model_alias: str = CHAMPION,
         id_column: str = PARAMS.id_column,
         mlflow_tracking_uri: str = PARAMS.mlflow_tracking_uri,
-        anomaly_severity: str = PARAMS.anomaly_severity,
+        anomaly_severity: Dict[str, str] = PARAMS.anomaly_severity,
         shard_rows: int = PredictConfig.shard_rows,
     ) -> PredictionOutputs:
         # The registry (an alias moves) and the table (same URI, new rows) change between runs: no task

@@ -8,7 +8,7 @@ Where it runs (target, GPU, images, secrets) is fixed when the pipeline is built
 
 
 import dataclasses
-from typing import NamedTuple, Optional
+from typing import Dict, List, NamedTuple, Optional
 
 from kfp import dsl
 from kfp.dsl import Artifact, Metrics, Model
@@ -174,22 +174,22 @@ def build_pipeline(opts: Optional[CompileOptions] = None):
         serving_base_dir: str = serving_mount or PARAMS.serving_base_dir,
         task: str = PARAMS.task,
         id_column: str = PARAMS.id_column,
-        exclude_columns: str = PARAMS.exclude_columns,
+        exclude_columns: List[str] = PARAMS.exclude_columns,
         positive_label: str = PARAMS.positive_label,
         schema_uri: str = PARAMS.schema_uri,
-        anomaly_severity: str = PARAMS.anomaly_severity,
+        anomaly_severity: Dict[str, str] = PARAMS.anomaly_severity,
         psi_drift_share: float = PARAMS.psi_drift_share,
-        bucketize_columns: str = PARAMS.bucketize_columns,
+        bucketize_columns: List[str] = PARAMS.bucketize_columns,
         num_buckets: int = PARAMS.num_buckets,
-        crosses: str = PARAMS.crosses,
+        crosses: List[str] = PARAMS.crosses,
         epochs: int = PARAMS.epochs,
         batch_size: int = PARAMS.batch_size,
         learning_rate: float = PARAMS.learning_rate,
-        hidden_units: str = PARAMS.hidden_units,
+        hidden_units: List[int] = PARAMS.hidden_units,
         dropout: float = PARAMS.dropout,
         seed: int = PARAMS.seed,
         checkpoint_root: str = PARAMS.checkpoint_root,
-        slice_columns: str = PARAMS.slice_columns,
+        slice_columns: List[str] = PARAMS.slice_columns,
         min_auc: float = PARAMS.min_auc,
         max_ece: float = PARAMS.max_ece,
         max_auc_gap: float = PARAMS.max_auc_gap,

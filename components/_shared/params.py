@@ -10,13 +10,16 @@ function's source text, where ``PARAMS`` is not defined): wrappers take tuning p
 without defaults and the pipeline always passes them. Parameters with ``pipeline=False`` are
 not pipeline parameters; the pipeline passes their table default as a constant.
 
-Usage: ``PARAMS.epochs`` is the default, ``TABLE["epochs"].help`` the meaning.
+Usage: ``PARAMS.epochs`` is the default, ``TABLE["epochs"].help`` the meaning, ``TABLE["epochs"].type``
+the type the pipeline declares (``List[int]``, ``Dict[str, str]`` for lists and dicts). ``PARAMS`` hands
+out a fresh copy of a list or dict default, so no caller can change the table's.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-from typing import Any, Optional
+from typing import Any, Dict, List, Optional
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +29,10 @@ class Param:
     default: Any  # None: required (no default)
     help: str
     pipeline: bool = True  # a parameter of the training pipeline (else a constant it passes)
+    # A gate that None disables. kfp.local (2.17) cannot run a pipeline whose parameter defaults to None
+    # (nor pass None), so the pipeline parameter stays a number and a negative value is "disabled";
+    # the cores take None. The CLI accepts "none" for it.
+    optional: bool = False
 
 
 _ROWS = (
@@ -39,7 +46,7 @@ _ROWS = (
     Param("id_column", str, "", "Column whose hash assigns splits, so a record never changes split (excluded from "
           "features); empty to detect one (a unique integer or string column named like an id); none for a seeded "
           "split by row position."),
-    Param("exclude_columns", str, "", "Comma-separated columns that must not become features."),
+    Param("exclude_columns", List[str], [], 'Columns that must not become features, e.g. ["notes", "signup_date"].'),
     Param("positive_label", str, "", "Label value that counts as positive; empty to infer (1/true/yes, else the "
           "larger value)."),
     Param("eval_fraction", float, 0.1, "Share of rows in the eval split (early stopping, threshold choice).",
@@ -58,16 +65,16 @@ _ROWS = (
     # --- validate
     Param("schema_uri", str, "", "A schema JSON (local path or gs://...) enforced as well as the champion's, or "
           "alone before there is a champion."),
-    Param("anomaly_severity", str, "{}", 'JSON object overriding anomaly severities, e.g. '
-          '{"unseen_categories": "blocking"}.'),
+    Param("anomaly_severity", Dict[str, str], {}, 'Anomaly severities overriding the defaults (blocking, '
+          'warning or ignore per kind), e.g. {"unseen_categories": "blocking"}.'),
     Param("psi_drift_share", float, 0.5, "Share of features drifted by PSI (against the champion's reference "
           "sample) above which validate raises a drift anomaly."),
     # --- engineer
-    Param("bucketize_columns", str, "", 'Comma-separated numeric features that also get quantile-bucket '
-          'embeddings, or "*" for all; empty for none.'),
+    Param("bucketize_columns", List[str], [], 'Numeric features that also get quantile-bucket embeddings, e.g. '
+          '["age", "tenure_months"], or ["*"] for all; empty for none.'),
     Param("num_buckets", int, 10, "Buckets per bucketized feature (fewer when quantiles coincide)."),
-    Param("crosses", str, "", 'Comma-separated feature crosses of categorical or bucketized features, e.g. '
-          '"contract*payment_method"; empty for none.'),
+    Param("crosses", List[str], [], 'Feature crosses of categorical or bucketized features, each joined by "*", '
+          'e.g. ["contract*payment_method"]; empty for none.'),
     Param("max_vocab", int, 1000, "Largest vocabulary per categorical feature; rarer values share an OOV bucket.",
           pipeline=False),
     Param("log_skew_threshold", float, 2.0, "Non-negative numeric features more skewed than this get log1p.",
@@ -76,7 +83,7 @@ _ROWS = (
     Param("epochs", int, 10, "Maximum training epochs (early stopping on eval AUC may stop sooner)."),
     Param("batch_size", int, 0, "Examples per step; 0 picks about 50 steps per epoch (16..4096)."),
     Param("learning_rate", float, 0.002, "Adam learning rate."),
-    Param("hidden_units", str, "64,32", 'Comma-separated widths of the MLP head, e.g. "64,32".'),
+    Param("hidden_units", List[int], [64, 32], "Widths of the MLP head's hidden layers, e.g. [64, 32]."),
     Param("dropout", float, 0.1, "Dropout after each hidden layer."),
     Param("early_stopping_patience", int, 2, "Epochs without eval-AUC improvement before stopping; 0 disables.",
           pipeline=False),
@@ -86,17 +93,19 @@ _ROWS = (
     Param("checkpoint_root", str, "", "Durable folder (gs:// or a mounted path) for preemption checkpoints "
           "(<root>/checkpoints/<job id>/train, removed when train succeeds); empty for the pipeline root."),
     # --- evaluate and compare
-    Param("slice_columns", str, "", "Comma-separated columns to slice metrics by (sensitive attributes); empty "
-          "for every categorical feature."),
+    Param("slice_columns", List[str], [], 'Columns to slice metrics by (sensitive attributes), e.g. ["gender"]; '
+          "empty for every categorical feature."),
     Param("min_slice_rows", int, 30, "Slices smaller than this are not reported.", pipeline=False),
-    Param("min_auc", float, 0.6, "Promotion gate: minimum test AUC (multiclass: one-vs-rest macro AUC; negative "
-          "disables)."),
+    Param("min_auc", float, 0.6, "Promotion gate: minimum test AUC (multiclass: one-vs-rest macro AUC); a "
+          "negative value disables it.", optional=True),
     Param("max_ece", float, 0.1, "Promotion gate: maximum expected calibration error (multiclass: of the top "
-          "class's probability; negative disables)."),
-    Param("max_auc_gap", float, 0.25, "Promotion gate: maximum AUC gap between slices (negative disables)."),
-    Param("min_r2", float, 0.1, "Promotion gate of regression models: minimum test R² (negative disables)."),
-    Param("max_rmse", float, -1.0, "Promotion gate of regression models: maximum test RMSE in the label's units "
-          "(negative disables)."),
+          "class's probability); a negative value disables it.", optional=True),
+    Param("max_auc_gap", float, 0.25, "Promotion gate: maximum AUC gap between slices; a negative value disables "
+          "it.", optional=True),
+    Param("min_r2", float, 0.1, "Promotion gate of regression models: minimum test R²; a negative value disables "
+          "it.", optional=True),
+    Param("max_rmse", float, -1.0, "Promotion gate of regression models: maximum test RMSE in the label's units; "
+          "negative (the default) disables it.", optional=True),
     Param("min_improvement", float, 0.0, "Required margin of the challenger over the champion in the task's primary "
           "metric: AUC (binary), log loss (multiclass), RMSE (regression, in the label's units)."),
     Param("require_significance", bool, True, "Also require the paired-bootstrap 95% interval of the primary "
@@ -128,7 +137,7 @@ class _Defaults:
 
     def __getattr__(self, name: str) -> Any:
         try:
-            return TABLE[name].default
+            return copy.deepcopy(TABLE[name].default)
         except KeyError:
             raise AttributeError(f"no training parameter {name!r}") from None
 
@@ -158,4 +167,26 @@ def with_defaults(component, **given) -> dict:
 
     func = getattr(component, "python_func", component)
     names = inspect.signature(func).parameters
-    return {**{n: TABLE[n].default for n in names if n in TABLE and TABLE[n].default is not None}, **given}
+    return {**{n: copy.deepcopy(TABLE[n].default) for n in names if n in TABLE and TABLE[n].default is not None},
+            **given}
+
+
+def pipeline_value(name: str, value: Any) -> Any:
+    """``value`` (a command-line string, or already typed) as the training pipeline declares its
+    parameter ``name``: ``"64,32"`` or ``"[64, 32]"`` -> ``[64, 32]`` for hidden_units, ``"1"`` -> ``"1"``
+    for positive_label. A gate given as "none" (or empty) takes its pipeline form of "disabled", -1.0.
+
+    Raises:
+        KeyError: ``name`` is not a parameter of the training pipeline.
+        ValueError: ``value`` is not of the declared type; the message says what the parameter expects.
+    """
+    from components._shared.values import expected, parse
+
+    row = TABLE.get(name)
+    if row is None or not row.pipeline:
+        raise KeyError(name)
+    try:
+        parsed = parse(value, row.type, optional=row.optional)
+    except ValueError:
+        raise ValueError(f"{expected(row.type)}{' or none' if row.optional else ''}") from None
+    return -1.0 if parsed is None and row.optional else parsed

@@ -1,5 +1,7 @@
 """KFP wrapper of compare."""
 
+from typing import Optional
+
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Model, Output
 
@@ -16,21 +18,22 @@ def compare_models(
     model_name: str,
     mlflow_tracking_uri: str,
     serving_base_dir: str,
-    min_auc: float,
-    max_ece: float,
-    max_auc_gap: float,
+    min_auc: Optional[float],
+    max_ece: Optional[float],
+    max_auc_gap: Optional[float],
     min_improvement: float,
     require_significance: bool,
     bootstrap_samples: int,
-    min_r2: float,
-    max_rmse: float,
+    min_r2: Optional[float],
+    max_rmse: Optional[float],
 ) -> bool:
     """Decide whether the challenger replaces the champion; returns promote.
 
     The champion (registry alias "champion") is re-scored on this run's test split and the
     difference of the task's primary metric (binary AUC, multiclass log loss, regression RMSE) is
-    bootstrapped on the same rows; a champion of another task type is never compared. A negative
-    gate value disables that gate; only the gates of the model's task apply.
+    bootstrapped on the same rows; a champion of another task type is never compared. A gate set to
+    None (or, as the pipeline passes it, a negative value) is disabled; only the gates of the model's
+    task apply.
     First, what TF Serving serves as "stable" must be that champion, byte for byte, and must load
     and answer its warm-up requests; otherwise the task fails with one sentence and decides nothing.
 

@@ -28,6 +28,7 @@ from components._shared.errors import ModelError
 from components._shared.labels import labels
 from components._shared.params import PARAMS
 from components._shared.task import BINARY, MULTICLASS, TASKS, task_of
+from components._shared.values import gate
 
 logger = logging.getLogger(__name__)
 
@@ -42,18 +43,16 @@ class Gates:
     min_improvement: float = PARAMS.min_improvement
     require_significance: bool = PARAMS.require_significance
     min_r2: Optional[float] = PARAMS.min_r2  # regression
-    max_rmse: Optional[float] = None if PARAMS.max_rmse < 0 else PARAMS.max_rmse  # regression
+    max_rmse: Optional[float] = gate(PARAMS.max_rmse)  # regression
 
     @classmethod
-    def from_params(cls, min_auc: float, max_ece: float, max_auc_gap: float, min_improvement: float,
-                    require_significance: bool, min_r2: Optional[float] = None,
+    def from_params(cls, min_auc: Optional[float], max_ece: Optional[float], max_auc_gap: Optional[float],
+                    min_improvement: float, require_significance: bool, min_r2: Optional[float] = None,
                     max_rmse: Optional[float] = None) -> Gates:
-        """Pipeline parameters use negative values for 'disabled' (KFP has no Optional float)."""
-        def opt(v):
-            return None if v is None or v < 0 else float(v)
-
-        return cls(opt(min_auc), opt(max_ece), opt(max_auc_gap), float(min_improvement), bool(require_significance),
-                   opt(min_r2), opt(max_rmse))
+        """None disables a gate; so does a negative value, the form the pipeline passes (kfp.local cannot
+        run a pipeline parameter that defaults to None)."""
+        return cls(gate(min_auc), gate(max_ece), gate(max_auc_gap), float(min_improvement),
+                   bool(require_significance), gate(min_r2), gate(max_rmse))
 
 
 @dataclasses.dataclass

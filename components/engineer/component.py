@@ -1,5 +1,7 @@
 """KFP wrapper of engineer."""
 
+from typing import List
+
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Output
 
@@ -13,22 +15,22 @@ def engineer_features(
     transform_spec: Output[Artifact],
     max_vocab: int,
     log_skew_threshold: float,
-    bucketize_columns: str,
+    bucketize_columns: List[str],
     num_buckets: int,
-    crosses: str,
+    crosses: List[str],
 ):
     """Fit imputation, normalisation and vocabularies on the train split into a transform spec.
 
     Args:
         max_vocab: Largest vocabulary per categorical feature; rarer values share an OOV bucket.
         log_skew_threshold: Non-negative numeric features more skewed than this get log1p.
-        bucketize_columns: Comma-separated numeric features to bucketize by train-split quantiles
-            (each bucket gets an embedding, in addition to the normalised value), or "*" for all
+        bucketize_columns: Numeric features to bucketize by train-split quantiles (each bucket gets
+            an embedding, in addition to the normalised value), e.g. ["age"], or ["*"] for all
             numeric features; empty for none.
         num_buckets: Buckets per bucketized feature (fewer when quantiles coincide).
-        crosses: Comma-separated feature crosses, each two or more categorical or bucketized
-            features joined by "*", e.g. "contract*payment_method,region*internet_service";
-            crosses with more than 10000 combinations are hashed into 10000 buckets. Empty for none.
+        crosses: Feature crosses, each two or more categorical or bucketized features joined by "*",
+            e.g. ["contract*payment_method", "region*internet_service"]; crosses with more than
+            10000 combinations are hashed into 10000 buckets. Empty for none.
     """
     import logging
 

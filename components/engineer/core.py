@@ -224,11 +224,23 @@ def _fit_crosses(crosses, max_cross_size: int, numeric: list, categorical: list,
     return out
 
 
-def parse_column_list(text: str) -> list:
-    """``"a, b"`` -> ``["a", "b"]``; ``"*"`` -> ``["*"]``; ``""`` -> ``[]`` (component parameters)."""
-    return [c.strip() for c in (text or "").split(",") if c.strip()]
+def parse_column_list(value, name: str = "bucketize_columns") -> list:
+    """``["a", "b"]`` (or deprecated ``"a, b"``) -> ``["a", "b"]``; ``["*"]`` / ``"*"`` -> ``["*"]``;
+    empty -> ``[]`` (component parameters)."""
+    from components._shared.values import str_list
+
+    return str_list(value, name)
 
 
-def parse_crosses(text: str) -> list:
-    """``"a*b, c*d*e"`` -> ``[["a", "b"], ["c", "d", "e"]]`` (component parameters)."""
-    return [[c.strip() for c in item.split("*")] for item in parse_column_list(text)]
+def parse_crosses(value) -> list:
+    """``["a*b", "c*d*e"]`` (or ``[["a", "b"], ...]``, or deprecated ``"a*b, c*d*e"``) ->
+    ``[["a", "b"], ["c", "d", "e"]]`` (component parameters)."""
+    from components._shared.values import list_items, str_list
+
+    out = []
+    for item in list_items(value, "crosses"):
+        parts = str_list(item, "crosses") if isinstance(item, (list, tuple)) else str(item).split("*")
+        parts = [p.strip() for p in parts]
+        if any(parts):
+            out.append(parts)
+    return out

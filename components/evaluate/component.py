@@ -1,5 +1,7 @@
 """KFP wrapper of evaluate."""
 
+from typing import List
+
 from kfp import dsl
 from kfp.dsl import (
     Artifact,
@@ -24,24 +26,25 @@ def evaluate_model(
     classification_metrics: Output[ClassificationMetrics],
     evaluation: Output[Artifact],
     report: Output[Markdown],
-    slice_columns: str,
+    slice_columns: List[str],
     min_slice_rows: int,
 ):
     """Test-split metrics (binary: threshold chosen on the eval split, ROC; multiclass: the K x K
     confusion matrix; regression: RMSE, MAE, R²), confusion matrix, slices.
 
     Args:
-        slice_columns: Comma-separated columns to slice by (sensitive attributes); empty for every categorical feature.
+        slice_columns: Columns to slice by (sensitive attributes), e.g. ["gender"]; empty for every categorical feature.
         min_slice_rows: Slices smaller than this are not reported.
     """
     import logging
 
     from components._shared import io
     from components._shared.metrics import loggable
+    from components._shared.values import str_list
     from components.evaluate.core import evaluate, report_markdown
 
     logging.basicConfig(level=logging.INFO)
-    cols = [c.strip() for c in slice_columns.split(",") if c.strip()]
+    cols = str_list(slice_columns, "slice_columns")
     ev = evaluate(model.path, test_data.path, eval_data.path, slice_columns=cols or None, min_slice_rows=min_slice_rows)
     io.write_json(ev.to_dict(), evaluation.path)
     for k, v in loggable(ev.metrics).items():

@@ -1,5 +1,7 @@
 """KFP wrapper of the monitor: drift / quality / decay of a window, and the retraining trigger."""
 
+from typing import Optional
+
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Metrics, Output
 
@@ -31,7 +33,7 @@ def monitor_data(
     trigger: str = "none",
     dry_run: bool = False,
     train_data_uri: str = "",
-    training_parameters: str = "{}",
+    training_parameters: Optional[dict] = None,
     kfp_host: str = "",
     kfp_namespace: str = "",
     vertex_project: str = "",
@@ -61,7 +63,8 @@ def monitor_data(
         dry_run: Decide and report, but start nothing and change no state.
         cooldown_hours: No second run for the model within this time unless the severity rises.
         train_data_uri: Data the retraining run trains on; empty for the window itself (which then needs labels).
-        training_parameters: JSON object of further training-pipeline parameters, e.g. {"epochs": 20}.
+        training_parameters: Further training-pipeline parameters, e.g. {"epochs": 20, "hidden_units": [128, 64]}
+            (deprecated: the same as a JSON string).
         training_pipeline: Compiled training pipeline: a gs:// or https:// URI of its YAML (Vertex: compiled/vertex/training.yaml) or, on Kubeflow, the name of the uploaded pipeline (python -m pipelines submit --target kfp uploads it).
         kfp_host: Kubeflow Pipelines API; empty for the in-cluster service.
         kfp_experiment: Kubeflow experiment of the retraining run.

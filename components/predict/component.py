@@ -1,5 +1,7 @@
 """KFP wrappers of predict: the version lookup, the scoring itself, evidently's drift report."""
 
+from typing import Dict
+
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
 
@@ -57,7 +59,7 @@ def predict_table(
     data_uri: str,
     output_uri: str,
     id_column: str,
-    anomaly_severity: str,
+    anomaly_severity: Dict[str, str],
     shard_rows: int,
     require_durable_output: bool,
 ):
@@ -71,22 +73,23 @@ def predict_table(
         output_uri: Where the predictions go: <path>.parquet for one file, a folder or gs://... prefix for
             Parquet shards, or bq://project.dataset.table; empty to write them into this task's predictions artifact.
         id_column: Column copied to every prediction row; empty for the model's id column (or row numbers).
-        anomaly_severity: JSON object overriding severities, e.g. {"unseen_categories": "blocking"}.
+        anomaly_severity: Severities overriding the defaults, e.g. {"unseen_categories": "blocking"}
+            (deprecated: the same as a JSON string).
         shard_rows: Largest Parquet shard of a folder output.
         require_durable_output: Set at compile time for cluster targets: refuse an output path inside the pod.
     """
-    import json
     import logging
 
     from components._shared import io
     from components._shared.metrics import loggable
+    from components._shared.values import json_object
     from components.predict.core import PredictConfig, predict
     from components.predict.report import summary_html
     from components.predict.resolve import load
 
     logging.basicConfig(level=logging.INFO)
     result = predict(data_uri, load(model.path), output_uri or predictions.path, id_column=id_column,
-                     severity=json.loads(anomaly_severity or "{}"), config=PredictConfig(shard_rows=shard_rows),
+                     severity=json_object(anomaly_severity, "anomaly_severity"), config=PredictConfig(shard_rows=shard_rows),
                      require_durable_output=require_durable_output)
     s = result.summary
     io.write_json(s, summary.path)

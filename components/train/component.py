@@ -1,5 +1,7 @@
 """KFP wrapper of train."""
 
+from typing import List
+
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
@@ -19,7 +21,7 @@ def train_model(
     epochs: int,
     batch_size: int,
     learning_rate: float,
-    hidden_units: str,
+    hidden_units: List[int],
     dropout: float,
     early_stopping_patience: int,
     class_weight: str,
@@ -42,7 +44,7 @@ def train_model(
         epochs: Maximum epochs (early stopping on eval AUC may stop sooner).
         batch_size: Examples per step; 0 picks about 50 steps per epoch (16..4096).
         learning_rate: Adam learning rate.
-        hidden_units: Comma-separated widths of the MLP head, e.g. "64,32".
+        hidden_units: Widths of the MLP head's hidden layers, e.g. [64, 32] (deprecated: "64,32").
         dropout: Dropout after each hidden layer.
         early_stopping_patience: Epochs without eval-AUC improvement before stopping; 0 disables.
         class_weight: "balanced" to reweight classes (hurts calibration), "none" otherwise.
@@ -57,13 +59,14 @@ def train_model(
     from components._shared import io
     from components._shared.errors import attempt_marker, fail_fast
     from components._shared.metrics import loggable
+    from components._shared.values import int_list
     from components.train.core import TrainConfig, train
 
     logging.basicConfig(level=logging.INFO)
     info = io.read_json(ingest_info.path)
     spec = io.read_json(transform_spec.path)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                         hidden_units=hidden_units, dropout=dropout,
+                         hidden_units=int_list(hidden_units, "hidden_units"), dropout=dropout,
                          early_stopping_patience=early_stopping_patience, class_weight=class_weight, seed=seed)
     root = (checkpoint_root or pipeline_root).rstrip("/")
     ckpt = "/".join([root, "checkpoints", job_id or pipeline_run or "run", "train"]) if root else None

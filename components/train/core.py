@@ -24,6 +24,7 @@ from components._shared.model import MODEL_FILE, SPEC_FILE, build_core_model, wr
 from components._shared.params import PARAMS
 from components._shared.task import class_weights, keras_loss_and_metrics, task_of
 from components._shared.transform import encode_parquet
+from components._shared.values import int_list, text
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class TrainConfig:
     epochs: int = PARAMS.epochs
     batch_size: int = PARAMS.batch_size  # 0: auto (about 50 steps per epoch, 16..4096)
     learning_rate: float = PARAMS.learning_rate
-    hidden_units: Sequence[int] = PARAMS.hidden_units  # "64,32" or a sequence of widths
+    hidden_units: Sequence[int] = tuple(PARAMS.hidden_units)  # widths; deprecated: "64,32"
     dropout: float = PARAMS.dropout
     embedding_dim: int = 8
     early_stopping_patience: int = PARAMS.early_stopping_patience
@@ -43,8 +44,8 @@ class TrainConfig:
     seed: int = PARAMS.seed
 
     def __post_init__(self):
-        if isinstance(self.hidden_units, str):
-            self.hidden_units = tuple(int(u) for u in self.hidden_units.replace(" ", "").split(",") if u)
+        # A pipeline hands a list over as [64.0, 32.0] (protobuf numbers); older calls pass "64,32".
+        self.hidden_units = tuple(int_list(self.hidden_units, "hidden_units"))
         if self.epochs < 1 or self.batch_size < 0 or not (0 <= self.dropout < 1) or self.learning_rate <= 0:
             raise ModelError(f"invalid training settings: {self}")
 
@@ -189,7 +190,7 @@ def train(
         mlflow_run_id = run_ctx.info.run_id
         if mirror is not None:
             mirror.write_state(mlflow_run_id=mlflow_run_id)
-        mlflow.log_params({**{k: str(v) for k, v in dataclasses.asdict(config).items()}, "batch_size_used": batch_size,
+        mlflow.log_params({**{k: text(v) for k, v in dataclasses.asdict(config).items()}, "batch_size_used": batch_size,
                            "train_rows": n, "eval_rows": len(y_eval), "device": device,
                            "features": len(spec["numeric"]) + len(spec["categorical"])})
         mlflow.set_tags({f"lineage.{k}": str(v) for k, v in (lineage or {}).items()})

@@ -1,5 +1,7 @@
 """KFP wrappers of validate: the reference lookup, the validation itself, evidently's drift report."""
 
+from typing import Dict, List, Optional
+
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Output
 
@@ -63,8 +65,8 @@ def validate_data(
     report: Output[HTML],
     metrics: Output[Metrics],
     id_column: str = "",
-    exclude_columns: str = "",
-    anomaly_severity: str = "{}",
+    exclude_columns: Optional[List[str]] = None,
+    anomaly_severity: Optional[Dict[str, str]] = None,
     psi_drift_share: float = 0.5,
     max_missing_jump: float = 0.1,
 ):
@@ -75,15 +77,16 @@ def validate_data(
     Args:
         reference: Output of champion_reference: the schema to enforce and a reference sample, if any.
         id_column: Identifier column (excluded from features); ingest's choice (given or detected) takes precedence.
-        exclude_columns: Comma-separated columns that must not become features.
-        anomaly_severity: JSON object overriding severities, e.g. {"unseen_categories": "blocking"}.
+        exclude_columns: Columns that must not become features, e.g. ["notes"] (deprecated: "a,b").
+        anomaly_severity: Severities overriding the defaults, e.g. {"unseen_categories": "blocking"}
+            (deprecated: the same as a JSON string).
         psi_drift_share: Share of features drifted by PSI above which a drift anomaly is raised.
         max_missing_jump: Largest allowed rise of a column's missing-value rate over the schema's.
     """
-    import json
     import logging
 
     from components._shared import io
+    from components._shared.values import json_object, str_list
     from components.validate.component_io import read_reference
     from components.validate.core import raise_if_blocking, result_to_json, validate
 
@@ -98,8 +101,8 @@ def validate_data(
         # The column ingest split on (given or detected; none when id_column is "none") is the identifier.
         id_column=info["id_column"] if "id_column" in info else (id_column or None),
         id_detected=info.get("id_column_source") == "detected",
-        exclude=[c.strip() for c in exclude_columns.split(",") if c.strip()],
-        severity=json.loads(anomaly_severity or "{}"),
+        exclude=str_list(exclude_columns, "exclude_columns"),
+        severity=json_object(anomaly_severity, "anomaly_severity"),
         psi_drift_share=psi_drift_share, max_missing_jump=max_missing_jump,
         report_html=report.path, task=info.get("task"),
     )

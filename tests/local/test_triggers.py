@@ -310,7 +310,10 @@ def test_parameters_are_derived_and_checked_against_the_pipeline(server, tmp_pat
         "gs://bucket/churn/labelled/",
         _schema(),
         "https://mlflow.example.com",
-        {"epochs": "3", "min_auc": "0.7", "require_approval": "true"},
+        # typed values (the monitoring pipeline's training_parameters dict) stay typed; a --param string
+        # for a list parameter becomes a list
+        {"epochs": "3", "min_auc": "0.7", "require_approval": "true", "hidden_units": [128, 64],
+         "anomaly_severity": {"unseen_categories": "blocking"}, "slice_columns": "gender,region"},
         kfp=settings,
     )
     launch(_decision())
@@ -325,6 +328,9 @@ def test_parameters_are_derived_and_checked_against_the_pipeline(server, tmp_pat
         "epochs": 3,
         "min_auc": 0.7,
         "require_approval": True,
+        "hidden_units": [128, 64],
+        "anomaly_severity": {"unseen_categories": "blocking"},
+        "slice_columns": ["gender", "region"],
     }
     with pytest.raises(ConfigError, match="the training pipeline has no parameter 'epoch'"):
         monitor_launcher("kfp", "m", "gs://b/w", _schema(), "", {"epoch": "3"}, kfp=settings)
@@ -400,6 +406,8 @@ def test_submit_uploads_once_and_starts_runs(runs_dir, server, capsys):
         "churned",
         "--param",
         "epochs=2",
+        "--param",
+        "hidden_units=128,64",
         "--json",
     ]
     assert main(args) == 0
@@ -413,6 +421,7 @@ def test_submit_uploads_once_and_starts_runs(runs_dir, server, capsys):
         "data_uri": "gs://bucket/churn.csv",
         "label": "churned",
         "epochs": 2,
+        "hidden_units": [128, 64],  # the pipeline declares a list: the client sends one
     }
     # The same file again: at most one new version (named by content), then always reused.
     for _ in range(2):
@@ -502,7 +511,7 @@ def test_vertex_job_is_built_from_the_vertex_template(anonymous):
         settings,
         job_id,
         run_name("churn-model", key),
-        {"data_uri": "bq://demo-project.sales.churn", "label": "churned", "epochs": 3},
+        {"data_uri": "bq://demo-project.sales.churn", "label": "churned", "epochs": 3, "hidden_units": [128, 64]},
         labels={"dedupe-key": key, "model": "Churn_Model", "severity": "medium"},
     )
     assert job.job_id == job_id
@@ -516,6 +525,7 @@ def test_vertex_job_is_built_from_the_vertex_template(anonymous):
     assert resource.runtime_config.gcs_output_directory == "gs://demo-bucket/pipeline-root"
     values = dict(resource.runtime_config.parameter_values)
     assert values["data_uri"] == "bq://demo-project.sales.churn" and values["epochs"] == 3
+    assert list(values["hidden_units"]) == [128, 64]  # a LIST parameter: the job carries a list
     assert job.to_dict()["pipelineSpec"]["pipelineInfo"]["name"] == "kfp-tf-gate-training"
 
 

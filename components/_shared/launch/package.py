@@ -12,7 +12,7 @@ import json
 import os
 import re
 import tempfile
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 from components._shared.errors import ConfigError
 
@@ -72,23 +72,16 @@ def pipeline_spec(path: str) -> dict:
 
 # --------------------------------------------------------------------------- parameters
 
-_CASTS = {
-    "STRING": str,
-    "NUMBER_INTEGER": int,
-    "NUMBER_DOUBLE": float,
-    "BOOLEAN": lambda v: (
-        v if isinstance(v, bool) else str(v).strip().lower() in ("1", "true", "yes")
-    ),
-}
-
-
 def pipeline_parameters(spec: Optional[dict], auto: dict, user: dict) -> dict:
     """Arguments of a run: derived ``auto`` values the pipeline has, plus every ``user`` value.
 
     With a spec, a ``user`` name the pipeline does not declare is an error, derived names it
-    does not declare are dropped, values are cast to the declared types and missing required
+    does not declare are dropped, values are cast to the declared types (a list stays a list, a
+    command-line "64,32" or "[64, 32]" for a LIST parameter becomes one) and missing required
     parameters are reported.
     """
+    from components._shared.values import SPEC_TYPES, expected, parse
+
     if spec is None:
         return {**auto, **user}
     declared = spec["root"].get("inputDefinitions", {}).get("parameters", {})
@@ -100,13 +93,18 @@ def pipeline_parameters(spec: Optional[dict], auto: dict, user: dict) -> dict:
         )
     out = {}
     for name, value in {**{k: v for k, v in auto.items() if k in declared}, **user}.items():
-        cast = _CASTS.get(declared[name].get("parameterType", "STRING"), lambda v: v)
+        kind = declared[name].get("parameterType", "STRING")
+        # A LIST whose default holds whole numbers (hidden_units: [64.0, 32.0]) takes whole numbers.
+        default = declared[name].get("defaultValue")
+        numbers = kind == "LIST" and default and all(
+            isinstance(v, (int, float)) and float(v).is_integer() for v in default
+        )
         try:
-            out[name] = cast(value)
-        except (TypeError, ValueError) as exc:
+            out[name] = parse(value, List[int] if numbers else SPEC_TYPES.get(kind, object))
+        except ValueError as exc:
             raise ConfigError(
-                f"the pipeline parameter {name!r} must be "
-                f"{declared[name].get('parameterType')}, got {value!r}"
+                f"the pipeline parameter {name!r} must be {kind} ({expected(SPEC_TYPES.get(kind))}), "
+                f"got {value!r}"
             ) from exc
     required = [
         n
@@ -119,9 +117,15 @@ def pipeline_parameters(spec: Optional[dict], auto: dict, user: dict) -> dict:
 
 
 def coerce(value: Any) -> Any:
-    """A --param string as the number or boolean it spells (no spec to read the type from)."""
+    """A --param string as the number, boolean, JSON list or JSON object it spells (no spec to read
+    the type from)."""
     if not isinstance(value, str):
         return value
+    if value.strip().startswith(("[", "{")):
+        try:
+            return json.loads(value)
+        except ValueError:
+            pass
     for cast in (int, float):
         try:
             return cast(value)
@@ -141,15 +145,12 @@ def parse_params(items: list) -> dict:
     return out
 
 
-def parse_json_params(text: str) -> dict:
-    """A JSON object of pipeline parameters (a component's ``training_parameters``); "" is {}."""
-    try:
-        params = json.loads(text or "{}")
-    except ValueError as exc:
-        raise ConfigError(f"training_parameters is not a JSON object: {exc}") from exc
-    if not isinstance(params, dict):
-        raise ConfigError("training_parameters must be a JSON object of pipeline parameters")
-    return params
+def parse_json_params(value: Any) -> dict:
+    """Pipeline parameters (a component's ``training_parameters``): a dict, kept as typed as it is, or a
+    deprecated JSON-object string ("" is {})."""
+    from components._shared.values import json_object
+
+    return json_object(value, "training_parameters")
 
 
 def retrain_arguments(data_uri: str, schema: dict, model_name: str, tracking_uri: str) -> dict:
