@@ -101,6 +101,12 @@ def _parser() -> argparse.ArgumentParser:
         help="Beam direct-runner worker processes of the TFX peer (multi-processing mode)",
     )
     p.add_argument(
+        "--tfx-timeout",
+        type=float,
+        default=None,
+        help="stop the TFX peer after this many seconds (its finished components are still reported)",
+    )
+    p.add_argument(
         "--fresh", action="store_true", help="do not merge with earlier results in --out"
     )
     p.add_argument("--keep-runs", action="store_true", help="keep runs dirs and step work folders")
@@ -224,6 +230,7 @@ def main(argv=None) -> int:
                 work,
                 epochs=epochs or TFX_EPOCHS,
                 workers=args.tfx_workers,
+                timeout=args.tfx_timeout,
                 quiet_wait=quiet_wait,
                 log=say,
             )
@@ -250,6 +257,9 @@ def main(argv=None) -> int:
             if "pipeline" in args.parts:
                 pipeline_part()
             if args.tfx:
+                # The peer takes minutes: ours is saved first, so a stopped peer loses only itself.
+                results["sizes"][str(rows)] = {**prev, **entry}
+                _write(results, out)
                 tfx_part()
             if "stages" in args.parts:
                 stages_part()

@@ -653,25 +653,34 @@ def _tfx_md(results: dict, rows: int) -> list:
     t = entry.get("tfx") or {}
     if not t:
         return []
-    if t.get("error"):
+    comps = t.get("components") or {}
+    if t.get("error") and not comps:
         return [f"TFX peer at {_rows(rows)} rows: failed ({t['error'][:300]})."]
     e = entry.get("end_to_end") or {}
     c = tfx_comparison(entry)
+    if c:
+        verdict = (
+            f"ours **{c['ours_s']:.1f} s**, TFX **{c['tfx_s']:.1f} s**: TFX takes **{c['ratio']:.1f}x** as long "
+            f"(issue 18's target: at least 10x, aim 20x). Test AUC ours {_f(c['ours_auc'], 4)}, TFX {_f(c['tfx_auc'], 4)}."
+        )
+    elif t.get("error") and e.get("wall_s") and not e.get("error"):
+        done = [n for n, x in comps.items() if x.get("state") == "COMPLETE"]
+        verdict = (
+            f"ours **{e['wall_s']:.1f} s**; the TFX peer did not finish ({t['error'][:200]}) after "
+            f"**{t['wall_s']:.1f} s**, with {', '.join(done) or 'no component'} complete, so TFX takes more "
+            f"than **{t['wall_s'] / e['wall_s']:.1f}x** as long as ours."
+        )
+    else:
+        verdict = f"TFX {t['wall_s']:.1f} s; ours did not complete."
     v = t.get("versions") or {}
     st = t.get("settings") or {}
-    comps = t.get("components") or {}
     ev = t.get("evaluation") or {}
     out = [
         f"**Against TFX at {_rows(rows)} rows** ("
         + ("ours and the peer in the same benchmark run, one after the other" if c.get("same_run")
            else "the TFX figure is from an earlier benchmark run than ours")
         + f"; ours at commit {entry.get('commit') or results.get('commit') or '?'}): "
-        + (
-            f"ours **{c['ours_s']:.1f} s**, TFX **{c['tfx_s']:.1f} s**: TFX takes **{c['ratio']:.1f}x** as long "
-            f"(issue 18's target: at least 10x, aim 20x). Test AUC ours {_f(c['ours_auc'], 4)}, TFX {_f(c['tfx_auc'], 4)}."
-            if c
-            else f"TFX {t['wall_s']:.1f} s; ours did not complete."
-        ),
+        + verdict,
         "",
         f"The peer (`tests/benchmarks/tfx_peer.py`, pipeline in `tests/benchmarks/tfx_pipeline/`): TFX {v.get('tfx')} "
         f"(TensorFlow {v.get('tensorflow')}, Beam {v.get('apache-beam')}, Python {v.get('python')}) under "
@@ -719,7 +728,9 @@ def _tfx_md(results: dict, rows: int) -> list:
         f"{_f(t.get('outside_components_s'))} |"
     )
     out.append(
-        f"| **end to end** | | **{_f(e.get('wall_s'))}** | | **{_f(t.get('wall_s'))}** |"
+        f"| **end to end** | | **{_f(e.get('wall_s'))}** | | **{_f(t.get('wall_s'))}**"
+        + (" (stopped)" if t.get("error") else "")
+        + " |"
     )
     out += [
         "",

@@ -144,6 +144,7 @@ def run_peer(
     learning_rate: float = 0.002,
     hidden_units: str = "64,32",
     workers: int = 2,
+    timeout: Optional[float] = None,
     quiet_wait: float = 0.0,
     log=print,
     venv: Optional[str] = None,
@@ -182,7 +183,17 @@ def run_peer(
         t0 = time.time()
         proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=fh, stderr=subprocess.STDOUT)
         mon = TreeMonitor(proc.pid, root_label="tfx").start()
-        rc = proc.wait()
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # SIGTERM: the script stops the run and still writes what finished (MLMD times).
+            log(f"  TFX peer still running after {timeout:.0f} s: stopping it")
+            proc.terminate()
+            try:
+                rc = proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                rc = proc.wait()
         t1 = time.time()
         mon.stop()
     result: dict = {

@@ -128,3 +128,10 @@ def test_tfx_comparison_is_reported_beside_our_steps():
     ratio = {t["target"]: t for t in targets(results)}["1M rows end to end: TFX peer's time / ours"]
     assert ratio["met"] is False and ratio["status"].startswith("missed by 5.0x")
     assert "earlier benchmark run" in markdown(results)
+    # A peer stopped by --tfx-timeout: a lower bound, from the components that finished.
+    entry["tfx"].update(error="KeyboardInterrupt: stopped by signal 15", wall_s=900.0)
+    entry["tfx"]["components"]["Trainer"]["state"] = "RUNNING"
+    entry["tfx"]["components"]["CsvExampleGen"]["state"] = "COMPLETE"
+    text = markdown(results)
+    assert "more than **9.0x** as long" in text and "with CsvExampleGen complete" in text
+    assert "**900.0** (stopped)" in text

@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 
@@ -231,9 +232,14 @@ def main(argv=None) -> int:
     pipeline = build(args, data_dir, pipeline_root, metadata_path, serving_dir)
     t0 = time.time()
     error = None
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         tfx.orchestration.LocalDagRunner().run(pipeline)
-    except Exception as e:  # the JSON still records what ran
+    except (Exception, KeyboardInterrupt) as e:  # the JSON still records what ran
         error = f"{type(e).__name__}: {e}"
     t1 = time.time()
     comps = component_times(metadata_path) if os.path.exists(metadata_path) else {}
