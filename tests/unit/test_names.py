@@ -155,3 +155,19 @@ def test_run_says_which_model_name_it_derived(tmp_path):
                 "--runs-dir", str(tmp_path / "runs"), cwd=str(tmp_path))
     assert r.returncode == 2 and "model name" not in r.stdout
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_prediction_rehearsal_scores_with_the_model_of_the_newest_training_rehearsal(tmp_path):
+    import json
+
+    from pipelines.rehearsal.cli import rehearsed_model_name
+
+    runs = tmp_path / "runs"
+    assert rehearsed_model_name(str(runs)) == "churn-model"  # none yet: the table's default
+    for n, (run, summary) in enumerate([("run-1", {"model_name": "old-model", "rehearsal": {}}),
+                                        ("run-2", {"model_name": "sales-model", "rehearsal": {}}),
+                                        ("run-3", {"model_name": "local-model"})]):  # a local run, not a rehearsal
+        (runs / run).mkdir(parents=True)
+        (runs / run / "summary.json").write_text(json.dumps(summary))
+        os.utime(runs / run / "summary.json", (1000 + n, 1000 + n))
+    assert rehearsed_model_name(str(runs)) == "sales-model"
