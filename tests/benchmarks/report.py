@@ -388,6 +388,9 @@ def tfx_comparison(entry: dict) -> dict:
         "tfx_auc": tfx_auc,
         "auc_gap": (tfx_auc - ours_auc) if ours_auc is not None and tfx_auc is not None else None,
         "same_run": bool(t.get("same_run_as_ours")),
+        # CPU seconds of each process tree: less sensitive to other load than wall time.
+        "ours_cpu_s": (e.get("noise") or {}).get("tree_cpu_seconds"),
+        "tfx_cpu_s": (t.get("noise") or {}).get("tree_cpu_seconds"),
     }
 
 
@@ -662,6 +665,7 @@ def _tfx_md(results: dict, rows: int) -> list:
         verdict = (
             f"ours **{c['ours_s']:.1f} s**, TFX **{c['tfx_s']:.1f} s**: TFX takes **{c['ratio']:.1f}x** as long "
             f"(issue 18's target: at least 10x, aim 20x). Test AUC ours {_f(c['ours_auc'], 4)}, TFX {_f(c['tfx_auc'], 4)}."
+            + _cpu_md(c.get("ours_cpu_s"), c.get("tfx_cpu_s"))
         )
     elif t.get("error") and e.get("wall_s") and not e.get("error"):
         done = [n for n, x in comps.items() if x.get("state") == "COMPLETE"]
@@ -669,6 +673,8 @@ def _tfx_md(results: dict, rows: int) -> list:
             f"ours **{e['wall_s']:.1f} s**; the TFX peer did not finish ({t['error'][:200]}) after "
             f"**{t['wall_s']:.1f} s**, with {', '.join(done) or 'no component'} complete, so TFX takes more "
             f"than **{t['wall_s'] / e['wall_s']:.1f}x** as long as ours."
+            + _cpu_md((e.get("noise") or {}).get("tree_cpu_seconds"), (t.get("noise") or {}).get("tree_cpu_seconds"),
+                      stopped=True)
         )
     else:
         verdict = f"TFX {t['wall_s']:.1f} s; ours did not complete."
@@ -739,6 +745,15 @@ def _tfx_md(results: dict, rows: int) -> list:
         f"the peer's virtualenv took {_f((t.get('venv') or {}).get('install_s'), 0)} s to create, once).",
     ]
     return out
+
+
+def _cpu_md(ours, tfx, stopped: bool = False) -> str:
+    if not ours or not tfx:
+        return ""
+    return (
+        f" CPU seconds of each process tree (less sensitive to other load than wall time): ours {ours:.0f}, "
+        f"TFX {tfx:.0f}{' until stopped' if stopped else ''} ({'more than ' if stopped else ''}{tfx / ours:.1f}x)."
+    )
 
 
 def _steps_busy(steps: list) -> float:
