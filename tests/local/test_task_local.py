@@ -41,8 +41,19 @@ def test_multiclass_run_on_wine(tmp_path):
 def test_regression_run_on_diabetes(tmp_path):
     from sklearn.datasets import load_diabetes
 
+    # typed parameters through kfp.local: a list, a dict, a gate set to none
     s = _run(tmp_path, load_diabetes(as_frame=True, scaled=False).frame, "--task", "regression",
-             "--param", "min_r2=2")
+             "--param", "min_r2=2", "--param", "hidden_units=16,8", "--param", "max_rmse=none",
+             "--param", 'anomaly_severity={"drift": "warning"}')
     assert s["challenger"]["task"] == "regression" and s["challenger"]["r2"] >= 0.3
     assert {"rmse", "mae", "r2"} <= set(s["challenger"])
     assert not s["promoted"] and any("R² " in r for r in s["reasons"])
+    assert not any("RMSE" in r and "maximum" in r for r in s["reasons"])  # max_rmse disabled
+    # the list reached train as widths, and MLflow logged it as text, not a Python repr
+    import mlflow
+
+    from pipelines.local import default_tracking_uri
+
+    client = mlflow.MlflowClient(default_tracking_uri(str(tmp_path / "runs")))
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert [r.data.params["hidden_units"] for r in runs if "hidden_units" in r.data.params] == ["16,8"]
