@@ -310,6 +310,11 @@ def test_model_card_fields_from_a_yaml_file(tmp_path):
     card = _card(fields=load_fields(str(path)))
     assert "## Intended use\n\nRank customers by churn risk.\n" in card
     assert "- EU customers only." in card and "- Retention (r@example.com)" in card and "not filled in" not in card.lower()
+    import fsspec  # a URI (gs://... in production) is read through fsspec: its in-memory store here
+
+    with fsspec.open("memory://cards/card.json", "w") as fh:
+        fh.write('{"owners": ["Retention"], "limitations": "EU only."}')
+    assert load_fields("memory://cards/card.json") == {"owners": ["Retention"], "limitations": "EU only."}
     with pytest.raises(ConfigError, match="unknown key.*'intended_usage'"):
         parse_fields({"intended_usage": "x"})
     with pytest.raises(ConfigError, match="cannot read the model card file"):
