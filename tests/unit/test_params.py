@@ -48,8 +48,12 @@ def test_cores_take_their_defaults_from_the_table():
 def test_cli_run_defaults_and_help_come_from_the_table():
     from pipelines.__main__ import build_parser
 
+    from components._shared.names import model_name_from_data
+
     args = build_parser().parse_args(["run"])
-    assert args.model_name == PARAMS.model_name == "churn-model"
+    # Not given: named after the data (the embedded churn.csv keeps the table's default name).
+    assert args.model_name is None
+    assert model_name_from_data("runs/data/churn.csv") == PARAMS.model_name == "churn-model"
     assert args.epochs is None  # unset: the pipeline's default (the table's) applies
 
 
