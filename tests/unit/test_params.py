@@ -53,7 +53,7 @@ def test_cli_run_defaults_and_help_come_from_the_table():
     args = build_parser().parse_args(["run"])
     # Not given: named after the data (the embedded churn.csv keeps the table's default name).
     assert args.model_name is None
-    assert model_name_from_data("runs/data/churn.csv") == PARAMS.model_name == "churn-model"
+    assert model_name_from_data("runs/data/churn.csv")[0] == PARAMS.model_name == "churn-model"
     assert args.epochs is None  # unset: the pipeline's default (the table's) applies
 
 
