@@ -42,7 +42,8 @@ from collections.abc import Iterator
 from typing import Any, Optional
 
 PARALLELISM_ENV = "KFP_TF_GATE_LOCAL_PARALLELISM"
-# 2 cores here: three at once is measured in README "Performance" (Concurrent local runs).
+# Two cores here, and the training DAG has two tasks ready together (three only if drift-report
+# outlasts engineer and train): README "Performance", Concurrent local runs.
 DEFAULT_PARALLELISM = 2
 SLOT_POLL_SECONDS = 0.05  # how often a DAG whose ready task waits for a slot looks again
 
