@@ -31,6 +31,7 @@ import math
 from typing import Optional
 
 from components._shared.errors import ConfigError
+from components._shared.text import plain
 
 SECTIONS = ("Task", "Data", "Features", "Hyperparameters", "Metrics", "Slices and fairness", "TFLite",
             "Lineage", "Intended use", "Limitations", "Ethical considerations", "Owners")
@@ -143,15 +144,7 @@ def _num(v, fmt: str = "{:.4f}") -> str:
 
 def _cell(v) -> str:
     """A value for a table cell or sentence: text as is, numbers compactly, lists joined."""
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    if isinstance(v, (list, tuple)):
-        return ", ".join(_cell(x) for x in v) or "none"
-    if isinstance(v, dict):
-        return "; ".join(f"{k} {_cell(x)}" for k, x in v.items()) or "none"
-    return str(v).replace("|", "\\|").replace("\n", " ")
+    return plain(v, none="None").replace("|", "\\|").replace("\n", " ")
 
 
 def _table(header: tuple, rows: list) -> list:

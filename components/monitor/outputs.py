@@ -13,6 +13,7 @@ import math
 import os
 from typing import Optional
 
+from components._shared.text import plain
 from components.monitor.policy import parse_time, severity_level
 
 METRIC_PREFIX = "kfp_tf_gate_monitor"
@@ -165,17 +166,7 @@ def headline(summary: dict) -> str:
 
 def _value(v) -> str:
     """A trigger value as text: yes/no, n/a, numbers, lists joined (never JSON)."""
-    if v is None:
-        return "n/a"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    if isinstance(v, (list, tuple)):
-        return ", ".join(_value(x) for x in v) or "none"
-    if isinstance(v, dict):
-        return "; ".join(f"{k} {_value(x)}" for k, x in sorted(v.items())) or "none"
-    return str(v)
+    return plain(dict(sorted(v.items())) if isinstance(v, dict) else v)
 
 
 def _rows(d: dict) -> list:
