@@ -47,7 +47,7 @@ check-compiled: venv ## fail when compiled/ is stale
 bench: venv ## benchmarks at 100k and 1M rows (BENCH_ARGS="--rows 10000000" for 10M)
 	$(BIN)/python -m tests.benchmarks $(BENCH_ARGS)
 
-bench-tfx: venv ## ours vs TFX 1.16 (LocalDagRunner) end to end at 1M rows, 2 epochs; first run creates TFX's Python 3.10 venv (~6 min)
+bench-tfx: venv ## ours vs TFX 1.16 (LocalDagRunner) end to end at 1M rows, 2 epochs; first run creates TFX's Python 3.10 venv (~5 min)
 	$(BIN)/python -m tests.benchmarks --tfx --rows 1000000 --parts pipeline $(BENCH_ARGS)
 
 bench-predict: venv ## batch scoring rows/s and peak RSS at 1M rows (BENCH_ARGS="--rows 10000000 --formats parquet")

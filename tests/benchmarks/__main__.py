@@ -18,7 +18,7 @@ README's Performance section between ``<!-- bench:start -->`` and ``<!-- bench:e
 With ``--tfx`` each size also runs the TFX peer (:mod:`tests.benchmarks.tfx_peer`: TFX 1.16's
 LocalDagRunner on the same CSV, the same 64-32-1 MLP, batch size, learning rate and epochs) right
 after ours, so the ratio compares two runs made in the same conditions; training then defaults
-to 2 epochs for both. The peer's Python 3.10 virtualenv is created the first time (~6 minutes).
+to 2 epochs for both. The peer's Python 3.10 virtualenv is created the first time (~5 minutes).
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
         "--tfx",
         action="store_true",
         help="also run the TFX 1.16 peer on the same CSV after ours (creates its Python 3.10 "
-        f"virtualenv the first time, ~6 min; training defaults to {TFX_EPOCHS} epochs for both)",
+        f"virtualenv the first time, ~5 min; training defaults to {TFX_EPOCHS} epochs for both)",
     )
     p.add_argument(
         "--tfx-workers",

@@ -1,7 +1,7 @@
 """The TFX peer (issue 18): the same CSV and an equivalent model under TFX's LocalDagRunner.
 
 TFX 1.16 (the newest with Linux wheels for all its dependencies) needs Python 3.10, so it lives
-in its own virtualenv, created once from ``tfx-requirements.txt`` (about 6 minutes here) under
+in its own virtualenv, created once from ``tfx-requirements.txt`` (313 s here) under
 ``~/.cache/tfx-peer/venv-1.16`` (``TFX_PEER_VENV`` overrides; ``TFX_PYTHON`` names the Python
 3.10 to create it with). The pipeline itself (``tfx_pipeline/run_pipeline.py`` and its module
 file) runs in that interpreter and does not import this project; this module only starts it,
@@ -98,7 +98,7 @@ def ensure_venv(venv: Optional[str] = None, log=print) -> dict:
     python = find_python310()
     log(
         f"  creating the TFX peer's virtualenv in {venv} (TFX 1.16, Python 3.10): "
-        "about 6 minutes the first time"
+        "about 5 minutes the first time"
     )
     t0 = time.time()
     shutil.rmtree(venv, ignore_errors=True)
