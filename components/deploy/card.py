@@ -162,10 +162,21 @@ def _days_to_date(days) -> str:
 # --------------------------------------------------------------------------- sections
 
 
-def _title(model_name: str, version: str, alias: str, pipeline_run: str) -> list:
-    role = {"champion": "champion: serves the model's traffic (alias `champion`)",
+def _role(alias: str, model_name: str) -> str:
+    return {"champion": "champion: serves the model's traffic (alias `champion`)",
             "candidate": "candidate awaiting approval (alias `candidate`; promote it with "
                          f"`python -m pipelines approve --model-name {model_name}`)"}.get(alias, alias or "registered")
+
+
+def approved(card: str, model_name: str, when: str) -> str:
+    """``card`` (a candidate's, full or registry-sized) once ``approve`` made it champion: the title's
+    role sentence says so; any other text is returned as it is."""
+    return card.replace(_role("candidate", model_name),
+                        f"{_role('champion', model_name)}, approved {when} after waiting as a candidate")
+
+
+def _title(model_name: str, version: str, alias: str, pipeline_run: str) -> list:
+    role = _role(alias, model_name)
     lines = [f"# Model card: {model_name} version {version}", "",
              f"Version {version} of the registered model `{model_name}`, {role}."]
     if pipeline_run:

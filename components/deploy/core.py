@@ -286,8 +286,36 @@ def approve(model_name: str, tracking_uri: str, serving_base: str, verify=None) 
         raise DeployError(f"model {model_name!r} has no 'candidate' version awaiting approval")
     checked = check_version(t, record["canary"], verify, record=record)
     new = transition(t, "approve", checked)
+    _card_approved(t, str(new["stable"]))
     return {"model": model_name, "champion": str(new["stable"]),
             "previous": str(new["previous"]) if new.get("previous") else None}
+
+
+def _card_approved(t: Target, version: str) -> None:
+    """The approved version's card (registry description and run artifact) says champion, not
+    candidate. After the change is committed, so a failure here is a warning, never a failed approve."""
+    import datetime
+
+    from components.deploy.card import approved
+
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    try:
+        mv = t.client.get_model_version(t.model_name, version)
+        description = approved(mv.description or "", t.model_name, when)
+        full = ""
+        if mv.run_id:
+            with tempfile.TemporaryDirectory() as tmp:
+                try:
+                    path = t.client.download_artifacts(mv.run_id, f"{layout.CARD}/{layout.CARD_FILE}", tmp)
+                    with open(path) as fh:
+                        full = approved(fh.read(), t.model_name, when)
+                except Exception:  # a version registered without the card artifact: the description only
+                    full = ""
+        if description != (mv.description or "") or full:
+            store_card(t.client, t.model_name, version, mv.run_id if full else None, full, description)
+    except Exception as exc:
+        logger.warning("version %s of %s is champion, but its model card still says candidate: %s",
+                       version, t.model_name, exc)
 
 
 def status(model_name: str, tracking_uri: str, serving_base: str, fix: bool = False) -> dict:

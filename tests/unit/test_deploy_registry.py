@@ -98,7 +98,7 @@ def _deploy(exports, name, tracking_uri, serving, **kwargs):
         tracking_uri,
         serving,
         artifacts={"model": exports["model"], "saved_model": exports[name]},
-        card=f"# Model card: {MODEL} ({name})\n",
+        card=kwargs.pop("card", f"# Model card: {MODEL} ({name})\n"),
         tags={"pipeline_run": f"run-{name}"},
         **kwargs,
     )
@@ -389,7 +389,13 @@ def test_rollback_needs_a_previous_version_that_is_still_served(exports, trackin
 def test_approval_flow(exports, tracking_uri, serving):
     _deploy(exports, "a", tracking_uri, serving)
 
-    pending = _deploy(exports, "b", tracking_uri, serving, require_approval=True)
+    from components.deploy.card import model_card
+
+    def card(version):  # the real card of a candidate (deploy_run's form: called once numbered)
+        text = model_card(MODEL, version, "candidate", ingest={"label": "churned", "task": "binary"})
+        return text, text
+
+    pending = _deploy(exports, "b", tracking_uri, serving, require_approval=True, card=card)
 
     assert (pending.version, pending.alias, pending.previous_version) == ("2", "candidate", "1")
     assert (_alias(tracking_uri, "candidate"), _alias(tracking_uri, "champion")) == ("2", "1")
@@ -400,6 +406,12 @@ def test_approval_flow(exports, tracking_uri, serving):
     out = approve(MODEL, tracking_uri, serving)
 
     assert out == {"model": MODEL, "champion": "2", "previous": "1"}
+    # The card in the registry and the run's copy now say champion, not "awaiting approval".
+    mv = _client(tracking_uri).get_model_version(MODEL, "2")
+    stored = _client(tracking_uri).download_artifacts(mv.run_id, "card/model_card.md", str(serving) + "-dl")
+    for text in (mv.description, open(stored).read()):
+        assert "awaiting approval" not in text and "champion: serves the model's traffic" in text
+        assert "approved 20" in text and text.startswith(f"# Model card: {MODEL} version 2\n")
     assert (_alias(tracking_uri, "champion"), _alias(tracking_uri, "previous")) == ("2", "1")
     assert _alias(tracking_uri, "candidate") is None
     assert labels(read_state(serving, MODEL)) == {"stable": 2, "previous": 1, "canary": None}
