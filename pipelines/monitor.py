@@ -371,6 +371,8 @@ def local_start_run(
 
 
 def format_summary(s: dict) -> str:
+    from components.monitor.outputs import headline
+
     def f(v, fmt="{:.4f}"):
         return "n/a" if v is None else fmt.format(v)
 
@@ -379,12 +381,13 @@ def format_summary(s: dict) -> str:
     lines = [
         f"monitor {s['model_name']}"
         + (f" v{s['champion_version']}" if s.get("champion_version") else "")
-        + f": severity {s['severity']}, decision {dec['action']}, trigger {trig['status']}"
+        + f": {headline(s)}"
         + (
             f" ({trig['target']} run {trig.get('run_name')} {trig.get('run_id')})"
             if trig.get("run_id")
             else ""
         ),
+        f"  decision   {dec['action']} (severity {s['severity']}, trigger {trig['status']})",
         f"  window     {s['current']} ({s['rows']} rows) vs {s['reference']}",
         f"  drift      share {f(drift['share'], '{:.0%}')} (threshold {f(drift['threshold'], '{:.0%}')})"
         + (f": {', '.join(drifted[:8])}" if drifted else ""),

@@ -72,7 +72,8 @@ def test_no_drift_writes_report_summary_and_metrics(runs_dir, windows, tmp_path,
         == 0
     )
     text = capsys.readouterr().out
-    assert "severity none" in text and "champion churn-model v1" in text
+    assert "monitor churn-model v1: no drift (performance not measured: no labels); no retraining needed" in text
+    assert "decision   none (severity none" in text
     summary = json.load(open(out / "summary.json"))
     assert summary["severity"] == "none" and summary["decision"]["action"] == "none"
     assert summary["champion_version"] == "1" and summary["rows"] == 800
