@@ -45,6 +45,19 @@ def _outputs_dir(work: str, stage: str) -> str:
     return os.path.join(work, "artifacts", stage)
 
 
+# Inputs whose name differs from the output they take (as pipelines/training.py wires them):
+# (stage, input) -> (producing stage, output).
+RENAMED_INPUTS = {("deploy", "export_metrics"): ("export", "metrics")}
+
+
+def _stage_outputs(work: str, stage: str) -> dict:
+    path = os.path.join(_outputs_dir(work, stage), META_FILE)
+    if not os.path.exists(path):
+        return {}
+    with open(path) as fh:
+        return json.load(fh)["outputs"]
+
+
 def _produced(work: str) -> dict:
     """Output name -> (uri, metadata, class name) over every step that has run, later steps winning."""
     out: dict = {}
@@ -66,6 +79,9 @@ def _arguments(func, stage: str, config: dict):
 
     work = config["work"]
     produced = _produced(work)
+    for (consumer, name), (producer, output) in RENAMED_INPUTS.items():
+        if consumer == stage and output in _stage_outputs(work, producer):
+            produced[name] = _stage_outputs(work, producer)[output]
     kwargs, outputs = {}, {}
     for name, param in inspect.signature(func).parameters.items():
         ann = param.annotation
