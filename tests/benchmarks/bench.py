@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Optional
 
-from tests.benchmarks.procmon import TreeMonitor, loadavg
+from tests.benchmarks.procmon import TreeMonitor, loadavg, run_figures
 from tests.benchmarks.stage import COMPONENTS, ORDER
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -238,17 +238,8 @@ def run_end_to_end(
         rc = proc.wait()
         t1 = time.time()
         mon.stop()
-    result: dict = {
-        "command": " ".join(["python"] + cmd[1:]),
-        "returncode": rc,
-        "wall_s": t1 - t0,
-        "loadavg_before": load_before,
-        "loadavg_after": loadavg(),
-        "other_cores_busy_before": busy_before,
-        "noise": mon.noise(),
-        "peak_rss_any_process_tree_bytes": mon.peak_total,
-        "rss_samples": mon.samples,
-    }
+    result: dict = {**run_figures(" ".join(["python"] + cmd[1:]), rc, t0, t1, load_before, busy_before, mon),
+                    "rss_samples": mon.samples}
     with open(err_path, errors="replace") as fh:
         err_text = fh.read()
     summary = None

@@ -172,6 +172,22 @@ class TreeMonitor:
         }
 
 
+def run_figures(command: str, returncode: int, t0: float, t1: float, load_before: list, busy_before,
+                mon: TreeMonitor) -> dict:
+    """What every measured process run reports: its command, exit status, wall time, the load around
+    it and the peak RSS of its process tree."""
+    return {
+        "command": command,
+        "returncode": returncode,
+        "wall_s": t1 - t0,
+        "loadavg_before": load_before,
+        "loadavg_after": loadavg(),
+        "other_cores_busy_before": busy_before,
+        "noise": mon.noise(),
+        "peak_rss_any_process_tree_bytes": mon.peak_total,
+    }
+
+
 def loadavg() -> list:
     try:
         return [round(x, 2) for x in os.getloadavg()]

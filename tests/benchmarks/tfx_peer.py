@@ -152,7 +152,7 @@ def run_peer(
     """One TFX pipeline run on ``csv``; wall time measured from here (the whole process, imports
     included, as for ours), per-component times from MLMD, test AUC from the Evaluator."""
     from tests.benchmarks.bench import wait_for_quiet
-    from tests.benchmarks.procmon import TreeMonitor, loadavg
+    from tests.benchmarks.procmon import TreeMonitor, loadavg, run_figures
 
     venv = venv or venv_path()
     stamp = ensure_venv(venv, log=log)
@@ -196,15 +196,9 @@ def run_peer(
                 rc = proc.wait()
         t1 = time.time()
         mon.stop()
+    command = " ".join(["<tfx venv>/bin/python", os.path.relpath(PIPELINE, os.getcwd()), *cmd[2:]])
     result: dict = {
-        "command": " ".join(["<tfx venv>/bin/python", os.path.relpath(PIPELINE, os.getcwd()), *cmd[2:]]),
-        "returncode": rc,
-        "wall_s": t1 - t0,
-        "loadavg_before": load_before,
-        "loadavg_after": loadavg(),
-        "other_cores_busy_before": busy_before,
-        "noise": mon.noise(),
-        "peak_rss_any_process_tree_bytes": mon.peak_total,
+        **run_figures(command, rc, t0, t1, load_before, busy_before, mon),
         "venv": {"path": venv, "install_s": stamp.get("install_s"), "created": stamp.get("created")},
         "log": log_path,
     }
