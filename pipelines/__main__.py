@@ -218,36 +218,13 @@ def _add_registry_cmds(sub) -> None:
                                 "leftovers, tag orphan versions, re-derive models.config and the aliases)")
 
 
-def registry_model_name(given: Optional[str], serving_base: str, tracking_uri: str) -> str:
-    """``given``, else the only model served from ``serving_base``, else the only registered one.
-
-    Raises:
-        ConfigError: None or several to choose from (one sentence asking for --model-name).
-    """
-    from components._shared.errors import ConfigError
-    from components._shared.registry import registered_model_names
-    from components._shared.serving_state import served_models
-
-    if given:
-        return given
-    names, where = served_models(serving_base), f"the serving base {serving_base}"
-    if not names:
-        names, where = registered_model_names(tracking_uri), f"the registry at {tracking_uri}"
-    if len(names) == 1:
-        return names[0]
-    if not names:
-        served = f"served from {serving_base} or " if serving_base else ""
-        raise ConfigError(f"no model is {served}registered at {tracking_uri}: name one with --model-name")
-    raise ConfigError(f"{where} holds several models ({', '.join(names)}): say which with --model-name")
-
-
 def cmd_registry(args) -> int:
     import contextlib
 
     from components._shared.names import check_model_name
     from components._shared.registry import quiet_mlflow_logs, require_store
     from components.deploy.core import approve, rollback, status
-    from pipelines.local import default_tracking_uri, runs_dir_lock
+    from pipelines.local import default_tracking_uri, registry_model_name, runs_dir_lock
 
     serving = args.serving_base or os.path.join(os.path.abspath(args.runs_dir), "serving")
     uri = args.mlflow_tracking_uri or default_tracking_uri(args.runs_dir)

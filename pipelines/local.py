@@ -30,6 +30,29 @@ def default_tracking_uri(runs_dir: str) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{os.path.abspath(os.path.join(runs_dir, 'mlflow.db'))}"
 
 
+def registry_model_name(given: Optional[str], serving_base: str, tracking_uri: str) -> str:
+    """``given``, else the only model served from ``serving_base``, else the only registered one.
+
+    Raises:
+        ConfigError: None or several to choose from (one sentence asking for --model-name).
+    """
+    from components._shared.errors import ConfigError
+    from components._shared.registry import registered_model_names
+    from components._shared.serving_state import served_models
+
+    if given:
+        return given
+    names, where = served_models(serving_base), f"the serving base {serving_base}"
+    if not names:
+        names, where = registered_model_names(tracking_uri), f"the registry at {tracking_uri}"
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        served = f"served from {serving_base} or " if serving_base else ""
+        raise ConfigError(f"no model is {served}registered at {tracking_uri}: name one with --model-name")
+    raise ConfigError(f"{where} holds several models ({', '.join(names)}): say which with --model-name")
+
+
 def runs_dir_lock(runs_dir: str, timeout: Optional[float] = None):
     """The lock of a runs dir, held by every command that may change what it serves (a run,
     rollback, approve): a second one waits for the first, up to ``timeout`` seconds

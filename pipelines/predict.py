@@ -107,8 +107,7 @@ def only_registered_model(runs_dir: str) -> str:
         ConfigError: No store there, or not exactly one model in it (one sentence).
     """
     from components._shared.registry import quiet_mlflow_logs, require_store
-    from pipelines.__main__ import registry_model_name
-    from pipelines.local import default_tracking_uri
+    from pipelines.local import default_tracking_uri, registry_model_name
 
     uri = default_tracking_uri(runs_dir)
     require_store(uri)  # a prediction never creates a registry

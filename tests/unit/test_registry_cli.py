@@ -69,7 +69,7 @@ def test_no_store_is_created_where_there_was_none(tmp_path, command):
 
 
 def test_the_default_model_is_the_only_one_served_else_the_only_one_registered(store, template, tmp_path):
-    from pipelines.__main__ import registry_model_name
+    from pipelines.local import registry_model_name
 
     base = tmp_path / "serving"
     assert registry_model_name("given", str(base), store) == "given"
