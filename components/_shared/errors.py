@@ -64,6 +64,10 @@ class ServingStateError(PipelineError):
     """What is served, the serving state and the registry disagree; nothing is decided or moved."""
 
 
+class RolloutError(PipelineError):
+    """A rollout stopped: a check failed (traffic is back on stable) or a target refused a change."""
+
+
 # --- which errors can pass -------------------------------------------------------------------
 #
 # KFP's retryPolicy (max_retry_count and backoffs, nothing else) retries every failed attempt:
