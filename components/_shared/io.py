@@ -16,6 +16,19 @@ from collections.abc import Iterator
 from typing import Any, Optional
 
 from components._shared.errors import DataError
+from components._shared.shards import (  # noqa: F401 - every reader of a split goes through io
+    ROW_GROUP_ROWS,
+    SHARD_ROWS,
+    ShardWriter,
+    iter_parquet_batches,
+    parquet_files,
+    parquet_num_rows,
+    read_parquet,
+    read_parquet_arrow,
+    read_parquet_schema_names,
+    sample_parquet,
+    write_parquet_shards,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -275,43 +288,6 @@ def write_parquet(df, path: str) -> None:
     import pyarrow as pa
 
     write_arrow_parquet(pa.Table.from_pandas(df, preserve_index=False), path)
-
-
-def read_parquet(path: str, columns: Optional[list[str]] = None):
-    """Read a Parquet file written by :func:`write_parquet` (strings as categoricals).
-
-    Raises:
-        DataError: A requested column is not in the file.
-    """
-    import pyarrow.parquet as pq
-
-    if columns is not None:
-        names = read_parquet_schema_names(path)
-        missing = [c for c in columns if c not in names]
-        if missing:
-            raise DataError(f"the data {path} has no column {missing[0]!r}")
-    # ParquetFile, not read_table: read_table imports pyarrow.dataset (~0.3 s of every step's start).
-    return to_pandas(pq.ParquetFile(path).read(columns=columns))
-
-
-def sample_parquet(path: str, rows: int, seed: int = 0, columns: Optional[list[str]] = None):
-    """At most ``rows`` random rows (of ``columns``) of a Parquet file, as pandas (strings as
-    categoricals): only the sampled rows are converted, never the whole file."""
-    import numpy as np
-    import pyarrow.parquet as pq
-
-    table = pq.ParquetFile(path).read(columns=columns)
-    if table.num_rows > rows:
-        idx = np.sort(np.random.default_rng(seed).choice(table.num_rows, rows, replace=False))
-        table = table.take(idx)
-    return to_pandas(table)
-
-
-def read_parquet_schema_names(path: str) -> list:
-    """Column names of a Parquet file (no data read)."""
-    import pyarrow.parquet as pq
-
-    return pq.read_schema(path).names
 
 
 def content_hash(table) -> str:
