@@ -7,6 +7,7 @@ A change is one of:
 - ``candidate`` (deploy with approval required): ``canary`` moves to the version, stable stays;
 - ``rollback``  (rollback, ``rollback --to N``): ``stable`` moves back; ``previous`` becomes the
   stable before it in the history, never the version just rolled back from.
+- ``reject``    (a rollout's automatic rollback): the ``canary`` is cleared; stable and previous stay.
 
 No I/O here: :mod:`components.deploy.transition` reads, checks, writes and derives.
 """
@@ -22,7 +23,7 @@ from components._shared.errors import DeployError
 from components._shared.serving_state import LABELS, empty_state, labels
 
 HISTORY_LENGTH = 20
-KINDS = ("promote", "approve", "candidate", "rollback")
+KINDS = ("promote", "approve", "candidate", "rollback", "reject")
 WHY = {"promote": "promoted", "approve": "approved", "rollback": "rolled back"}
 
 
@@ -66,6 +67,10 @@ def plan(record: dict, kind: str, version: int, fingerprint: str, available: Ite
     new["fingerprints"][str(v)] = fingerprint
     if kind == "candidate":
         new["canary"] = v if v != old else None
+    elif kind == "reject":
+        if new.get("canary") != v:
+            raise DeployError(f"version {v} is not the canary ({describe(new)}); nothing to reject")
+        new["canary"] = None
     else:
         if kind in ("promote", "approve"):
             if old and old != v:

@@ -21,52 +21,126 @@ method that raises has left the previous traffic split in place.
 Implementations: :class:`TFServingTarget` here (the serving record on the serving base),
 :class:`VertexEndpointTarget` here (a Vertex AI endpoint's traffic split) and
 ``components.deploy.kserve.KServeTarget`` (an InferenceService's ``canaryTrafficPercent``).
+
+The protocol itself lives in :mod:`components._shared.traffic` (re-exported here): a target in a
+stage (deploy) imports it from there, since a stage imports no other stage.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Optional, Protocol, runtime_checkable
+from typing import Optional
+
+from components._shared.traffic import ROLLOUT_REASON, ROLLOUT_STATUS, TrafficState, TrafficTarget, tag_version
+
+__all__ = ["ROLLOUT_REASON", "ROLLOUT_STATUS", "TFServingTarget", "TrafficState", "TrafficTarget", "tag_version"]
 
 
-@dataclasses.dataclass(frozen=True)
-class TrafficState:
-    """What a target serves now.
+class TFServingTarget:
+    """The serving record on a TF Serving model base (``serving.json``, ``models.config``, aliases).
 
-    Attributes:
-        stable: The stable version (registry version number as text, or the platform's id of it:
-            a storage URI, a deployed model id); None when nothing is served.
-        canary: The canary version, None when there is no canary.
-        canary_percent: The canary's share of live traffic, 0..100; None when the platform cannot
-            express a share (TF Serving labels: clients choose the label they call).
-        detail: One line for people, e.g. ``"stable 3 (90 %), canary 4 (10 %)"``.
+    TF Serving's version labels cannot split traffic: ``stable`` and ``canary`` are two labels on
+    two loaded versions, and each client chooses the label it calls (``/v1/models/M/labels/canary``).
+    So ``set_traffic`` moves nothing: it checks that the canary is the version being rolled out and
+    is served intact, tags the registry with the step, and the share is whatever routes requests
+    (a gateway or clients sending that share to the canary label) — :attr:`TrafficState.canary_percent`
+    is None. ``promote`` is the ``approve`` transition (canary becomes stable and champion);
+    ``rollback`` is the ``reject`` transition (the canary label and the ``candidate`` alias are
+    cleared; stable never moved). Both go through :mod:`components.deploy.transition`, the one
+    writer of the record, after its start-up check.
+
+    Args:
+        model_name: Registered model.
+        version: The version being rolled out (the record's canary; deploy with approval required
+            puts it there).
+        tracking_uri: MLflow tracking/registry URI.
+        serving_base: The TF Serving model base (local path or object-store URI).
+        lock: Context-manager factory held around each change (the runs dir's lock), or None.
+        verify: ``verify(folder) -> int`` replays warm-up requests before promote (default: the
+            TF Serving-like replay of :func:`components._shared.warmup.replay_warmup`).
     """
 
-    stable: Optional[str]
-    canary: Optional[str]
-    canary_percent: Optional[float]
-    detail: str = ""
+    name = "tfserving"
 
+    def __init__(self, model_name: str, version, tracking_uri: str, serving_base: str, lock=None, verify=None):
+        self.model_name, self.version = model_name, int(version)
+        self.tracking_uri, self.serving_base = tracking_uri, serving_base
+        self._lock, self._verify = lock, verify
 
-@runtime_checkable
-class TrafficTarget(Protocol):
-    """A serving platform whose traffic a rollout moves between a stable and a canary version."""
+    def _target(self):
+        from components._shared import registry
+        from components.deploy.transition import Target
 
-    #: Short name for messages and ``--target``: ``tfserving``, ``vertex``, ``kserve``.
-    name: str
+        return Target(registry.configure(self.tracking_uri), self.serving_base, self.model_name)
 
-    def set_traffic(self, canary_percent: float) -> TrafficState:
-        """Give the canary ``canary_percent`` (0 < p < 100) of live traffic; returns what is served."""
-        ...
+    def _locked(self):
+        import contextlib
 
-    def promote(self) -> TrafficState:
-        """Make the canary the stable version with all traffic; returns what is served."""
-        ...
-
-    def rollback(self, reason: str) -> TrafficState:
-        """Send all traffic back to the stable version and retire the canary; returns what is served."""
-        ...
+        return self._lock() if self._lock else contextlib.nullcontext()
 
     def describe(self) -> TrafficState:
-        """What the platform serves now (read from the platform)."""
-        ...
+        from components.deploy.transition import read_record
+
+        record = read_record(self._target())
+        stable, canary = record.get("stable"), record.get("canary")
+        detail = f"stable {stable or 'none'}" + (f", canary {canary} (label 'canary'; clients choose the label)"
+                                                 if canary else ", no canary")
+        return TrafficState(str(stable) if stable else None, str(canary) if canary else None, None, detail)
+
+    def set_traffic(self, canary_percent: float) -> TrafficState:
+        from components._shared.errors import RolloutError
+        from components.deploy.transition import intact, read_record
+
+        t = self._target()
+        record = read_record(t)
+        if record.get("canary") != self.version:
+            raise RolloutError(f"version {self.version} of {self.model_name!r} is not the canary "
+                               f"({_labels(record)}); deploy it with approval required first")
+        if not intact(t, record, self.version):
+            raise RolloutError(f"the canary version {self.version} of {self.model_name!r} is missing from the serving "
+                               f"path or its files differ from its recorded fingerprint")
+        tag_version(t.client, self.model_name, self.version, f"canary at {canary_percent:g} %")
+        return self.describe()
+
+    def promote(self) -> TrafficState:
+        from components._shared.errors import DeployError, RolloutError
+        from components.deploy.core import approve
+        from components.deploy.transition import read_record
+
+        with self._locked():
+            record = read_record(self._target())
+            if record.get("stable") != self.version:  # else: promoted before (a repeated call)
+                if record.get("canary") != self.version:
+                    raise RolloutError(f"version {self.version} of {self.model_name!r} is neither canary nor stable "
+                                       f"({_labels(record)}); nothing to promote")
+                try:
+                    approve(self.model_name, self.tracking_uri, self.serving_base, verify=self._verify)
+                except DeployError as exc:
+                    raise RolloutError(f"promoting version {self.version} of {self.model_name!r} failed: {exc}") from exc
+            tag_version(self._target().client, self.model_name, self.version, "promoted")
+        return self.describe()
+
+    def rollback(self, reason: str) -> TrafficState:
+        from components._shared.errors import RolloutError
+        from components.deploy.repair import repair
+        from components.deploy.transition import STATUS_TAG, Checked, transition
+
+        with self._locked():
+            t = self._target()
+            record = repair(t)["record"]
+            if record.get("stable") == self.version:
+                raise RolloutError(f"version {self.version} of {self.model_name!r} is already stable; a rollout "
+                                   f"rollback only clears a canary (use `python -m pipelines rollback`)")
+            if record.get("canary") == self.version:  # else: cleared before (a repeated call)
+                fp = record["fingerprints"].get(str(self.version), "")
+                # reject serves nothing new, so the version needs no load check: the record only drops its label
+                transition(t, "reject", Checked(self.version, fp, "", 0))
+            t.client.set_model_version_tag(self.model_name, str(self.version), STATUS_TAG,
+                                           f"rolled back: {reason}"[:500])
+            tag_version(t.client, self.model_name, self.version, "rolled_back", reason)
+        return self.describe()
+
+
+def _labels(record: dict) -> str:
+    from components.deploy.state import describe
+
+    return describe(record)

@@ -1,0 +1,117 @@
+"""A rollout: traffic steps on a :class:`~components.rollout.targets.TrafficTarget`, each checked on
+live metrics before the next, and an automatic rollback when a check fails.
+
+For each step ``p`` below 100: ``set_traffic(p)``, wait ``interval``, then read canary and stable
+over the step (:class:`~components.rollout.prometheus.PrometheusSource`) and
+:func:`~components.rollout.core.decide`: ``promote`` goes to the next step; ``hold`` waits
+``poll`` seconds and reads again, until the step's deadline (``step_timeout`` after the step
+began), past which a step that still holds rolls back ("no metrics"); ``rollback`` sends all
+traffic back to stable and ends the rollout. The step of 100 % is ``promote()``. Any error of the
+target or the source mid-rollout also rolls back (missing metrics never promote).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Optional
+
+from components._shared.errors import ConfigError, PipelineError, RolloutError
+from components.rollout.core import HOLD, PROMOTE, ROLLBACK, Decision, Thresholds, decide
+
+logger = logging.getLogger(__name__)
+
+PROMOTED, ROLLED_BACK = "promoted", "rolled_back"
+
+
+@dataclasses.dataclass
+class RolloutResult:
+    """How a rollout ended: ``status`` (promoted / rolled_back), the one sentence why, every check
+    (``steps``: percent, action, reason, figures) and what the target serves at the end."""
+
+    status: str
+    reason: str
+    steps: list
+    served: str
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def run_rollout(target, source, steps: Sequence[float], thresholds: Thresholds, interval: float = 300.0,
+                step_timeout: Optional[float] = None, window: Optional[float] = None, poll: Optional[float] = None,
+                report: Optional[Callable[[str], None]] = None, clock: Callable[[], float] = time.time,
+                sleep: Callable[[float], None] = time.sleep) -> RolloutResult:
+    """Walk ``steps`` (percentages ending at 100) on ``target`` with checks read from ``source``.
+
+    Args:
+        target: A :class:`~components.rollout.targets.TrafficTarget`.
+        source: Has ``window(role, start, end) -> Window`` for ``canary`` and ``stable``.
+        interval: Seconds to wait after each traffic change before the first check.
+        step_timeout: Seconds after a step began past which a step that holds rolls back
+            (default: 3 x ``interval``).
+        window: Seconds of metrics each check reads, back from now (default: since the step began).
+        poll: Seconds between checks while a step holds (default: ``interval`` / 4, at least 1).
+        report: Called with one line per check and per traffic change.
+        clock / sleep: Time source and wait (a test passes a simulated clock).
+
+    Returns:
+        The result; ``status`` is ``rolled_back`` after a failed check, a step past its deadline or
+        an error mid-rollout (then traffic is back on stable and the registry says why).
+
+    Raises:
+        ConfigError: Bad steps or thresholds (nothing moved).
+        RolloutError: The rollback itself failed (the message says what is served).
+    """
+    thresholds.check()
+    if interval < 0 or (step_timeout is not None and step_timeout < 0) or (window is not None and window <= 0):
+        raise ConfigError("rollout interval and step timeout must be >= 0 seconds and the window > 0 seconds")
+    step_timeout = 3 * interval if step_timeout is None else step_timeout
+    poll = max(interval / 4, 1.0) if poll is None else max(poll, 0.0)
+    say = report or (lambda line: None)
+    checks: list = []
+
+    def back(reason: str) -> RolloutResult:
+        try:
+            state = target.rollback(reason)
+        except PipelineError as exc:
+            raise RolloutError(f"{reason}; and the rollback to stable failed: {exc}") from exc
+        say(f"rolled back: {reason} ({state.detail})")
+        return RolloutResult(ROLLED_BACK, reason, checks, state.detail)
+
+    for p in steps:
+        try:
+            if p >= 100:
+                state = target.promote()
+                say(f"100 %: promoted ({state.detail})")
+                reason = f"canary promoted after {len(checks)} check(s) at " + \
+                         ", ".join(f"{s:g} %" for s in steps if s < 100)
+                return RolloutResult(PROMOTED, reason, checks, state.detail)
+            state = target.set_traffic(p)
+        except PipelineError as exc:
+            return back(f"the {target.name} target refused the step to {p:g} %: {exc}")
+        say(f"{p:g} %: traffic set ({state.detail}); checking in {interval:g} s")
+        began = clock()
+        sleep(interval)
+        while True:
+            now = clock()
+            late = now >= began + step_timeout
+            try:
+                lo = now - window if window else began
+                d = decide(p, source.window("canary", lo, now), source.window("stable", lo, now), thresholds,
+                           past_deadline=late)
+            except ConfigError as exc:  # a wrong query stays wrong: no later check can pass
+                return back(f"the canary cannot be checked: {exc}")
+            except PipelineError as exc:  # the source did not answer: missing data
+                d = Decision(ROLLBACK if late else HOLD,
+                             (f"no metrics before the step's deadline ({exc})" if late else f"no metrics at {p:g} %: {exc}"))
+            checks.append({"percent": p, "action": d.action, "reason": d.reason, "figures": d.figures})
+            say(f"{p:g} %: {d.action}: {d.reason}")
+            if d.action == PROMOTE:
+                break
+            if d.action == ROLLBACK:
+                return back(d.reason)
+            sleep(poll)
+    raise ConfigError(f"rollout steps must end at 100, got {list(steps)}")  # parse_steps makes this unreachable
