@@ -29,11 +29,11 @@ PROMOTED, ROLLED_BACK = "promoted", "rolled_back"
 @dataclasses.dataclass
 class RolloutResult:
     """How a rollout ended: ``status`` (promoted / rolled_back), the one sentence why, every check
-    (``steps``: percent, action, reason, figures) and what the target serves at the end."""
+    (``checks``: percent, action, reason, figures) and what the target serves at the end."""
 
     status: str
     reason: str
-    steps: list
+    checks: list
     served: str
 
     def to_dict(self) -> dict:
