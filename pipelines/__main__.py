@@ -164,6 +164,14 @@ def _add_compile(sub) -> None:
                    help="Vertex: Secret Manager secret with JSON {\"username\", \"password\"}; its name (never "
                         "its value) is set as KFP_TF_GATE_MLFLOW_SECRET on the MLflow tasks, which read it with "
                         "the run's service account (needs roles/secretmanager.secretAccessor); default: none")
+    p.add_argument("--train-workers", type=int, default=1, metavar="N",
+                   help="replicas of multi-worker training (default 1: the train task's own pod); N > 1: the "
+                        "train task runs a Vertex AI CustomJob / Kubeflow TFJob of N replicas and waits for it")
+    p.add_argument("--train-machine-type", default="", metavar="TYPE",
+                   help="Vertex, --train-workers > 1: machine type of each replica (default n1-standard-8)")
+    p.add_argument("--train-accelerator", default="", metavar="TYPE:COUNT",
+                   help="Vertex, --train-workers > 1: accelerators of each replica, e.g. NVIDIA_TESLA_T4:1 "
+                        "(default: --gpu-type/--gpu-count); on Kubeflow each replica gets the train pod's GPUs")
 
 
 def cmd_compile(args) -> int:
@@ -180,6 +188,9 @@ def cmd_compile(args) -> int:
         options["mlflow_secret"] = args.mlflow_secret
     if args.vertex_mlflow_secret:
         options["vertex_mlflow_secret"] = args.vertex_mlflow_secret
+    if args.train_workers != 1 or args.train_machine_type or args.train_accelerator:  # multi-worker training
+        options.update(train_workers=args.train_workers, train_machine_type=args.train_machine_type,
+                       train_accelerator=args.train_accelerator)
     try:
         changed = compile_all(args.out, images, check=args.check, options=options)
     except ValueError as exc:  # a bad compile option (CompileOptions says which)

@@ -20,7 +20,7 @@ STAGES = ("ingest", "validate", "engineer", "train", "evaluate", "compare", "exp
 # Compile options that only the Kubeflow target has (Vertex AI Pipelines mount no PVCs).
 KUBEFLOW_ONLY = ("serving_pvc", "mlflow_secret")
 # ... and those only Vertex has (a Secret Manager secret instead of a Kubernetes one).
-VERTEX_ONLY = ("vertex_mlflow_secret",)
+VERTEX_ONLY = ("vertex_mlflow_secret", "train_machine_type", "train_accelerator")
 
 
 def _pipelines() -> dict[str, Callable[[CompileOptions], object]]:

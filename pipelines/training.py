@@ -61,6 +61,12 @@ class CompileOptions:
         serving_pvc: Kubeflow: "CLAIM[:/mount/path]" mounts that PersistentVolumeClaim into deploy's pod
             (default path /models) and makes the mount path serving_base_dir's default; empty for no
             volume (the serving base must then be an object-store URI such as gs://...).
+        train_workers: Replicas of multi-worker training (MultiWorkerMirroredStrategy): 1 trains in the
+            train task's own pod; N > 1 makes the train task launch a Vertex AI CustomJob (chief pool + N-1
+            workers) or a Kubeflow TFJob (Chief + N-1 Workers) and wait for it (components/train/launch.py).
+        train_machine_type: Vertex, N > 1: machine type of every replica (default n1-standard-8).
+        train_accelerator: Vertex, N > 1: "TYPE:COUNT" accelerators of every replica; default gpu_type/gpu_count
+            (Kubeflow replicas get the train pod's resources: train_cpu/train_memory, gpu_type/gpu_count).
     """
 
     target: str = "kubeflow"
@@ -72,8 +78,12 @@ class CompileOptions:
     mlflow_secret: str = "mlflow-credentials"
     serving_pvc: str = ""
     vertex_mlflow_secret: str = ""
+    train_workers: int = 1
+    train_machine_type: str = ""
+    train_accelerator: str = ""
 
     def __post_init__(self):
+        self._check_train_workers()
         if self.target not in TARGETS:
             raise ValueError(f"unknown target {self.target!r}; expected one of {TARGETS}")
         if self.serving_pvc and self.target == "vertex":
@@ -95,6 +105,30 @@ class CompileOptions:
         if self.serving_pvc and (not claim or (path and not path.startswith("/"))):
             raise ValueError(f"--serving-pvc expects CLAIM or CLAIM:/absolute/path, got {self.serving_pvc!r}")
 
+    def _check_train_workers(self) -> None:
+        if isinstance(self.train_workers, bool) or not isinstance(self.train_workers, int) or self.train_workers < 1:
+            raise ValueError(f"--train-workers must be a whole number of at least 1, got {self.train_workers!r}")
+        if self.train_workers > 1 and self.target == "local":
+            raise ValueError("multi-worker training (--train-workers > 1) is compiled for kubeflow or vertex")
+        if self.train_workers == 1 and (self.train_machine_type or self.train_accelerator):
+            raise ValueError("--train-machine-type and --train-accelerator set the replicas of multi-worker "
+                             "training: give --train-workers 2 or more")
+        if (self.train_machine_type or self.train_accelerator) and self.target == "kubeflow":
+            raise ValueError("--train-machine-type and --train-accelerator are Vertex options: on Kubeflow, each "
+                             "replica gets the train pod's CPU, memory and GPUs (--gpu-type/--gpu-count)")
+        kind, _, count = self.train_accelerator.partition(":")
+        if self.train_accelerator and (not kind or not count.isdigit() or int(count) < 1):
+            raise ValueError(f"--train-accelerator expects TYPE:COUNT (e.g. NVIDIA_TESLA_T4:1), "
+                             f"got {self.train_accelerator!r}")
+
+    @property
+    def replica_accelerator(self) -> tuple[str, int]:
+        """(type, count) of each multi-worker replica's accelerators; count 0 for CPU replicas."""
+        if self.train_accelerator:
+            kind, _, count = self.train_accelerator.partition(":")
+            return kind, int(count)
+        return (self.accelerator, self.gpu_count) if self.gpu_count > 0 else ("", 0)
+
     @property
     def cluster(self) -> bool:
         """Compiled for a cluster: the registry and serving base must outlive the pods."""
@@ -115,8 +149,30 @@ class CompileOptions:
         return "NVIDIA_TESLA_T4" if self.target == "vertex" else "nvidia.com/gpu"
 
 
+def _train_component(opts: CompileOptions):
+    if opts.train_workers > 1:
+        from components.train.component import train_model_multiworker
+
+        return train_model_multiworker
+    return train_model
+
+
+def _multiworker_args(opts: CompileOptions, vertex_project, vertex_location) -> dict:
+    """The replicas of multi-worker training (compile options) for train_model_multiworker; {} for one pod."""
+    if opts.train_workers == 1:
+        return {}
+    kind, count = opts.replica_accelerator
+    kubeflow = opts.target == "kubeflow"
+    return dict(workers=opts.train_workers, platform=opts.target, image=IMAGES.trainer,
+                machine_type=opts.train_machine_type, accelerator_type=kind, accelerator_count=count,
+                cpu=opts.train_cpu if kubeflow else "", memory=opts.train_memory if kubeflow else "",
+                node_selector=opts.gpu_node_selector if kubeflow else "",
+                mlflow_secret=opts.mlflow_secret if kubeflow else "",
+                vertex_project=vertex_project, vertex_location=vertex_location)
+
+
 def _place_train(task, opts: CompileOptions) -> None:
-    if opts.target == "local":
+    if opts.target == "local" or opts.train_workers > 1:  # multi-worker: the job's replicas are placed
         return
     if opts.target == "kubeflow":
         from kfp import kubernetes
@@ -246,14 +302,15 @@ def build_pipeline(opts: Optional[CompileOptions] = None):
                                           crosses=crosses)
         engineer_task.set_display_name("engineer").set_caching_options(False)
 
-        train_task = train_model(
+        train_task = _train_component(opts)(
             train_data=ingest_task.outputs["train_data"], eval_data=ingest_task.outputs["eval_data"],
             transform_spec=engineer_task.outputs["transform_spec"], ingest_info=ingest_task.outputs["ingest_info"],
             model_name=model_name, mlflow_tracking_uri=mlflow_tracking_uri, epochs=epochs,
             batch_size=batch_size, learning_rate=learning_rate, hidden_units=hidden_units, dropout=dropout,
             early_stopping_patience=PARAMS.early_stopping_patience, class_weight=PARAMS.class_weight,
             seed=seed, checkpoint_root=checkpoint_root, pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-            pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER, job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+            pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER, job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            **_multiworker_args(opts, vertex_project, vertex_location))
         # Preemption: a retry resumes from the checkpoints under <root>/checkpoints/<job id>/train.
         train_task.set_display_name("train").set_caching_options(False).set_retry(**retry_preemptible)
         _place_train(train_task, opts)

@@ -111,6 +111,7 @@ class Context:
     fired: set = dataclasses.field(default_factory=set)
     backoffs: list = dataclasses.field(default_factory=list)  # retry back-offs the policies asked for (s)
     live: set = dataclasses.field(default_factory=set)  # process groups of running pods
+    jobs: Optional[object] = None  # jobs.JobService: multi-worker training jobs, when the file asks for them
 
     def kill_pods(self) -> None:
         """End every pod still running (the rehearsal was interrupted or failed)."""

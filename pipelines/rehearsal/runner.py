@@ -161,6 +161,19 @@ def mlflow_auth_route(pipeline: platform_mod.CompiledPipeline) -> bool:
                for _, _, keys, _ in pod.secret_env) or any(USER_KEY in pod.env for pod in pipeline.pods.values())
 
 
+def _job_service(stack: contextlib.ExitStack, ctx: Context):
+    """Multi-worker training (a train task compiled with --train-workers N): the cluster's job APIs,
+    whose jobs run here as N processes (``jobs``); their addresses reach every pod. None otherwise."""
+    if not any(label.startswith("exec-train-model-multiworker") for label in ctx.pipeline.pods):
+        return None
+    from pipelines.rehearsal.jobs import JobService
+
+    service = stack.enter_context(JobService(ctx.logs_dir, {"STORAGE_EMULATOR_HOST": ctx.store.url},
+                                             os.path.join(ctx.rehearsal_dir, "secrets")))
+    ctx.extra_env.update(service.env())
+    return service
+
+
 def _default_serving_base(pipeline: platform_mod.CompiledPipeline, bucket: str) -> str:
     """Deploy's PVC mount path when the spec mounts one, else ``gs://<bucket>/serving`` on the emulator
     (what a user of a file compiled without ``--serving-pvc`` must give: a pod folder would be refused)."""
@@ -279,6 +292,7 @@ def rehearse(
                       local_root=local_root, gcs_root=gcs_root, store=store,
                       extra_env={"STORAGE_EMULATOR_HOST": store.url},
                       preempt=set(preempt), keep_sandboxes=keep_sandboxes)
+        ctx.jobs = _job_service(stack, ctx)
         started = time.time()
         recorder = StepRecorder(console_fd=progress_fd, live=quiet)
         compiled = execute_compiled(ctx, pipeline_file, arguments, services, target, run_id, log_path, quiet,
@@ -350,6 +364,7 @@ def _write_facts(run_dir, ctx, pipeline, services, target, arguments, gcs_root) 
         "retry_policies": pipeline.retry_policies(),
         "retry_backoffs_requested_s": list(ctx.backoffs),
         "tasks": ctx.records,
+        "jobs": ctx.jobs.facts() if ctx.jobs else [],  # multi-worker training jobs and their replicas
         "pods": {label: pod.facts() for label, pod in pipeline.pods.items()},
     }
     with open(os.path.join(run_dir, "rehearsal.json"), "w") as fh:

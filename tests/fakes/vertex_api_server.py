@@ -7,6 +7,8 @@ Model Registry and deploy it to an endpoint:
   ``:mergeVersionAliases``;
 - EndpointService: ``endpoints`` list / create (long-running) / get, ``:deployModel``
   (long-running; keeps ``deployedModels`` and ``trafficSplit``);
+- JobService: ``customJobs`` create / get / ``:cancel`` (worker pools checked as Vertex does; a job
+  runs when polled and ends as ``custom_job_outcome`` says);
 - Operations: ``.../operations/{id}`` get (the generated client polls ``/ui/{name}``, its first
   binding for GetOperation; ``/v1/{name}`` works too).
 
@@ -177,6 +179,10 @@ class VertexApiServer(FakeHttpServer):
         self.operations: dict = {}  # name -> {"op": Operation json, "polls": int, "finish": callable}
         self.fail: dict = {}  # rpc name -> (http status, message)
         self.fail_operation: dict = {}  # rpc name -> (google.rpc status name, message)
+        self.custom_jobs: dict = {}  # (location, job id) -> CustomJob json
+        # how a CustomJob ends once it has run (a get after RUNNING): (JobState name, error message);
+        # None: it runs until cancelled
+        self.custom_job_outcome: tuple = ("JOB_STATE_SUCCEEDED", "")
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
 
@@ -265,6 +271,9 @@ class VertexApiServer(FakeHttpServer):
                 "DeployModel",
                 self._deploy_model,
             ),
+            ("POST", rf"{loc}/customJobs", "CreateCustomJob", self._create_custom_job),
+            ("GET", rf"{loc}/customJobs/(?P<job>[^/:]+)", "GetCustomJob", self._get_custom_job),
+            ("POST", rf"{loc}/customJobs/(?P<job>[^/:]+):cancel", "CancelCustomJob", self._cancel_custom_job),
             # the generated operations client polls the first matching binding, which is /ui/...
             (
                 "GET",
@@ -579,3 +588,66 @@ class VertexApiServer(FakeHttpServer):
             return "DeployModelResponse", {"deployedModel": deployed}
 
         return self._operation(resource, "DeployModel", "DeployModelOperationMetadata", finish)
+
+    # ------------------------------------------------------------------ JobService: CustomJobs
+    # A job is PENDING when created, RUNNING at its first get and ends at the next one as
+    # ``custom_job_outcome`` says; cancel makes it CANCELLING, then CANCELLED at the next get.
+
+    def _custom_job(self, location: str, job_id: str) -> dict:
+        job = self.custom_jobs.get((location, job_id))
+        if job is None:
+            raise ApiError(
+                404, f'The CustomJob "{self._parent(location)}/customJobs/{job_id}" does not exist.'
+            )
+        return job
+
+    def _create_custom_job(self, req: Request, project: str, location: str) -> dict:
+        spec = req.body if isinstance(req.body, dict) else {}
+        if not spec.get("displayName"):
+            raise ApiError(400, "CustomJob.display_name is required.")
+        _validate_labels(spec.get("labels"))
+        job_spec = spec.get("jobSpec") or {}
+        pools = job_spec.get("workerPoolSpecs") or []
+        if not pools:
+            raise ApiError(400, "CustomJob.job_spec.worker_pool_specs must not be empty.")
+        for i, pool in enumerate(pools):
+            machine = pool.get("machineSpec") or {}
+            if not machine.get("machineType"):
+                raise ApiError(400, f"worker_pool_specs[{i}].machine_spec.machine_type is required.")
+            if int(machine.get("acceleratorCount") or 0) and not machine.get("acceleratorType"):
+                raise ApiError(400, f"worker_pool_specs[{i}].machine_spec.accelerator_type is required "
+                                    "with accelerator_count.")
+            if not (pool.get("containerSpec") or {}).get("imageUri"):
+                raise ApiError(400, f"worker_pool_specs[{i}].container_spec.image_uri is required.")
+            if int(pool.get("replicaCount") or 0) < 1:
+                raise ApiError(400, f"worker_pool_specs[{i}].replica_count must be at least 1.")
+        if int(pools[0].get("replicaCount") or 0) != 1:
+            raise ApiError(400, "The first worker pool (the chief) must have exactly one replica.")
+        out = (job_spec.get("baseOutputDirectory") or {}).get("outputUriPrefix", "")
+        if out and not out.startswith("gs://"):
+            raise ApiError(400, f"base_output_directory must be a Cloud Storage URI, got {out!r}.")
+        job_id = self._new_id()
+        now = _now()
+        job = {**spec, "name": f"{self._parent(location)}/customJobs/{job_id}",
+               "state": "JOB_STATE_PENDING", "createTime": now, "updateTime": now}
+        self.custom_jobs[(location, job_id)] = job
+        return job
+
+    def _get_custom_job(self, req: Request, project: str, location: str, job: str) -> dict:
+        found = self._custom_job(location, job)
+        state, now = found["state"], _now()
+        if state == "JOB_STATE_PENDING":
+            found.update(state="JOB_STATE_RUNNING", startTime=now, updateTime=now)
+        elif state == "JOB_STATE_CANCELLING" or (state == "JOB_STATE_RUNNING" and self.custom_job_outcome):
+            end, message = (("JOB_STATE_CANCELLED", "CANCELED") if state == "JOB_STATE_CANCELLING"
+                            else self.custom_job_outcome)
+            found.update(state=end, endTime=now, updateTime=now)
+            if end != "JOB_STATE_SUCCEEDED":
+                found["error"] = {"code": 1 if end == "JOB_STATE_CANCELLED" else 13, "message": message}
+        return found
+
+    def _cancel_custom_job(self, req: Request, project: str, location: str, job: str) -> dict:
+        found = self._custom_job(location, job)
+        if found["state"] in ("JOB_STATE_PENDING", "JOB_STATE_RUNNING"):
+            found.update(state="JOB_STATE_CANCELLING", updateTime=_now())
+        return {}

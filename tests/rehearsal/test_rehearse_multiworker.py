@@ -1,0 +1,112 @@
+"""Multi-worker training in the rehearsal: the job service runs a CustomJob / TFJob as one local process
+per replica with TF_CONFIG on loopback, and a pipeline compiled with --train-workers 2 trains with two."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from components._shared.errors import ModelError
+from components.train import launch
+from pipelines.rehearsal.jobs import JobService
+
+# A replica that reports what the platform gave it: TF_CONFIG and its environment, into a file named by
+# --config's value (the launcher's "--config URI" argument), then exits with EXIT (0 by default).
+REPORT = ("import json, os, sys; path = sys.argv[sys.argv.index('--config') + 1]; "
+          "t = json.loads(os.environ['TF_CONFIG'])['task']; "
+          "open(f\"{path}.{t['type']}{t['index']}\", 'w').write(json.dumps(dict(os.environ))); "
+          "sys.exit(int(os.environ.get('EXIT', '0')) if t['type'] == 'worker' else 0)")
+
+
+@pytest.fixture
+def jobs(tmp_path, monkeypatch):
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "mlflow-credentials.json").write_text(json.dumps({"MLFLOW_TRACKING_PASSWORD": "s3cret"}))
+    with JobService(str(tmp_path / "logs"), {"STORAGE_EMULATOR_HOST": "http://127.0.0.1:1"}, str(secrets)) as service:
+        for name, value in service.env().items():
+            monkeypatch.setenv(name, value)
+        yield service
+
+
+def _reports(prefix: str) -> dict:
+    folder, base = os.path.split(prefix)
+    return {name[len(base) + 1:]: json.load(open(os.path.join(folder, name)))
+            for name in os.listdir(folder) if name.startswith(base + ".")}
+
+
+def _check_cluster(reports: dict, workers: int) -> None:
+    assert sorted(reports) == ["chief0"] + [f"worker{i}" for i in range(workers - 1)]
+    configs = {k: json.loads(v["TF_CONFIG"]) for k, v in reports.items()}
+    cluster = configs["chief0"]["cluster"]
+    assert all(c["cluster"] == cluster for c in configs.values())
+    addresses = cluster["chief"] + cluster["worker"]
+    assert len(cluster["chief"]) == 1 and len(cluster["worker"]) == workers - 1
+    assert len(set(addresses)) == workers and all(a.startswith("127.0.0.1:") for a in addresses)
+
+
+def test_vertex_custom_job_runs_one_process_per_replica(jobs, tmp_path):
+    prefix = str(tmp_path / "config.json")
+    replicas = launch.Replicas(workers=3, image="trainer:1", config_uri=prefix, entry=("python", "-c", REPORT),
+                               env={"KFP_TF_GATE_MLFLOW_SECRET": "projects/p/secrets/s"})
+    place = launch.VertexPlace(launch.vertex_project(""), "us-central1", "j", "gs://rehearsal/x")
+    name = launch.run_vertex_job(replicas, place, poll_seconds=0.05)
+    reports = _reports(prefix)
+    _check_cluster(reports, 3)
+    chief = reports["chief0"]
+    assert chief["KFP_TF_GATE_MLFLOW_SECRET"] == "projects/p/secrets/s"
+    assert chief["STORAGE_EMULATOR_HOST"] == "http://127.0.0.1:1"
+    assert "KFP_TF_GATE_VERTEX_API_ENDPOINT" not in chief  # a replica sees the job's spec, not the caller's env
+    assert chief["PYTHONUNBUFFERED"] == "1" and chief["HOME"] != os.environ.get("HOME")
+    [fact] = jobs.facts()
+    assert fact["job"] == name and fact["state"] == "SUCCEEDED"
+    assert [r["exit_code"] for r in fact["replicas"]] == [0, 0, 0]
+
+
+def test_failed_replica_fails_the_job(jobs, tmp_path):
+    prefix = str(tmp_path / "config.json")
+    replicas = launch.Replicas(workers=2, image="trainer:1", config_uri=prefix, entry=("python", "-c", REPORT),
+                               env={"EXIT": "3"})
+    with pytest.raises(ModelError, match=r"ended FAILED: replica worker-0 exited with status 3 \(log: "):
+        launch.run_vertex_job(replicas, launch.VertexPlace("rehearsal", "us-central1", "j", "gs://r/x"),
+                              poll_seconds=0.05)
+
+
+def test_tfjob_runs_chief_and_workers_with_secret_references(jobs, tmp_path):
+    prefix = str(tmp_path / "config.json")
+    replicas = launch.Replicas(workers=2, image="trainer:1", config_uri=prefix, entry=("python", "-c", REPORT),
+                               secret_env=launch.kubeflow_secret_env("mlflow-credentials"))
+    assert launch.run_tfjob(replicas, "train-abc", "kubeflow", poll_seconds=0.05) == "kubeflow/train-abc"
+    reports = _reports(prefix)
+    _check_cluster(reports, 2)
+    # the secret file stands for the Kubernetes secret; optional keys it lacks are left out
+    assert reports["worker0"]["MLFLOW_TRACKING_PASSWORD"] == "s3cret"
+    assert "MLFLOW_TRACKING_USERNAME" not in reports["worker0"] and "MINIO_ACCESS_KEY" not in reports["worker0"]
+
+
+# -- slow: a whole rehearsal of a file compiled with --train-workers 2 --------------------------
+
+@pytest.mark.slow
+def test_vertex_rehearsal_trains_with_two_workers(tmp_path, small_csv, services_open, base_params):
+    from components._shared.images import Images
+    from pipelines.compile import compile_text
+    from pipelines.rehearsal.runner import rehearse
+    from pipelines.training import CompileOptions, build_pipeline
+
+    path = tmp_path / "vertex-2-workers.yaml"
+    path.write_text(compile_text(build_pipeline(CompileOptions("vertex", train_workers=2)), Images()))
+    summary = rehearse("vertex", small_csv, "churned", runs_dir=str(tmp_path / "runs"), model_name="reh-2workers",
+                       params=base_params, services=services_open, pipeline_file=str(path), backoff_scale=0.0)
+    assert summary["challenger"]["auc"] > 0.6, summary["challenger"]
+    facts = summary["rehearsal"]
+    [job] = facts["jobs"]
+    assert job["state"] == "SUCCEEDED" and [r["type"] for r in job["replicas"]] == ["chief", "worker"]
+    assert [r["exit_code"] for r in job["replicas"]] == [0, 0]
+    for replica in job["replicas"]:  # both trained: each printed its epochs
+        log = open(replica["log"]).read()
+        assert "Epoch 2/2" in log or "epoch 2" in log.lower(), replica["log"]
+    train = [t for t in facts["tasks"] if t["task"] == "train-model-multiworker"]
+    assert [t["status"] for t in train] == ["SUCCESS"]
+    assert train[0]["outputs"]["model"]["metadata"]["workers"] == 2
