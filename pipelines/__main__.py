@@ -1,4 +1,4 @@
-"""Command line: ``python -m pipelines {run,compile,rollback,approve,predict,monitor,submit}``.
+"""Command line: ``python -m pipelines {run,compile,rollback,approve,predict,monitor,submit,rollout}``.
 
 Exit status: 0 on success (whether or not a model was promoted), 2 on bad input or a
 failed step, with one sentence on stderr naming the problem.
@@ -264,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_compile(sub)
     _add_registry_cmds(sub)
-    for module in ("pipelines.predict", "pipelines.monitor", "pipelines.submit", "pipelines.rehearsal.cli"):
+    for module in ("pipelines.predict", "pipelines.monitor", "pipelines.submit", "pipelines.rehearsal.cli",
+                   "pipelines.rollout"):
         try:
             mod = __import__(module, fromlist=["add_parser"])
         except ImportError:

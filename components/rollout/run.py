@@ -115,3 +115,63 @@ def run_rollout(target, source, steps: Sequence[float], thresholds: Thresholds, 
                 return back(d.reason)
             sleep(poll)
     raise ConfigError(f"rollout steps must end at 100, got {list(steps)}")  # parse_steps makes this unreachable
+
+
+def parse_seconds(text, name: str = "interval") -> float:
+    """``"300"``, ``"300s"``, ``"5m"``, ``"1h"`` -> seconds.
+
+    Raises:
+        ConfigError: Not a duration (one sentence naming ``name``).
+    """
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", str(text))
+    if not m:
+        raise ConfigError(f"rollout {name} must be a duration like 300s, 5m or 300, got {text!r}")
+    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
+
+
+def tag_registry(tracking_uri: str, model_name: str, version, result: RolloutResult) -> None:
+    """The registry version says how its rollout ended (``rollout_status``, ``rollout_reason``)."""
+    from components._shared import registry
+    from components._shared.traffic import tag_version
+
+    tag_version(registry.configure(tracking_uri), model_name, version, result.status, result.reason)
+
+
+def rollout(model_name: str, target_kind: str, prometheus_url: str, steps: str = "10,50,100",
+            interval: str = "300s", step_timeout: str = "", window: str = "",
+            thresholds: Optional[Thresholds] = None, flavor: str = "tfserving",
+            canary_selector: str = 'role="canary"', stable_selector: str = 'role="stable"', version: str = "",
+            tracking_uri: str = "", serving_base: str = "", lock=None, target_options: Optional[dict] = None,
+            report: Optional[Callable[[str], None]] = None) -> RolloutResult:
+    """A rollout from plain settings (the CLI's and the component's): builds the target
+    (:func:`components.rollout.targets.build_target`) and the Prometheus source, walks the steps,
+    and tags the registry version with how it ended when the registry is known.
+
+    Raises:
+        ConfigError: A bad setting; nothing moved.
+        RolloutError: The rollback itself failed.
+    """
+    from components.rollout.core import parse_steps
+    from components.rollout.prometheus import PrometheusSource
+    from components.rollout.targets import build_target
+
+    thresholds = (thresholds or Thresholds()).check()
+    percents = parse_steps(steps)
+    wait = parse_seconds(interval)
+    timeout = parse_seconds(step_timeout, "step timeout") if str(step_timeout).strip() else None
+    span = parse_seconds(window, "window") if str(window).strip() else None
+    if not prometheus_url:
+        raise ConfigError("a rollout needs the Prometheus URL its checks read canary and stable metrics from")
+    source = PrometheusSource(prometheus_url, model_name, flavor, canary_selector, stable_selector)
+    target = build_target(target_kind, model_name, version or None, tracking_uri, serving_base, lock=lock,
+                          **(target_options or {}))
+    version = str(getattr(target, "version", "") or version)
+    logger.info("rollout of %s version %s on %s: steps %s, checks every %g s", model_name, version or "?",
+                target.name, percents, wait)
+    result = run_rollout(target, source, percents, thresholds, interval=wait, step_timeout=timeout, window=span,
+                         report=report)
+    if tracking_uri and version and target_kind != "vertex":  # vertex versions are not MLflow versions
+        tag_registry(tracking_uri, model_name, version, result)
+    return result

@@ -144,3 +144,53 @@ def _labels(record: dict) -> str:
     from components.deploy.state import describe
 
     return describe(record)
+
+
+TARGETS = ("tfserving", "vertex", "kserve")
+
+
+def build_target(kind: str, model_name: str, version=None, tracking_uri: str = "", serving_base: str = "",
+                 lock=None, **options):
+    """The :class:`TrafficTarget` named ``kind`` (``--target``).
+
+    Options: ``tfserving`` needs ``tracking_uri`` and ``serving_base`` (``version`` defaults to the
+    record's canary); ``kserve`` takes ``namespace`` and ``name`` (the InferenceService; empty:
+    derived from the model name); ``vertex`` takes ``project``, ``location``, ``endpoint_name``,
+    ``version`` (the Vertex model version id of the canary) and optionally ``api_endpoint``,
+    ``api_transport``, ``credentials``.
+
+    Raises:
+        ConfigError: An unknown target or a missing option (one sentence).
+    """
+    from components._shared.errors import ConfigError
+
+    if kind == "tfserving":
+        if not serving_base or not tracking_uri:
+            raise ConfigError("the tfserving rollout target needs the serving base and the registry's tracking URI")
+        if version in (None, ""):
+            from components._shared import registry
+            from components.deploy.transition import Target, read_record
+
+            version = read_record(Target(registry.configure(tracking_uri), serving_base, model_name)).get("canary")
+            if not version:
+                raise ConfigError(f"model {model_name!r} has no canary to roll out on {serving_base} "
+                                  f"(deploy it with approval required first)")
+        return TFServingTarget(model_name, version, tracking_uri, serving_base, lock=lock,
+                               verify=options.get("verify"))
+    if kind == "kserve":
+        if not options.get("namespace"):
+            raise ConfigError("the kserve rollout target needs the InferenceService's namespace (--kserve-namespace)")
+        from components.deploy.kserve import KServeConfig, KServeTarget
+
+        return KServeTarget(KServeConfig(namespace=options["namespace"], name=options.get("name") or ""), model_name)
+    if kind == "vertex":
+        from components.rollout.vertex import VertexEndpointTarget
+
+        missing = [k for k in ("project", "location", "endpoint_name") if not options.get(k)]
+        if missing or version in (None, ""):
+            raise ConfigError(f"the vertex rollout target needs {', '.join(missing + (['version'] if not version else []))}")
+        return VertexEndpointTarget(options["project"], options["location"], options["endpoint_name"], str(version),
+                                    api_endpoint=options.get("api_endpoint"),
+                                    api_transport=options.get("api_transport"),
+                                    credentials=options.get("credentials"))
+    raise ConfigError(f"unknown rollout target {kind!r}; one of {', '.join(TARGETS)}")

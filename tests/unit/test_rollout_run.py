@@ -9,6 +9,7 @@ the step's deadline; metrics that arrive late -> holds, then goes on."""
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -144,3 +145,28 @@ def test_metrics_that_arrive_late_hold_then_the_rollout_goes_on(served, tracking
     result, lines, _ = _rollout("late", tracking_uri, served, step_timeout=1800, poll=300)
     assert [(c["percent"], c["action"]) for c in result.checks] == [(10, "hold"), (10, "promote"), (50, "promote")]
     assert result.status == PROMOTED and labels(read_state(served, MODEL))["stable"] == 2
+
+
+@pytest.mark.parametrize("scenario", ["healthy", "errors"])
+def test_the_rollout_command_prints_a_line_per_step_and_exits_non_zero_when_rolled_back(
+        scenario, served, tracking_uri, tmp_path, capsys):
+    import time
+
+    from pipelines.__main__ import main
+
+    series = load(os.path.join(DATA, f"{scenario}.json"))
+    # the recording replayed as if its last sample were now; each check reads the last 10 minutes
+    with PrometheusServer(series, shift=time.time() - (T0 + 1200)) as prom:
+        code = main(["rollout", "--model-name", MODEL, "--prometheus-url", prom.url, "--interval", "0s",
+                     "--window", "600s", "--runs-dir", str(tmp_path / "absent"), "--mlflow-tracking-uri", tracking_uri,
+                     "--serving-base", served])
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert lines[0] == "10 %: traffic set (stable 1, canary 2 (label 'canary'; clients choose the label)); checking in 0 s"
+    if scenario == "healthy":
+        assert code == 0 and [x.split(":")[1].strip() for x in lines[1:4:2]] == ["promote", "promote"]
+        assert lines[-1] == "100 %: promoted (stable 2, no canary)" and "canary promoted after 2 check(s)" in err
+    else:
+        assert code == 2 and lines[1].startswith("10 %: rollback: canary failed its check at 10 %: error rate")
+        assert re.match(r"error: canary failed its check at 10 %: error rate 6\.\d\d % vs stable 0\.4\d %", err)
+        assert labels(read_state(served, MODEL)) == {"stable": 1, "previous": None, "canary": None}
