@@ -92,6 +92,9 @@ ROLE_IMPORTS = {
         "gcsfs",
         "s3fs",  # s3:// and Kubeflow's minio:// pipeline root (components/_shared/object_store.py)
         "google.cloud.secretmanager",
+        "components.train.launch",  # multi-worker training's launcher: Vertex CustomJob, Kubeflow TFJob
+        "google.cloud.aiplatform",
+        "kubeflow.training",
     ],
     "deploy": [
         "kfp.dsl.executor_main",
