@@ -34,6 +34,8 @@ def deploy_model(
     With a Vertex project set, also uploads the SavedModel to Vertex AI Model Registry (versions
     under one parent) and deploys it to the endpoint with the canary traffic share, before any
     alias moves (a Vertex failure promotes nothing). With require_approval, Vertex is skipped.
+    Compiled with --deploy-target kserve, likewise creates or patches the KServe InferenceService
+    (settings in the task's KFP_TF_GATE_KSERVE) and waits for it to be Ready.
 
     Args:
         model_name: Registered model name (MLflow and TF Serving).
@@ -44,15 +46,17 @@ def deploy_model(
         vertex_project: Google Cloud project for Vertex AI; empty to skip Vertex.
         vertex_location: Vertex AI region.
         vertex_endpoint: Vertex endpoint display name; empty to register without deploying.
-        canary_traffic_percent: Share of endpoint traffic the new version receives (100 = full rollout).
+        canary_traffic_percent: Share of endpoint (or InferenceService) traffic the new version receives
+            (100 = full rollout).
         export_metrics: Export's metrics (TFLite quantization, size, difference to the SavedModel), for the
             model card; optional.
         model_card_file: YAML or JSON file (local path or gs://...) with the model card's intended_use,
             limitations, ethical_considerations and owners; empty: the card says they are not filled in.
     """
-    from components.deploy.warmup import WarmupJob
+    from components.deploy.warmup import start_warmup
 
-    warmup = WarmupJob()  # first: TensorFlow's import overlaps with the MLflow work below
+    # First: TensorFlow's import (when export did not already verify these bytes) overlaps with the MLflow work below.
+    warmup = start_warmup(saved_model.path, dict(export_metrics.metadata) if export_metrics is not None else None)
 
     try:
         import logging
@@ -62,6 +66,7 @@ def deploy_model(
         from components._shared.errors import attempt_marker, fail_fast
         from components.deploy.card import load_fields
         from components.deploy.core import deploy_run
+        from components.deploy.kserve import config_from_env
         from components.deploy.vertex import VertexTarget
 
         logging.basicConfig(level=logging.INFO)
@@ -76,7 +81,7 @@ def deploy_model(
                 model_name, mlflow_tracking_uri, serving_base_dir, model_metadata=dict(model.metadata),
                 saved_model_uri=saved_model.uri, pipeline_run=pipeline_run,
                 image=os.environ.get("KFP_TF_GATE_IMAGE", "local"), require_approval=require_approval,
-                vertex=vertex, verify=warmup.verify,
+                vertex=vertex, verify=warmup.verify, kserve=config_from_env(os.environ, canary_traffic_percent),
                 export_metrics=dict(export_metrics.metadata) if export_metrics is not None else None,
                 card_fields=load_fields(model_card_file))
         io.write_json(result.to_dict(), deployment.path)

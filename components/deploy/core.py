@@ -380,6 +380,7 @@ def deploy_run(
     verify=None,
     export_metrics: Optional[dict] = None,
     card_fields: Optional[dict] = None,
+    kserve=None,
 ) -> tuple[DeployResult, str]:
     """Deploy what one pipeline run produced: the registry layout, the model card, then :func:`deploy`.
 
@@ -392,6 +393,9 @@ def deploy_run(
             deployed to its endpoint) before any alias moves, so a Vertex failure promotes nothing.
         export_metrics: Export's figures (TFLite quantization, sizes, differences) for the card.
         card_fields: The user's card fields (:func:`components.deploy.card.load_fields`).
+        kserve: A :class:`components.deploy.kserve.KServeConfig`; after the version is pushed and
+            verified, and before any alias or serving label moves, it is published for KServe and the
+            InferenceService is created or patched and Ready (else nothing is promoted).
 
     Returns:
         (the deploy result, the model card with the registered version number)
@@ -436,6 +440,9 @@ def deploy_run(
             return {"vertex": upload_and_deploy(vertex, model_name, saved_model_uri, fingerprint(saved_model_dir),
                                                 card(version)[1])}
 
+    if kserve is not None:
+        before_promote = _with_kserve(kserve, before_promote, saved_model_dir, serving_base, model_name)
+
     with tempfile.TemporaryDirectory(prefix="deploy-") as work:
         artifacts = layout.stage_artifacts(work, model_dir, saved_model_dir, schema, train_data_path,
                                            evaluation, decision, ingest_info)
@@ -443,6 +450,31 @@ def deploy_run(
                         tags=tags, require_approval=require_approval, before_promote=before_promote, verify=verify,
                         expected_champion=decision.get("champion_version") or "", training_run=meta)
     return result, card(result.version)[0]
+
+
+def _with_kserve(cfg, before_promote, saved_model_dir: str, serving_base: str, model_name: str):
+    """``before_promote`` followed by the KServe apply (checked now, before anything is registered)."""
+    from components._shared.errors import ConfigError
+    from components.deploy import kserve
+
+    if not serving_base:
+        raise ConfigError("a KServe deploy needs a serving base (gs://, s3:// or a mounted volume) to publish versions to")
+    kserve.check(cfg)
+    kserve.service_name(model_name, cfg)
+    kserve.storage_uri(cfg, serving_base, model_name, 1)
+
+    def hook(version):
+        extra = before_promote(version) if before_promote is not None else {}
+        _, created = kserve.publish(saved_model_dir, serving_base, model_name, version)
+        try:
+            applied = kserve.apply(cfg, model_name, kserve.storage_uri(cfg, serving_base, model_name, version), version)
+        except Exception:
+            if created:  # the service does not serve it (the apply was undone): take the copy back
+                kserve.withdraw(serving_base, model_name, version)
+            raise
+        return {**(extra or {}), "kserve": applied}
+
+    return hook
 
 
 def find_deployment(tracking_uri: str, model_name: str, saved_model_dir: str, serving_base: str) -> Optional[dict]:

@@ -830,7 +830,10 @@ def kserve_controller(
     ``canaryTrafficPercent`` p < 100 the new revision gets p % (tag ``latest``) and the last
     rolled-out revision 100 - p % (tag ``prev``); without it (or 100) the new revision takes
     100 % and becomes the rolled-out one. ``ready=False`` leaves the new revision failing:
-    ``PredictorReady``/``Ready`` False with ``reason``/``message`` and traffic unchanged.
+    ``PredictorReady``/``Ready`` False with ``reason``/``message`` and traffic unchanged; the
+    returned function's ``ready`` attribute can be changed between writes. KServe copies the
+    InferenceService's annotations into the revision template, so a change of them also makes a
+    new revision.
     """
 
     history: dict = {}  # (namespace, name) -> [[revision name, predictor spec without the canary], ...]
@@ -843,6 +846,7 @@ def kserve_controller(
         comp = status.setdefault("components", {}).setdefault("predictor", {})
         revisions = history.setdefault((ns, name), [])
         pred_no_canary = {k: v for k, v in predictor.items() if k != "canaryTrafficPercent"}
+        pred_no_canary["annotations"] = meta.get("annotations") or {}
         if not revisions or revisions[-1][1] != pred_no_canary:
             revisions.append([f"{name}-predictor-{len(revisions) + 1:05d}", pred_no_canary])
         latest = revisions[-1][0]
@@ -850,7 +854,7 @@ def kserve_controller(
         host = f"{name}-predictor.{ns}.{domain}"
         comp["url"] = f"http://{host}"
         t = now()
-        if ready:
+        if react.ready:
             comp["latestReadyRevision"] = latest
             canary = predictor.get("canaryTrafficPercent")
             stable = comp.get("latestRolledoutRevision")
@@ -917,4 +921,5 @@ def kserve_controller(
         status["address"] = {"url": f"http://{name}-predictor.{ns}.svc.cluster.local"}
         server.set_status(KSERVE_GROUP, ISVC_PLURAL, ns, name, status, merge=False)
 
+    react.ready = ready
     return react

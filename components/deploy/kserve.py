@@ -1,0 +1,500 @@
+"""KServe on Kubeflow: the deploy target that serves a version through an InferenceService.
+
+The InferenceService (``serving.kserve.io/v1beta1``) has a ``tensorflow`` predictor (TF Serving)
+whose ``storageUri`` is the pushed version. TF Serving wants numbered version folders under its
+model base, so each version is published once more beside the serving base, as
+``<base>/.kserve/<model>/<version>/<version>/`` (TF Serving and the serving record ignore
+``.kserve``), and ``storageUri`` is ``<storage base>/.kserve/<model>/<version>``: one folder per
+version, so two revisions never read the same files.
+
+- First deploy: create the InferenceService (all traffic to it) and wait for ``Ready``.
+- A new version: merge-patch ``storageUri`` with ``canaryTrafficPercent`` (the compile/pipeline
+  parameter; 100 = full rollout, the key is removed); KServe starts a new revision and gives it that
+  share, the last rolled-out revision keeps the rest. Wait for ``Ready`` at the new generation.
+- The same version again: nothing is written (traffic is whatever the rollout made of it since).
+- Not ``Ready`` within the timeout: the change is undone (a created service deleted, a patched
+  one patched back) and :class:`DeployError` says why in one sentence; deploy then moves no alias
+  and no record (it runs this before any, as it does for Vertex AI).
+
+:class:`KServeTarget` moves the traffic of a rollout (``components.rollout.targets.TrafficTarget``):
+``set_traffic(p)`` patches ``canaryTrafficPercent: p``; ``promote()`` removes it (the canary's
+revision takes all traffic and becomes the rolled-out one); ``rollback(reason)`` sets it to 0 (the
+last rolled-out revision serves everything, as KServe documents for a rollback).
+
+Manifests are built with the kserve SDK's v1beta1 models and sent with the ``kubernetes`` client's
+``CustomObjectsApi`` (in the cluster: the pod's service account; elsewhere: the kubeconfig). The
+pod's service account needs a Role allowing ``get``, ``create``, ``patch`` and ``delete`` on
+``inferenceservices`` in the namespace.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import re
+import time
+from typing import Optional
+
+from components._shared.errors import ConfigError, DeployError, RolloutError
+
+logger = logging.getLogger(__name__)
+
+GROUP, VERSION, PLURAL, KIND = "serving.kserve.io", "v1beta1", "inferenceservices", "InferenceService"
+STORAGE_DIR = ".kserve"
+ENV = "KFP_TF_GATE_KSERVE"  # JSON of KServeConfig, set on the deploy task by `compile --deploy-target kserve`
+# What this deploy recorded on the InferenceService (set only together with a new storageUri, since
+# KServe copies annotations into the revision template and any change there starts a new revision).
+A_VERSION = "kfp-tf-gate.io/version"  # registry version the spec's storageUri holds
+A_STABLE = "kfp-tf-gate.io/stable-version"  # the version fully rolled out when that storageUri was set
+A_STABLE_URI = "kfp-tf-gate.io/stable-storage-uri"
+A_MODEL = "kfp-tf-gate.io/model"
+RBAC_HINT = ("; the pipeline's service account needs a Role allowing get, create, patch and delete on "
+             "inferenceservices.serving.kserve.io in namespace {ns}")
+NAME_RE = re.compile(r"[a-z]([-a-z0-9]{0,43}[a-z0-9])?")
+
+
+@dataclasses.dataclass
+class KServeConfig:
+    """Where and how a version is served by KServe.
+
+    Attributes:
+        namespace: Kubernetes namespace of the InferenceService (the Kubeflow profile's).
+        service_account: Service account of the predictor pods (credentials for ``storageUri``:
+            GCS/S3 secrets as KServe documents); empty for the namespace's default.
+        runtime_version: TF Serving image tag of the predictor (e.g. ``2.14.1``); empty for the
+            cluster's ServingRuntime default.
+        storage_base: The serving base as KServe's storage initializer reads it (``gs://``,
+            ``s3://``, ``pvc://CLAIM/path``); empty: the serving base itself (must be gs:// or s3://).
+        cpu / memory: Requests and limits of the predictor container.
+        gpu_count: GPUs (limit of ``gpu_resource``) of the predictor container; 0 for none.
+        gpu_resource: The extended resource name of a GPU.
+        canary_traffic_percent: Share of traffic a new version gets, 1..100 (100 = full rollout).
+        name: InferenceService name; empty: derived from the model name.
+        timeout_s / poll_s: How long to wait for ``Ready``, and how often to look.
+        api_client: A ``kubernetes.client.ApiClient``; None: in-cluster config, else the kubeconfig.
+    """
+
+    namespace: str
+    service_account: str = ""
+    runtime_version: str = ""
+    storage_base: str = ""
+    cpu: str = "1"
+    memory: str = "2Gi"
+    gpu_count: int = 0
+    gpu_resource: str = "nvidia.com/gpu"
+    canary_traffic_percent: int = 100
+    name: str = ""
+    timeout_s: float = 600.0
+    poll_s: float = 5.0
+    api_client: Optional[object] = dataclasses.field(default=None, repr=False, compare=False)
+
+    def to_json(self) -> str:
+        """The settings a compiled pipeline carries (no client, no canary share: that is a run parameter)."""
+        return json.dumps({f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                           if f.name not in ("api_client", "canary_traffic_percent")}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, canary_traffic_percent: int = 100) -> KServeConfig:
+        try:
+            data = json.loads(text)
+            known = {f.name for f in dataclasses.fields(cls)}
+            unknown = sorted(set(data) - known)
+            if unknown:
+                raise ConfigError(f"unknown KServe settings {unknown} in {ENV}")
+            return cls(**data, canary_traffic_percent=canary_traffic_percent)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{ENV} is not a JSON object of KServe settings: {exc}") from exc
+
+
+def config_from_env(environ: dict, canary_traffic_percent: int = 100) -> Optional[KServeConfig]:
+    """The KServe settings a compiled pipeline put on the deploy task (``KFP_TF_GATE_KSERVE``), or None."""
+    text = environ.get(ENV, "")
+    return KServeConfig.from_json(text, canary_traffic_percent) if text else None
+
+
+def service_name(model_name: str, cfg: Optional[KServeConfig] = None) -> str:
+    """The InferenceService name: ``cfg.name`` or the model name in DNS-1035 form (``_``/``.`` -> ``-``)."""
+    name = (cfg.name if cfg and cfg.name else re.sub(r"[_.]", "-", model_name.lower()))
+    if not NAME_RE.fullmatch(name):
+        raise ConfigError(f"{name!r} cannot name an InferenceService: use lowercase letters, digits and '-', "
+                          f"starting with a letter, at most 45 characters (set --kserve-name)")
+    return name
+
+
+def check(cfg: KServeConfig) -> None:
+    pct = cfg.canary_traffic_percent
+    if isinstance(pct, bool) or not isinstance(pct, int) or not 1 <= pct <= 100:
+        raise ConfigError(f"canary_traffic_percent must be a whole number from 1 to 100 (100 = full rollout), got {pct!r}")
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", cfg.namespace or ""):
+        raise ConfigError(f"KServe needs a Kubernetes namespace (lowercase letters, digits, '-'), got {cfg.namespace!r}")
+    if isinstance(cfg.gpu_count, bool) or not isinstance(cfg.gpu_count, int) or cfg.gpu_count < 0:
+        raise ConfigError(f"the predictor's GPU count must be a whole number >= 0, got {cfg.gpu_count!r}")
+    if cfg.storage_base and not re.match(r"(gs|s3|pvc|https?)://", cfg.storage_base):
+        raise ConfigError(f"the KServe storage base must be a gs://, s3://, pvc:// or http(s):// URI, got {cfg.storage_base!r}")
+
+
+# --------------------------------------------------------------------------- storage
+
+
+def storage_uri(cfg: KServeConfig, serving_base: str, model_name: str, version) -> str:
+    """The ``storageUri`` of a version: the folder holding ``<version>/`` (what TF Serving scans)."""
+    base = cfg.storage_base or serving_base
+    if not re.match(r"(gs|s3|pvc|https?)://", base or ""):
+        raise ConfigError(f"KServe cannot read the serving base {serving_base!r}: set the KServe storage base "
+                          f"to where it is in the cluster (e.g. pvc://CLAIM/path for a mounted volume)")
+    return "/".join([base.rstrip("/"), STORAGE_DIR, model_name, str(version)])
+
+
+def publish(saved_model_dir: str, serving_base: str, model_name: str, version) -> tuple[str, bool]:
+    """Copy the SavedModel to ``<base>/.kserve/<model>/<version>/<version>/`` (atomically, as a push
+    to the serving base; idempotent). Returns (path, created)."""
+    from components.deploy.serving import join, push_to_serving
+
+    return push_to_serving(saved_model_dir, join(serving_base, STORAGE_DIR, model_name), str(version), str(version))
+
+
+def withdraw(serving_base: str, model_name: str, version) -> None:
+    """Remove what :func:`publish` copied (the version was not put into service)."""
+    from components.deploy.serving import join, remove_version
+
+    remove_version(join(serving_base, STORAGE_DIR, model_name, str(version)))
+
+
+# --------------------------------------------------------------------------- manifests
+
+
+def _resources(cfg: KServeConfig) -> dict:
+    amounts = {"cpu": cfg.cpu, "memory": cfg.memory}
+    limits = dict(amounts, **({cfg.gpu_resource: str(cfg.gpu_count)} if cfg.gpu_count else {}))
+    return {"requests": amounts, "limits": limits}
+
+
+def _predictor_spec(cfg: KServeConfig, uri: str, canary: Optional[int] = None):
+    from kserve import V1beta1PredictorSpec, V1beta1TFServingSpec
+    from kubernetes.client import V1ResourceRequirements
+
+    res = _resources(cfg)
+    return V1beta1PredictorSpec(
+        tensorflow=V1beta1TFServingSpec(storage_uri=uri, runtime_version=cfg.runtime_version or None,
+                                        resources=V1ResourceRequirements(requests=res["requests"], limits=res["limits"])),
+        service_account_name=cfg.service_account or None,
+        canary_traffic_percent=canary)
+
+
+def predictor(cfg: KServeConfig, uri: str, canary: Optional[int] = None) -> dict:
+    """``spec.predictor`` as KServe's v1beta1 models serialize it."""
+    from kubernetes.client import ApiClient
+
+    return ApiClient().sanitize_for_serialization(_predictor_spec(cfg, uri, canary))
+
+
+def manifest(cfg: KServeConfig, name: str, model_name: str, uri: str, version) -> dict:
+    """The whole InferenceService of a first deploy (no canary: the first version takes all traffic)."""
+    from kserve import V1beta1InferenceService, V1beta1InferenceServiceSpec
+    from kubernetes.client import ApiClient, V1ObjectMeta
+
+    isvc = V1beta1InferenceService(
+        api_version=f"{GROUP}/{VERSION}", kind=KIND,
+        metadata=V1ObjectMeta(name=name, namespace=cfg.namespace,
+                              annotations={A_MODEL: model_name, A_VERSION: str(version), A_STABLE: str(version),
+                                           A_STABLE_URI: uri}),
+        spec=V1beta1InferenceServiceSpec(predictor=_predictor_spec(cfg, uri)))
+    return ApiClient().sanitize_for_serialization(isvc)
+
+
+def merge_diff(old: object, new: object) -> object:
+    """The RFC 7386 merge patch that turns ``old`` into ``new`` (``None`` for a removed key)."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return new
+    patch = {k: None for k in old if k not in new}
+    for k, v in new.items():
+        if k not in old:
+            patch[k] = v
+        elif old[k] != v:
+            patch[k] = merge_diff(old[k], v)
+    return patch
+
+
+# --------------------------------------------------------------------------- the API
+
+
+def _api(cfg: KServeConfig):
+    from kubernetes import client, config
+
+    api_client = cfg.api_client
+    if api_client is None:
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+        api_client = client.ApiClient()
+    return client.CustomObjectsApi(api_client)
+
+
+def _api_error(exc: BaseException, cfg: KServeConfig, name: str, step: str) -> DeployError:
+    status = getattr(exc, "status", None)
+    message = str(exc)
+    body = getattr(exc, "body", None)
+    if body:
+        try:
+            message = json.loads(body).get("message") or message
+        except (ValueError, AttributeError):
+            message = str(body)[:300]
+    where = f"InferenceService {cfg.namespace}/{name}"
+    if status in (401, 403):
+        err = DeployError(f"Kubernetes refused {step} {where} ({status}: {message})" + RBAC_HINT.format(ns=cfg.namespace))
+    elif status == 404 and step == "creating":
+        err = DeployError(f"Kubernetes has no {GROUP}/{VERSION} API or no namespace {cfg.namespace!r} "
+                          f"for {step} {where} ({message}); is KServe installed?")
+    elif status:
+        err = DeployError(f"Kubernetes refused {step} {where} ({status}: {message})")
+    else:
+        err = DeployError(f"Kubernetes could not be reached for {step} {where}: {message.splitlines()[0] if message else exc!r}")
+    err.transient = status is None or status in (408, 429) or status >= 500
+    return err
+
+
+def _call(cfg: KServeConfig, name: str, step: str, fn, *args):
+    from kubernetes.client import ApiException
+
+    try:
+        return fn(*args)
+    except ApiException as exc:
+        raise _api_error(exc, cfg, name, step) from exc
+    except OSError as exc:  # urllib3's connection errors are OSErrors
+        raise _api_error(exc, cfg, name, step) from exc
+
+
+def _get(api, cfg: KServeConfig, name: str) -> Optional[dict]:
+    from kubernetes.client import ApiException
+
+    try:
+        return api.get_namespaced_custom_object(GROUP, VERSION, cfg.namespace, PLURAL, name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise _api_error(exc, cfg, name, "reading") from exc
+    except OSError as exc:
+        raise _api_error(exc, cfg, name, "reading") from exc
+
+
+def _patch(api, cfg: KServeConfig, name: str, body: dict, step: str) -> dict:
+    # kubernetes 30.x sends a dict body of patch_*_custom_object as application/merge-patch+json
+    return _call(cfg, name, step, api.patch_namespaced_custom_object, GROUP, VERSION, cfg.namespace, PLURAL, name, body)
+
+
+def condition(obj: dict, kind: str = "Ready") -> dict:
+    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if c.get("type") == kind:
+            return c
+    return {}
+
+
+def wait_ready(api, cfg: KServeConfig, name: str, generation: int, after: str) -> dict:
+    """Poll until the controller has seen ``generation`` and says ``Ready``; DeployError at the timeout."""
+    deadline = time.monotonic() + cfg.timeout_s
+    while True:
+        obj = _get(api, cfg, name)
+        if obj is None:
+            raise DeployError(f"InferenceService {cfg.namespace}/{name} disappeared while waiting for it after {after}")
+        status = obj.get("status") or {}
+        ready = condition(obj)
+        if (status.get("observedGeneration") or 0) >= generation and ready.get("status") == "True":
+            return obj
+        left = deadline - time.monotonic()
+        if left <= 0:
+            seen = status.get("observedGeneration")
+            why = (f"Ready is {ready.get('status')}: {ready.get('reason') or 'no reason'}"
+                   f"{': ' + ready['message'] if ready.get('message') else ''}") if ready else "no Ready condition yet"
+            if seen is not None and seen < generation:
+                why += f"; the controller has seen generation {seen} of {generation}"
+            raise DeployError(f"InferenceService {cfg.namespace}/{name} did not become Ready within "
+                              f"{cfg.timeout_s:g} s after {after} ({why})")
+        time.sleep(min(cfg.poll_s, left))
+
+
+def _traffic(obj: dict) -> list:
+    pred = (((obj or {}).get("status") or {}).get("components") or {}).get("predictor") or {}
+    return [{"revision": t.get("revisionName"), "percent": t.get("percent"), "latest": bool(t.get("latestRevision"))}
+            for t in pred.get("traffic") or []]
+
+
+def _result(obj: dict, action: str, version, uri: str) -> dict:
+    meta, status = obj["metadata"], obj.get("status") or {}
+    return {"name": meta["name"], "namespace": meta.get("namespace"), "action": action, "version": str(version),
+            "storage_uri": uri, "canary_traffic_percent": obj["spec"]["predictor"].get("canaryTrafficPercent"),
+            "traffic": _traffic(obj), "url": status.get("url"), "generation": meta.get("generation")}
+
+
+def apply(cfg: KServeConfig, model_name: str, uri: str, version) -> dict:
+    """Create or patch the InferenceService so its predictor serves ``uri`` (see the module docstring).
+
+    Returns:
+        ``{"name", "namespace", "action" ("created", "patched", "unchanged"), "version", "storage_uri",
+        "canary_traffic_percent", "traffic", "url", "generation"}``.
+
+    Raises:
+        ConfigError: invalid settings, before any request.
+        DeployError: Kubernetes refused a step, or the service was not Ready in time (then undone).
+    """
+    check(cfg)
+    name = service_name(model_name, cfg)
+    api = _api(cfg)
+    current = _get(api, cfg, name)
+    if current is None:
+        body = manifest(cfg, name, model_name, uri, version)
+        created = _call(cfg, name, "creating", api.create_namespaced_custom_object, GROUP, VERSION, cfg.namespace,
+                        PLURAL, body)
+        logger.info("created InferenceService %s/%s serving %s", cfg.namespace, name, uri)
+        try:
+            obj = wait_ready(api, cfg, name, created["metadata"]["generation"], f"creating it for version {version}")
+        except DeployError as exc:
+            _undo(api, cfg, name, exc, delete=True)
+            raise
+        return _result(obj, "created", version, uri)
+
+    old_pred = (current.get("spec") or {}).get("predictor") or {}
+    annotations = current["metadata"].get("annotations") or {}
+    same_uri = ((old_pred.get("tensorflow") or {}).get("storageUri") == uri)
+    canary = None if cfg.canary_traffic_percent >= 100 else cfg.canary_traffic_percent
+    want = predictor(cfg, uri, canary)
+    new_pred = dict(old_pred)  # keys this deploy does not own (minReplicas, ...) stay as they are
+    for key in ("tensorflow", "serviceAccountName"):
+        new_pred.pop(key, None)
+    new_pred.update({k: v for k, v in want.items() if k != "canaryTrafficPercent"})
+    if same_uri:  # the same version again: its traffic is the rollout's business, not this deploy's
+        if "canaryTrafficPercent" in old_pred:
+            new_pred["canaryTrafficPercent"] = old_pred["canaryTrafficPercent"]
+        if new_pred == old_pred:
+            logger.info("InferenceService %s/%s already serves %s; nothing to change", cfg.namespace, name, uri)
+            obj = wait_ready(api, cfg, name, current["metadata"]["generation"], f"finding version {version} on it")
+            return _result(obj, "unchanged", version, uri)
+        new_meta = {}
+    else:
+        new_pred.pop("canaryTrafficPercent", None)
+        if canary is not None:
+            new_pred["canaryTrafficPercent"] = canary
+        old_canary = old_pred.get("canaryTrafficPercent")
+        promoted = old_canary is None or old_canary >= 100  # the spec's version was fully rolled out
+        stable, stable_uri = ((annotations.get(A_VERSION), (old_pred.get("tensorflow") or {}).get("storageUri"))
+                              if promoted else (annotations.get(A_STABLE), annotations.get(A_STABLE_URI)))
+        if canary is None:
+            stable, stable_uri = str(version), uri
+        new_meta = {"annotations": {A_MODEL: model_name, A_VERSION: str(version), A_STABLE: stable,
+                                    A_STABLE_URI: stable_uri}}
+    patch = {"spec": {"predictor": merge_diff(old_pred, new_pred)}}
+    if new_meta:
+        patch["metadata"] = {"annotations": {k: v for k, v in new_meta["annotations"].items()
+                                             if annotations.get(k) != v}}
+    after = f"patching it to version {version}" + (f" with {canary}% of traffic" if canary and not same_uri else "")
+    patched = _patch(api, cfg, name, patch, "patching")
+    logger.info("patched InferenceService %s/%s: %s", cfg.namespace, name, json.dumps(patch))
+    try:
+        obj = wait_ready(api, cfg, name, patched["metadata"]["generation"], after)
+    except DeployError as exc:
+        undo = {"spec": {"predictor": merge_diff(new_pred, old_pred)}}
+        if new_meta:
+            undo["metadata"] = {"annotations": {k: annotations.get(k) for k in patch["metadata"]["annotations"]}}
+        _undo(api, cfg, name, exc, patch=undo)
+        raise
+    return _result(obj, "patched", version, uri)
+
+
+def _undo(api, cfg: KServeConfig, name: str, exc: DeployError, delete: bool = False,
+          patch: Optional[dict] = None) -> None:
+    """Take back a change that did not become Ready, so the service says what the record says."""
+    try:
+        if delete:
+            _call(cfg, name, "deleting", api.delete_namespaced_custom_object, GROUP, VERSION, cfg.namespace, PLURAL, name)
+        else:
+            _patch(api, cfg, name, patch, "restoring")
+        logger.info("undid the change of InferenceService %s/%s", cfg.namespace, name)
+    except DeployError as undo_exc:
+        logger.error("could not undo the change of InferenceService %s/%s: %s", cfg.namespace, name, undo_exc)
+        exc.args = (f"{exc.args[0]}; undoing it failed too ({undo_exc}), so fix the InferenceService by hand",)
+
+
+# --------------------------------------------------------------------------- rollouts
+
+
+@dataclasses.dataclass(frozen=True)
+class Traffic:
+    """What an InferenceService serves: the fields of ``components.rollout.targets.TrafficState``
+    (deploy may not import the rollout stage, which reads these by attribute)."""
+
+    stable: Optional[str]
+    canary: Optional[str]
+    canary_percent: Optional[float]
+    detail: str = ""
+
+
+class KServeTarget:
+    """The traffic of one InferenceService, as a rollout moves it (``TrafficTarget`` protocol)."""
+
+    name = "kserve"
+
+    def __init__(self, cfg: KServeConfig, model_name: str):
+        self.cfg, self.model_name = cfg, model_name
+        self.service = service_name(model_name, cfg)
+
+    def _api(self):
+        return _api(self.cfg)
+
+    def _read(self, api) -> dict:
+        try:
+            obj = _get(api, self.cfg, self.service)
+        except DeployError as exc:
+            raise RolloutError(str(exc)) from exc
+        if obj is None:
+            raise RolloutError(f"there is no InferenceService {self.cfg.namespace}/{self.service} to move traffic on")
+        return obj
+
+    def _set_canary(self, percent: Optional[int], what: str) -> Traffic:
+        api = self._api()
+        obj = self._read(api)
+        pred = obj["spec"]["predictor"]
+        if "canaryTrafficPercent" not in pred and percent is not None and percent != 0:
+            raise RolloutError(f"InferenceService {self.cfg.namespace}/{self.service} has no canary to {what}")
+        if pred.get("canaryTrafficPercent") != percent:
+            try:
+                patched = _patch(api, self.cfg, self.service, {"spec": {"predictor": {"canaryTrafficPercent": percent}}},
+                                 "patching")
+                wait_ready(api, self.cfg, self.service, patched["metadata"]["generation"], what)
+            except DeployError as exc:
+                raise RolloutError(str(exc)) from exc
+        return self.describe()
+
+    def set_traffic(self, canary_percent: float) -> Traffic:
+        pct = int(round(canary_percent))
+        if not 0 < pct < 100:
+            raise RolloutError(f"a traffic step gives the canary 1 to 99 %, got {canary_percent!r}")
+        return self._set_canary(pct, f"giving the canary {pct}% of traffic")
+
+    def promote(self) -> Traffic:
+        obj = self._read(self._api())
+        if "canaryTrafficPercent" not in obj["spec"]["predictor"]:
+            return self.describe()  # already all traffic on the spec's version
+        return self._set_canary(None, "promoting the canary to all traffic")
+
+    def rollback(self, reason: str) -> Traffic:
+        obj = self._read(self._api())
+        pred = obj["spec"]["predictor"]
+        if "canaryTrafficPercent" not in pred:
+            raise RolloutError(f"InferenceService {self.cfg.namespace}/{self.service} has no canary to roll back "
+                               f"(its version is fully rolled out)")
+        logger.info("rolling back the canary of %s/%s: %s", self.cfg.namespace, self.service, reason)
+        return self._set_canary(0, "rolling the canary back to 0% of traffic")
+
+    def describe(self) -> Traffic:
+        obj = self._read(self._api())
+        ann = obj["metadata"].get("annotations") or {}
+        pct = obj["spec"]["predictor"].get("canaryTrafficPercent")
+        version = ann.get(A_VERSION)
+        split = ", ".join(f"{t['revision']} {t['percent']} %" for t in _traffic(obj)) or "no traffic reported yet"
+        if pct is None or pct >= 100:
+            return Traffic(stable=version, canary=None, canary_percent=0.0,
+                                detail=f"stable {version} (100 %); revisions: {split}")
+        return Traffic(stable=ann.get(A_STABLE), canary=version, canary_percent=float(pct),
+                            detail=f"stable {ann.get(A_STABLE)} ({100 - pct} %), canary {version} ({pct} %); "
+                                   f"revisions: {split}")
