@@ -54,32 +54,65 @@ def psi_of_counts(ref_freq, counts) -> float:
 
 def population_stability(df, schema: dict) -> dict:
     """PSI of each feature of ``df`` against the schema's bins/frequencies (whole data, vectorised)."""
-    import numpy as np
+    acc = PopulationStability(schema)
+    acc.update(df)
+    return acc.result()
 
-    out = {}
-    for name in feature_names(schema):
-        entry = schema["columns"][name]
-        if name not in df.columns:
-            continue
-        values = column_values(df[name], entry["kind"])
-        if entry["kind"] in NUMERIC_KINDS:
-            if not entry.get("bin_freq"):
+
+class PopulationStability:
+    """PSI per feature against a schema, counted batch by batch (:meth:`update`, then
+    :meth:`result`): bin counts and category counts add up, so any batching gives the same PSI."""
+
+    def __init__(self, schema: dict):
+        import numpy as np
+        import pandas as pd
+
+        self.schema = schema
+        self.seen: set = set()
+        self.counts, self.keys = {}, {}
+        for name in feature_names(schema):
+            entry = schema["columns"][name]
+            if entry["kind"] in NUMERIC_KINDS:
+                if entry.get("bin_freq"):
+                    self.counts[name] = np.zeros(len(entry["bin_freq"]), dtype=np.int64)
+            elif entry.get("frequencies"):
+                self.keys[name] = pd.Index(list(entry["frequencies"]), dtype=object)
+                self.counts[name] = np.zeros(len(self.keys[name]) + 1, dtype=np.int64)  # last: all non-missing
+
+    def update(self, df) -> None:
+        import numpy as np
+
+        for name, counts in self.counts.items():
+            if name not in df.columns:
                 continue
-            finite = values[np.isfinite(values)]
-            if len(finite) == 0:
+            self.seen.add(name)
+            entry = self.schema["columns"][name]
+            values = column_values(df[name], entry["kind"])
+            if name in self.keys:
+                vc = values.value_counts(sort=False, dropna=True)
+                pos = self.keys[name].get_indexer(np.asarray(vc.index, dtype=object))
+                hits = vc.to_numpy(dtype=np.int64)
+                np.add.at(counts, pos[pos >= 0], hits[pos >= 0])
+                counts[-1] += int(hits.sum())
+            else:
+                finite = values[np.isfinite(values)]
+                counts += np.bincount(np.searchsorted(entry["bins"], finite, side="right"), minlength=len(counts))
+
+    def result(self) -> dict:
+        out = {}
+        for name, counts in self.counts.items():
+            if name not in self.seen or (name not in self.keys and not counts.sum()):
                 continue
-            counts = np.bincount(np.searchsorted(entry["bins"], finite, side="right"), minlength=len(entry["bin_freq"]))
-            out[name] = _psi(entry["bin_freq"], counts / counts.sum())
-        else:
-            if not entry.get("frequencies"):
-                continue
-            freq = values.value_counts(normalize=True, dropna=True)
-            keys = list(entry["frequencies"])
-            ref = [entry["frequencies"][k] for k in keys] + [max(0.0, 1 - sum(entry["frequencies"].values()))]
-            cur = [float(freq.get(k, 0.0)) for k in keys]
-            cur.append(max(0.0, 1.0 - sum(cur)))
-            out[name] = _psi(ref, cur)
-    return out
+            entry = self.schema["columns"][name]
+            if name in self.keys:
+                freq = entry["frequencies"]
+                ref = [freq[k] for k in self.keys[name]] + [max(0.0, 1 - sum(freq.values()))]
+                cur = [float(c) / counts[-1] if counts[-1] else 0.0 for c in counts[:-1]]
+                cur.append(max(0.0, 1.0 - sum(cur)))
+                out[name] = _psi(ref, cur)
+            else:
+                out[name] = _psi(entry["bin_freq"], counts / counts.sum())
+        return out
 
 
 def psi_drift(psi: dict, psi_threshold: float = PSI_DRIFT) -> dict:

@@ -18,10 +18,16 @@ import re
 from typing import Optional
 
 from components._shared import io
+from components._shared.sketches import (  # noqa: F401  (MAX_DOMAIN, QUANTILE_SAMPLE: re-exported)
+    MAX_DOMAIN,
+    QUANTILE_SAMPLE,
+    DistinctInts,
+    NumericStream,
+    Reservoir,
+    ValueCounts,
+)
 
 SCHEMA_VERSION = 1
-MAX_DOMAIN = 1000  # categorical values kept in a schema's domain (most frequent first)
-QUANTILE_SAMPLE = 200_000  # values the quantile bins are fitted on
 NUMERIC_KINDS = ("numeric", "boolean", "timestamp")
 FEATURE_KINDS = NUMERIC_KINDS + ("categorical",)
 
@@ -78,30 +84,9 @@ def infer_kind(series, n_rows: int) -> tuple[str, Optional[str]]:
     row (at least 100 rows, or 20 when it is named like an identifier), or a string column whose
     values are almost all distinct and are not free text. A float column is never an identifier.
     """
-    import pandas as pd
-
-    nonnull_count = int(series.notna().sum())
-    if nonnull_count == 0:
-        return "constant", "every value is missing"
-    nunique = int(series.nunique(dropna=True))
-    if nunique == 1:
-        value = series.dropna().iloc[0]
-        return "constant", f"a single value ({getattr(value, 'item', lambda: value)()!r})"
-    if pd.api.types.is_bool_dtype(series):
-        return "boolean", None
-    if pd.api.types.is_datetime64_any_dtype(series):
-        return "timestamp", None
-    if pd.api.types.is_numeric_dtype(series):
-        integer = pd.api.types.is_integer_dtype(series)
-        return (integer and _identifier(series.name, True, n_rows, nonnull_count, nunique)) or ("numeric", None)
-    nonnull = series.dropna()
-    sample = nonnull.sample(min(len(nonnull), 2000), random_state=0) if len(nonnull) > 2000 else nonnull
-    sample = sample.astype(object)
-    if not isinstance(sample.iloc[0], str) and hasattr(sample.iloc[0], "isoformat"):
-        return "timestamp", None  # datetime.date objects
-    if _looks_like_dates(sample):
-        return "timestamp", None
-    return _identifier(series.name, False, n_rows, nonnull_count, nunique, sample) or ("categorical", None)
+    profile = ColumnProfile(series.name)
+    profile.update(series)
+    return profile.kind(n_rows)
 
 
 def _identifier(name, integer: bool, n_rows: int, nonnull_count: int, nunique: int, sample=None):
@@ -196,40 +181,23 @@ def column_values(series, kind: str):
 
 
 def numeric_stats(values) -> dict:
+    """Range, moments, quantile bins and their frequencies of a float64 array (see :class:`NumericStream`)."""
     import numpy as np
 
-    finite = values[np.isfinite(values)]
-    if len(finite) == 0:
-        return {"min": None, "max": None, "mean": None, "std": None, "bins": []}
-    sample = finite if len(finite) <= QUANTILE_SAMPLE else np.random.default_rng(0).choice(finite, QUANTILE_SAMPLE, replace=False)
-    qs = np.unique(np.quantile(sample, np.linspace(0, 1, 11)))
-    edges = qs[1:-1].tolist()
-    counts = np.bincount(np.searchsorted(edges, finite, side="right"), minlength=len(edges) + 1)
-    return {
-        "min": float(finite.min()),
-        "max": float(finite.max()),
-        "mean": float(finite.mean()),
-        "std": float(finite.std()),
-        "bins": edges,
-        "bin_freq": (counts / counts.sum()).tolist(),
-        "skew": float(((finite - finite.mean()) ** 3).mean() / (finite.std() ** 3 + 1e-12)),
-    }
+    acc = NumericStream()
+    acc.update(np.asarray(values, dtype=np.float64))
+    return acc.stats()
 
 
 def categorical_stats(values) -> dict:
-    counts = values.value_counts(dropna=True)
-    counts = counts[counts > 0]
-    total = int(counts.sum())
-    top = counts.iloc[:MAX_DOMAIN]
-    return {
-        "domain": [str(v) for v in top.index],
-        "frequencies": {str(k): float(v) / total for k, v in top.items()},
-        "cardinality": int(len(counts)),
-    }
+    """Domain (most frequent first), frequencies and cardinality of a categorical Series."""
+    acc = ValueCounts()
+    acc.update(values)
+    return acc.stats()
 
 
 def infer_schema(
-    df,
+    data,
     label: str,
     positive_label: Optional[str] = None,
     id_column: Optional[str] = None,
@@ -238,22 +206,35 @@ def infer_schema(
 ) -> dict:
     """Infer a schema (kinds, ranges, domains, feature roles) from a training split.
 
-    ``id_column`` is excluded from the features as an identifier; ``id_detected`` says ingest
-    found it (:func:`detect_id_column`) rather than the user naming it.
+    ``data`` is a DataFrame or a Parquet split (file or folder of shards), read batch by batch
+    (see :func:`chunks`): memory does not grow with rows. ``id_column`` is excluded from the
+    features as an identifier; ``id_detected`` says ingest found it (:func:`detect_id_column`)
+    rather than the user naming it.
     """
+    profile = TableProfile(label, skip=[id_column] if id_column else ())
+    for df in chunks(data):
+        profile.update(df)
+    return schema_from_profile(profile, data, label, positive_label, id_column, exclude, id_detected)
+
+
+def schema_from_profile(profile: TableProfile, data, label: str, positive_label: Optional[str] = None,
+                        id_column: Optional[str] = None, exclude: Optional[list] = None,
+                        id_detected: bool = False) -> dict:
+    """The schema of a profiled split; a column whose kind needs a view of its values that the
+    profile does not hold (text read as timestamps) gets one more pass over ``data``."""
     exclude = set(exclude or [])
-    n = len(df)
-    columns = {}
-    for name in df.columns:
-        series = df[name]
-        entry: dict = {"dtype": str(series.dtype), "missing_rate": float(series.isna().mean())}
+    n = profile.n
+    columns, restat = {}, {}
+    for name, col in profile.columns.items():
+        entry: dict = {"dtype": str(col.dtype), "missing_rate": float(col.nulls / n) if n else float("nan")}
         if name == label:
             entry.update(kind="label", role="label", reason=None)
             columns[name] = entry
             continue
-        kind, reason = infer_kind(series, n)
         if name == id_column:
             kind, reason = "id", ID_DETECTED_REASON if id_detected else ID_GIVEN_REASON
+        else:
+            kind, reason = col.kind(n)
         entry["kind"] = kind
         if name in exclude:
             entry.update(role="excluded", reason="excluded by configuration")
@@ -261,13 +242,16 @@ def infer_schema(
             entry.update(role="feature", reason=None)
         else:
             entry.update(role="excluded", reason=reason)
-        values = column_values(series, kind) if kind in FEATURE_KINDS else None
-        if kind in NUMERIC_KINDS:
-            entry.update(numeric_stats(values))
-        elif kind == "categorical":
-            entry.update(categorical_stats(values))
+        if kind in FEATURE_KINDS:
+            stats = col.kind_stats(kind)
+            if stats is None:
+                restat[name] = kind
+            else:
+                entry.update(stats)
         entry["nullable"] = entry["missing_rate"] > 0
         columns[name] = entry
+    for name, stats in column_stats(data, restat).items():
+        columns[name].update(stats)
     return {
         "version": SCHEMA_VERSION,
         "label": label,
@@ -284,3 +268,200 @@ def feature_names(schema: dict) -> list:
 
 def load_schema(path: str) -> dict:
     return io.read_json(path)
+
+
+# --------------------------------------------------------------------------- streaming profile
+# A split is profiled batch by batch (exact and sampled statistics: see components/_shared/sketches.py),
+# so memory does not grow with rows.
+
+BATCH_ROWS = 131_072  # rows per batch read from a Parquet split
+TEXT_SAMPLE = 5000  # values of a text column kept to tell dates, free text and numbers apart
+
+
+def chunks(data, columns: Optional[list] = None):
+    """The pandas batches of a split: ``data`` is a DataFrame (one batch), a Parquet file or folder
+    of shards (read with :func:`io.iter_parquet_batches`, strings as categoricals), or a callable
+    returning an iterator of DataFrames or RecordBatches (called once per pass)."""
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame):
+        yield data if columns is None else data[columns]
+        return
+    if isinstance(data, str):
+        batches = io.iter_parquet_batches(data, columns=columns, batch_rows=BATCH_ROWS)
+    else:
+        batches = data()
+    import pyarrow as pa
+
+    empty = True
+    for batch in batches:
+        if not isinstance(batch, pd.DataFrame):
+            batch = io.to_pandas(pa.Table.from_batches([batch]))
+        empty = False
+        yield batch if columns is None else batch[columns]
+    if empty and isinstance(data, str):  # a split without rows still has its columns
+        import pyarrow.parquet as pq
+
+        schema = pq.read_schema(io.parquet_files(data)[0])
+        table = schema.empty_table()
+        yield io.to_pandas(table if columns is None else table.select(columns))
+
+
+def column_names(data) -> list:
+    """The column names of a split (see :func:`chunks`) without reading its rows where possible."""
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame):
+        return list(data.columns)
+    if isinstance(data, str):
+        return list(io.read_parquet_schema_names(data))
+    first = next(iter(chunks(data)), None)
+    return [] if first is None else list(first.columns)
+
+
+def _promote(a, b):
+    """The dtype of a column whose batches have dtypes ``a`` and ``b`` (an integer column with
+    missing values reads as float in the batches that have them, a boolean one as object)."""
+    import pandas as pd
+
+    if a is None or a == b:
+        return b
+    num = pd.api.types.is_numeric_dtype
+    boolean = pd.api.types.is_bool_dtype
+    if num(a) and num(b) and not boolean(a) and not boolean(b):
+        return a if pd.api.types.is_float_dtype(a) else b
+    if isinstance(a, pd.CategoricalDtype) and isinstance(b, pd.CategoricalDtype):
+        return a
+    return pd.api.types.pandas_dtype(object)
+
+
+class ColumnProfile:
+    """One column's statistics accumulated over batches: what :func:`infer_kind` decides on and
+    the statistics of the kind its values have (numeric view or value counts)."""
+
+    def __init__(self, name, stats: bool = True):
+        self.name, self.stats = name, stats
+        self.n, self.nulls, self.dtype, self.first = 0, 0, None, None
+        self.lo = self.hi = None
+        self.numeric: Optional[NumericStream] = None
+        self.ints: Optional[DistinctInts] = None
+        self.counts: Optional[ValueCounts] = None
+        self.text: Optional[Reservoir] = None
+
+    def update(self, series) -> None:
+        import pandas as pd
+
+        isna = series.isna()
+        nulls = int(isna.sum())
+        self.n += len(series)
+        self.nulls += nulls
+        self.dtype = _promote(self.dtype, series.dtype)
+        if nulls == len(series):
+            return
+        nonnull = series[~isna] if nulls else series
+        if self.first is None:
+            self.first = nonnull.iloc[0]
+        if not self.stats:
+            return
+        dt = series.dtype
+        boolean = pd.api.types.is_bool_dtype(dt)
+        if pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_datetime64_any_dtype(dt):
+            lo, hi = nonnull.min(), nonnull.max()
+            self.lo = lo if self.lo is None else min(self.lo, lo)
+            self.hi = hi if self.hi is None else max(self.hi, hi)
+            if self.numeric is None:
+                self.numeric = NumericStream()
+            self.numeric.update(_numeric_view(series))
+            if pd.api.types.is_integer_dtype(dt):
+                if self.ints is None:
+                    self.ints = DistinctInts()
+                self.ints.update(nonnull.to_numpy())
+            if not boolean:
+                return
+        if self.counts is None:
+            self.counts, self.text = ValueCounts(), Reservoir(TEXT_SAMPLE)
+        self.counts.update(column_values(series, "categorical"))
+        self.text.update(series.to_numpy(dtype=object), ~isna.to_numpy())
+
+    def nonnull(self) -> int:
+        return self.n - self.nulls
+
+    def text_sample(self, k: Optional[int] = None):
+        import pandas as pd
+
+        return pd.Series(self.text.sample(k) if self.text is not None else [], dtype=object)
+
+    def kind(self, n_rows: int) -> tuple[str, Optional[str]]:
+        """:func:`infer_kind` on the accumulated statistics."""
+        import pandas as pd
+
+        nonnull_count = self.nonnull()
+        if nonnull_count == 0:
+            return "constant", "every value is missing"
+        dt = self.dtype
+        numeric_path = (pd.api.types.is_bool_dtype(dt) or pd.api.types.is_datetime64_any_dtype(dt)
+                        or pd.api.types.is_numeric_dtype(dt))
+        if numeric_path:
+            nunique = 1 if self.lo == self.hi else 2
+        else:
+            nunique = int(round(self.counts.distinct()))
+        if nunique == 1:
+            value = self.first
+            return "constant", f"a single value ({getattr(value, 'item', lambda: value)()!r})"
+        if pd.api.types.is_bool_dtype(dt):
+            return "boolean", None
+        if pd.api.types.is_datetime64_any_dtype(dt):
+            return "timestamp", None
+        if pd.api.types.is_numeric_dtype(dt):
+            integer = pd.api.types.is_integer_dtype(dt)
+            distinct = nonnull_count if (integer and self.ints is not None and self.ints.all_distinct()) else -1
+            return (integer and _identifier(self.name, True, n_rows, nonnull_count, distinct)) or ("numeric", None)
+        sample = self.text_sample(2000)
+        if not isinstance(sample.iloc[0], str) and hasattr(sample.iloc[0], "isoformat"):
+            return "timestamp", None  # datetime.date objects
+        if _looks_like_dates(sample):
+            return "timestamp", None
+        return _identifier(self.name, False, n_rows, nonnull_count, nunique, sample) or ("categorical", None)
+
+    def kind_stats(self, kind: str) -> Optional[dict]:
+        """The statistics of ``kind`` when this pass has them (None: another pass is needed)."""
+        import pandas as pd
+
+        dt = self.dtype
+        numeric_dtype = (pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_datetime64_any_dtype(dt))
+        if kind in NUMERIC_KINDS and numeric_dtype and (kind == "timestamp") == pd.api.types.is_datetime64_any_dtype(dt):
+            return (self.numeric or NumericStream()).stats()
+        if kind == "categorical" and self.counts is not None and not (numeric_dtype and not pd.api.types.is_bool_dtype(dt)):
+            return self.counts.stats()
+        if self.nonnull() == 0:
+            return NumericStream().stats() if kind in NUMERIC_KINDS else ValueCounts().stats() | {"cardinality": 0}
+        return None
+
+
+class TableProfile:
+    """Per-column profiles of a split, fed batch by batch (:meth:`update`)."""
+
+    def __init__(self, label: Optional[str] = None, skip=()):
+        self.label, self.skip = label, set(skip or ())
+        self.columns: dict = {}
+        self.n = 0
+
+    def update(self, df) -> None:
+        self.n += len(df)
+        for name in df.columns:
+            col = self.columns.get(name)
+            if col is None:
+                col = self.columns[name] = ColumnProfile(name, stats=name != self.label and name not in self.skip)
+            col.update(df[name])
+
+
+def column_stats(data, kinds: dict) -> dict:
+    """The statistics of each column of ``kinds`` ({name: kind}) viewed as that kind, in one pass
+    over ``data`` (see :func:`chunks`)."""
+    acc = {name: NumericStream() if kind in NUMERIC_KINDS else ValueCounts() for name, kind in kinds.items()}
+    if not acc:
+        return {}
+    for df in chunks(data, list(kinds)):
+        for name, kind in kinds.items():
+            acc[name].update(column_values(df[name], kind))
+    return {name: a.stats() for name, a in acc.items()}
