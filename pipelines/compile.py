@@ -16,7 +16,8 @@ from pipelines.training import CompileOptions, build_pipeline
 COMPILED_TARGETS = ("kubeflow", "vertex")
 COMPONENTS_DIR = "components"  # under the output folder: one YAML per component, whatever the target
 # Stage packages, in pipeline order; each exports its components (see components/_shared/exports.py).
-STAGES = ("ingest", "validate", "engineer", "train", "evaluate", "compare", "export", "deploy", "monitor", "predict")
+STAGES = ("ingest", "validate", "engineer", "train", "evaluate", "compare", "export", "deploy", "monitor", "predict",
+          "rollout")
 # Compile options that only the Kubeflow target has (Vertex AI Pipelines mount no PVCs).
 KUBEFLOW_ONLY = ("serving_pvc", "mlflow_secret")
 # ... and those only Vertex has (a Secret Manager secret instead of a Kubernetes one).

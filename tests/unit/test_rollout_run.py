@@ -170,3 +170,24 @@ def test_the_rollout_command_prints_a_line_per_step_and_exits_non_zero_when_roll
         assert code == 2 and lines[1].startswith("10 %: rollback: canary failed its check at 10 %: error rate")
         assert re.match(r"error: canary failed its check at 10 %: error rate 6\.\d\d % vs stable 0\.4\d %", err)
         assert labels(read_state(served, MODEL)) == {"stable": 1, "previous": None, "canary": None}
+
+
+def test_the_component_fails_with_the_sentence_and_writes_its_report_when_rolled_back(
+        served, tracking_uri, tmp_path):
+    import time
+
+    from kfp.dsl import Artifact, Metrics
+
+    from components._shared import io
+    from components._shared.errors import RolloutError
+    from components.rollout import rollout_model
+
+    report, metrics = Artifact(uri=str(tmp_path / "report.json")), Metrics(uri=str(tmp_path / "metrics"))
+    with PrometheusServer(load(os.path.join(DATA, "shifted_scores.json")), shift=time.time() - (T0 + 1200)) as prom:
+        with pytest.raises(RolloutError, match=r"^canary failed its check at 10 %: score PSI 1\.\d+ against stable"):
+            rollout_model.python_func(report=report, metrics=metrics, model_name=MODEL, prometheus_url=prom.url,
+                                      mlflow_tracking_uri=tracking_uri, serving_base_dir=served, interval="0s",
+                                      window="600s")
+    assert io.read_json(report.path)["status"] == "rolled_back" and report.metadata["status"] == "rolled_back"
+    assert labels(read_state(served, MODEL)) == {"stable": 1, "previous": None, "canary": None}
+    assert _tags(tracking_uri, 2)["rollout_status"] == "rolled_back"
