@@ -173,6 +173,21 @@ def _add_compile(sub) -> None:
                    help="Vertex, --train-workers > 1: accelerators of each replica, e.g. NVIDIA_TESLA_T4:1 "
                         "(default: --gpu-type/--gpu-count); on Kubeflow each replica gets the train pod's GPUs")
 
+    p.add_argument("--deploy-target", default="", choices=("", "kserve"),
+                   help="kserve (Kubeflow): deploy also creates or patches a KServe InferenceService serving the "
+                        "version (canary share: the run's canary_traffic_percent) and waits for it to be Ready")
+    p.add_argument("--kserve-namespace", default="", help="namespace of the InferenceService (with --deploy-target kserve)")
+    p.add_argument("--kserve-service-account", default="", help="service account of the predictor (storage credentials)")
+    p.add_argument("--kserve-runtime-version", default="", help="TF Serving image tag of the predictor (default: KServe's)")
+    p.add_argument("--kserve-storage-base", default="", metavar="URI",
+                   help="the serving base as KServe reads it (gs://, s3://, pvc://CLAIM/path; default: the serving "
+                        "base, or pvc://CLAIM with --serving-pvc)")
+    p.add_argument("--kserve-name", default="", help="InferenceService name (default: from the model name)")
+    p.add_argument("--kserve-cpu", default="1", help="CPU request and limit of the predictor")
+    p.add_argument("--kserve-memory", default="2Gi", help="memory request and limit of the predictor")
+    p.add_argument("--kserve-gpu-count", type=int, default=0, help="GPUs of the predictor (nvidia.com/gpu)")
+    p.add_argument("--kserve-timeout", type=float, default=600.0, help="seconds deploy waits for Ready")
+
 
 def cmd_compile(args) -> int:
     from components._shared.images import DEFAULT_REGISTRY, VERSION, Images
@@ -191,6 +206,8 @@ def cmd_compile(args) -> int:
     if args.train_workers != 1 or args.train_machine_type or args.train_accelerator:  # multi-worker training
         options.update(train_workers=args.train_workers, train_machine_type=args.train_machine_type,
                        train_accelerator=args.train_accelerator)
+    if args.deploy_target:  # KServe deploy (Kubeflow): every --kserve-* setting
+        options.update({k: getattr(args, k) for k in vars(args) if k == "deploy_target" or k.startswith("kserve_")})
     try:
         changed = compile_all(args.out, images, check=args.check, options=options)
     except ValueError as exc:  # a bad compile option (CompileOptions says which)

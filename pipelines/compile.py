@@ -19,7 +19,9 @@ COMPONENTS_DIR = "components"  # under the output folder: one YAML per component
 STAGES = ("ingest", "validate", "engineer", "train", "evaluate", "compare", "export", "deploy", "monitor", "predict",
           "rollout")
 # Compile options that only the Kubeflow target has (Vertex AI Pipelines mount no PVCs).
-KUBEFLOW_ONLY = ("serving_pvc", "mlflow_secret")
+KUBEFLOW_ONLY = ("serving_pvc", "mlflow_secret", "deploy_target", "kserve_namespace", "kserve_service_account",
+                 "kserve_runtime_version", "kserve_storage_base", "kserve_name", "kserve_cpu", "kserve_memory",
+                 "kserve_gpu_count", "kserve_timeout")
 # ... and those only Vertex has (a Secret Manager secret instead of a Kubernetes one).
 VERTEX_ONLY = ("vertex_mlflow_secret", "train_machine_type", "train_accelerator")
 

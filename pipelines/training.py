@@ -68,6 +68,17 @@ class CompileOptions:
         train_accelerator: Vertex, N > 1: "TYPE:COUNT" accelerators of every replica; default gpu_type/gpu_count
             (Kubeflow replicas get the train pod's resources: train_cpu/train_memory, gpu_type/gpu_count).
     """
+        deploy_target: "" (the serving base, and Vertex AI when the run names a project) or "kserve"
+            (Kubeflow: deploy also creates or patches a KServe InferenceService and waits for it to be Ready;
+            components/deploy/kserve.py). The kserve_* options below configure it.
+        kserve_namespace: Namespace of the InferenceService (required with deploy_target "kserve").
+        kserve_service_account / kserve_runtime_version / kserve_name: The predictor's service account (storage
+            credentials), TF Serving image tag and the InferenceService name; empty for KServe's defaults / a name
+            derived from the model name.
+        kserve_storage_base: The serving base as KServe reads it (gs://, s3://, pvc://CLAIM/path); default: the
+            serving base (gs:// or s3://), or pvc://CLAIM with --serving-pvc.
+        kserve_cpu / kserve_memory / kserve_gpu_count: Requests and limits of the predictor container.
+        kserve_timeout: Seconds deploy waits for the InferenceService to be Ready.
 
     target: str = "kubeflow"
     gpu_type: str = ""
@@ -82,9 +93,20 @@ class CompileOptions:
     train_machine_type: str = ""
     train_accelerator: str = ""
 
+    deploy_target: str = ""
+    kserve_namespace: str = ""
+    kserve_service_account: str = ""
+    kserve_runtime_version: str = ""
+    kserve_storage_base: str = ""
+    kserve_name: str = ""
+    kserve_cpu: str = "1"
+    kserve_memory: str = "2Gi"
+    kserve_gpu_count: int = 0
+    kserve_timeout: float = 600.0
     def __post_init__(self):
         self._check_train_workers()
         if self.target not in TARGETS:
+        self._check_kserve()
             raise ValueError(f"unknown target {self.target!r}; expected one of {TARGETS}")
         if self.serving_pvc and self.target == "vertex":
             raise ValueError("--serving-pvc is a Kubeflow option: Vertex AI Pipelines mount no PVCs "
@@ -130,6 +152,40 @@ class CompileOptions:
         return (self.accelerator, self.gpu_count) if self.gpu_count > 0 else ("", 0)
 
     @property
+    def _check_kserve(self) -> None:
+        kserve_set = [f.name for f in dataclasses.fields(self)
+                      if f.name.startswith("kserve_") and getattr(self, f.name) != f.default]
+        if self.deploy_target not in ("", "kserve"):
+            raise ValueError(f"--deploy-target is '' (the serving base) or kserve, got {self.deploy_target!r}")
+        if self.deploy_target != "kserve":
+            if kserve_set:
+                raise ValueError(f"--{kserve_set[0].replace('_', '-')} configures --deploy-target kserve")
+            return
+        if self.target != "kubeflow":
+            raise ValueError("--deploy-target kserve is compiled for kubeflow (the InferenceService lives in its cluster)")
+        if not self.kserve_namespace:
+            raise ValueError("--deploy-target kserve needs --kserve-namespace (the InferenceService's namespace)")
+        from components._shared.errors import ConfigError
+        from components.deploy import kserve
+
+        try:
+            kserve.check(self.kserve_config())
+            if self.kserve_name:
+                kserve.service_name("", self.kserve_config())
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+    def kserve_config(self):
+        """The KServe settings deploy reads from KFP_TF_GATE_KSERVE (components.deploy.kserve.KServeConfig)."""
+        from components.deploy.kserve import KServeConfig
+
+        claim = self.serving_pvc.partition(":")[0]
+        return KServeConfig(namespace=self.kserve_namespace, service_account=self.kserve_service_account,
+                            runtime_version=self.kserve_runtime_version, name=self.kserve_name,
+                            storage_base=self.kserve_storage_base or (f"pvc://{claim}" if claim else ""),
+                            cpu=self.kserve_cpu, memory=self.kserve_memory, gpu_count=self.kserve_gpu_count,
+                            timeout_s=float(self.kserve_timeout))
+
     def cluster(self) -> bool:
         """Compiled for a cluster: the registry and serving base must outlive the pods."""
         return self.target != "local"
@@ -356,6 +412,10 @@ def build_pipeline(opts: Optional[CompileOptions] = None):
             deploy_task.set_env_variable("KFP_TF_GATE_IMAGE", IMAGES.trainer)
             _secrets(deploy_task, opts)
             if serving_claim:
+            if opts.deploy_target == "kserve":  # deploy also applies the InferenceService (canary: the run parameter)
+                from components.deploy.kserve import ENV
+
+                deploy_task.set_env_variable(ENV, opts.kserve_config().to_json())
                 from kfp import kubernetes
 
                 kubernetes.mount_pvc(deploy_task, pvc_name=serving_claim, mount_path=serving_mount)
