@@ -67,7 +67,6 @@ class CompileOptions:
         train_machine_type: Vertex, N > 1: machine type of every replica (default n1-standard-8).
         train_accelerator: Vertex, N > 1: "TYPE:COUNT" accelerators of every replica; default gpu_type/gpu_count
             (Kubeflow replicas get the train pod's resources: train_cpu/train_memory, gpu_type/gpu_count).
-    """
         deploy_target: "" (the serving base, and Vertex AI when the run names a project) or "kserve"
             (Kubeflow: deploy also creates or patches a KServe InferenceService and waits for it to be Ready;
             components/deploy/kserve.py). The kserve_* options below configure it.
@@ -79,6 +78,7 @@ class CompileOptions:
             serving base (gs:// or s3://), or pvc://CLAIM with --serving-pvc.
         kserve_cpu / kserve_memory / kserve_gpu_count: Requests and limits of the predictor container.
         kserve_timeout: Seconds deploy waits for the InferenceService to be Ready.
+    """
 
     target: str = "kubeflow"
     gpu_type: str = ""
@@ -92,7 +92,6 @@ class CompileOptions:
     train_workers: int = 1
     train_machine_type: str = ""
     train_accelerator: str = ""
-
     deploy_target: str = ""
     kserve_namespace: str = ""
     kserve_service_account: str = ""
@@ -103,10 +102,11 @@ class CompileOptions:
     kserve_memory: str = "2Gi"
     kserve_gpu_count: int = 0
     kserve_timeout: float = 600.0
+
     def __post_init__(self):
         self._check_train_workers()
-        if self.target not in TARGETS:
         self._check_kserve()
+        if self.target not in TARGETS:
             raise ValueError(f"unknown target {self.target!r}; expected one of {TARGETS}")
         if self.serving_pvc and self.target == "vertex":
             raise ValueError("--serving-pvc is a Kubeflow option: Vertex AI Pipelines mount no PVCs "
@@ -151,7 +151,6 @@ class CompileOptions:
             return kind, int(count)
         return (self.accelerator, self.gpu_count) if self.gpu_count > 0 else ("", 0)
 
-    @property
     def _check_kserve(self) -> None:
         kserve_set = [f.name for f in dataclasses.fields(self)
                       if f.name.startswith("kserve_") and getattr(self, f.name) != f.default]
@@ -186,6 +185,7 @@ class CompileOptions:
                             cpu=self.kserve_cpu, memory=self.kserve_memory, gpu_count=self.kserve_gpu_count,
                             timeout_s=float(self.kserve_timeout))
 
+    @property
     def cluster(self) -> bool:
         """Compiled for a cluster: the registry and serving base must outlive the pods."""
         return self.target != "local"
@@ -410,12 +410,12 @@ def build_pipeline(opts: Optional[CompileOptions] = None):
             deploy_task.set_display_name("deploy").set_caching_options(False).set_retry(**retry)
             # Lineage for the model card; compile rewrites the image name with --image-registry/--image-tag.
             deploy_task.set_env_variable("KFP_TF_GATE_IMAGE", IMAGES.trainer)
-            _secrets(deploy_task, opts)
-            if serving_claim:
             if opts.deploy_target == "kserve":  # deploy also applies the InferenceService (canary: the run parameter)
                 from components.deploy.kserve import ENV
 
                 deploy_task.set_env_variable(ENV, opts.kserve_config().to_json())
+            _secrets(deploy_task, opts)
+            if serving_claim:
                 from kfp import kubernetes
 
                 kubernetes.mount_pvc(deploy_task, pvc_name=serving_claim, mount_path=serving_mount)
