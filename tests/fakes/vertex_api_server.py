@@ -5,8 +5,9 @@ Model Registry and deploy it to an endpoint:
 - ModelService: ``models`` list (``filter``), ``models:upload`` (long-running), ``models/{id}``
   get (also ``@<version id>`` and ``@<alias>``), ``:listVersions`` (``labels.k="v"`` filter),
   ``:mergeVersionAliases``;
-- EndpointService: ``endpoints`` list / create (long-running) / get, ``:deployModel``
-  (long-running; keeps ``deployedModels`` and ``trafficSplit``);
+- EndpointService: ``endpoints`` list / create (long-running) / get / patch (UpdateEndpoint:
+  ``trafficSplit``, ``displayName``, ``description``, ``labels``), ``:deployModel`` (long-running;
+  keeps ``deployedModels`` and ``trafficSplit``);
 - JobService: ``customJobs`` create / get / ``:cancel`` (worker pools checked as Vertex does; a job
   runs when polled and ends as ``custom_job_outcome`` says);
 - Operations: ``.../operations/{id}`` get (the generated client polls ``/ui/{name}``, its first
@@ -265,6 +266,7 @@ class VertexApiServer(FakeHttpServer):
             ("GET", rf"{loc}/endpoints", "ListEndpoints", self._list_endpoints),
             ("POST", rf"{loc}/endpoints", "CreateEndpoint", self._create_endpoint),
             ("GET", rf"{loc}/endpoints/(?P<endpoint>[^/:]+)", "GetEndpoint", self._get_endpoint),
+            ("PATCH", rf"{loc}/endpoints/(?P<endpoint>[^/:]+)", "UpdateEndpoint", self._update_endpoint),
             (
                 "POST",
                 rf"{loc}/endpoints/(?P<endpoint>[^/:]+):deployModel",
@@ -588,6 +590,36 @@ class VertexApiServer(FakeHttpServer):
             return "DeployModelResponse", {"deployedModel": deployed}
 
         return self._operation(resource, "DeployModel", "DeployModelOperationMetadata", finish)
+
+    def _update_endpoint(self, req: Request, project: str, location: str, endpoint: str) -> dict:
+        """UpdateEndpoint (not long-running): only the fields in ``updateMask``; a traffic split must
+        name deployed models only, without negatives, and sum to 100 (or be empty)."""
+        target = self._endpoint(location, endpoint)
+        body = req.body if isinstance(req.body, dict) else {}
+        mask = {re.sub(r"_([a-z])", lambda m: m.group(1).upper(), f.strip())
+                for f in (req.query.get("updateMask") or "").split(",") if f.strip()}
+        if not mask:
+            raise ApiError(400, "update_mask is required.")
+        unknown = mask - {"trafficSplit", "displayName", "description", "labels"}
+        if unknown:
+            raise ApiError(400, f"update_mask names fields this stand-in does not update: {sorted(unknown)}.")
+        if "trafficSplit" in mask:
+            split = {k: int(v) for k, v in (body.get("trafficSplit") or {}).items()}
+            deployed = {d["id"] for d in target["deployedModels"]}
+            if set(split) - deployed:
+                raise ApiError(400, f"traffic_split names deployed models that are not on the endpoint: "
+                                    f"{sorted(set(split) - deployed)}.")
+            if any(v < 0 for v in split.values()):
+                raise ApiError(400, f"traffic_split percentages must not be negative: {split}.")
+            if split and sum(split.values()) != 100:
+                raise ApiError(400, f"The traffic_split percentages must add up to 100, got {split}.")
+            target["trafficSplit"] = {k: v for k, v in split.items() if v}  # 0 % and absent both mean no traffic
+        if "labels" in mask:
+            _validate_labels(body.get("labels"))
+        for field in mask - {"trafficSplit"}:
+            target[field] = body.get(field)
+        target["updateTime"] = _now()
+        return target
 
     # ------------------------------------------------------------------ JobService: CustomJobs
     # A job is PENDING when created, RUNNING at its first get and ends at the next one as
