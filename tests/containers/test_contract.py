@@ -101,6 +101,9 @@ ROLE_IMPORTS = {
         "components.deploy.component",
         "components.deploy.core",
         "components.deploy.vertex",
+        "components.deploy.kserve",  # the KServe target: kserve's v1beta1 models, the kubernetes client
+        "kserve",
+        "kubernetes.client",
         "components.export.core",
         "components.monitor.component",
         "components.monitor.core",
