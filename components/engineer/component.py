@@ -39,7 +39,8 @@ def engineer_features(
 
     logging.basicConfig(level=logging.INFO)
     sch = io.read_json(schema.path)
-    spec = fit_transform_spec(io.read_parquet(train_data.path), sch, max_vocab=max_vocab,
+    # A path, not a frame: the spec is fitted batch by batch, whatever the rows.
+    spec = fit_transform_spec(train_data.path, sch, max_vocab=max_vocab,
                               log_skew_threshold=log_skew_threshold,
                               bucketize=parse_column_list(bucketize_columns), num_buckets=num_buckets,
                               crosses=parse_crosses(crosses))

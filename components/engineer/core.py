@@ -20,6 +20,14 @@ Two opt-in extras live in the spec and, like everything else, inside the model:
   column indices modulo ``size`` = ``max_cross_size`` (see ``_shared.model.cross_hash_multiplier``).
 
 Neither key is written when its option is not used, so such specs are unchanged.
+
+The train split is read batch by batch (a DataFrame, or a Parquet file or folder of shards),
+twice: the first pass counts vocabularies and takes each numeric feature's range, skew and
+median (exact moments; the median of a uniform sample of at most ``QUANTILE_SAMPLE`` values,
+exact below that), the second the mean and std after imputation and log (exact) and the bucket
+boundaries (quantiles of such a sample, exact below ``QUANTILE_SAMPLE`` rows, else within
+``QUANTILE_RANK_ERROR`` of rank): memory does not grow with rows, and the spec does not depend
+on the batching (see ``components/_shared/sketches.py``).
 """
 
 from __future__ import annotations
@@ -31,8 +39,22 @@ from typing import Optional
 
 from components._shared.errors import ConfigError, DataError
 from components._shared.params import PARAMS
-from components._shared.schema import NUMERIC_KINDS, column_values, feature_names
-from components._shared.task import label_spec
+from components._shared.schema import (
+    NUMERIC_KINDS,
+    chunks,
+    column_names,
+    column_values,
+    feature_names,
+)
+from components._shared.sketches import (
+    COUNT_CAP,
+    QUANTILE_SAMPLE,
+    Moments,
+    NumericStream,
+    Reservoir,
+    ValueCounts,
+)
+from components._shared.task import MULTICLASS, REGRESSION, label_spec
 from components._shared.transform import SPEC_VERSION
 
 logger = logging.getLogger(__name__)
@@ -69,7 +91,8 @@ def fit_transform_spec(
     """Fit imputation, normalisation and vocabularies on the train split.
 
     Args:
-        train: Training split with raw feature columns.
+        train: Training split with raw feature columns: a DataFrame, or a Parquet file or folder of
+            shards (read batch by batch, twice; see the module docstring).
         schema: Schema from validate (decides each column's kind and role).
         max_vocab: Largest vocabulary kept per categorical feature (most frequent first).
         min_frequency: Values seen fewer times go to the out-of-vocabulary bucket.
@@ -87,39 +110,77 @@ def fit_transform_spec(
     """
     import numpy as np
 
-    numeric, categorical, taken, filled_values, empty = [], [], set(), {}, []
-    for name in feature_names(schema):
-        if name not in train.columns:
+    names = feature_names(schema)
+    present = set(column_names(train))
+    for name in names:
+        if name not in present:
             raise DataError(f"the feature {name!r} of the schema is not in the train split")
-        kind = schema["columns"][name]["kind"]
-        values = column_values(train[name], kind)
-        if kind in NUMERIC_KINDS:
-            finite = values[np.isfinite(values)]
-            if len(finite) == 0:
+    kinds = {name: schema["columns"][name]["kind"] for name in names}
+    label = schema["label"]
+    label_fit = _LabelFit(schema.get("task") or "binary", label)
+    # Pass 1: vocabularies; range, skew and median of each numeric feature.
+    first = {name: NumericStream() if kind in NUMERIC_KINDS else ValueCounts(max(COUNT_CAP, 2 * max_vocab))
+             for name, kind in kinds.items()}
+    rows = 0
+    for df in chunks(train, names + ([label] if label in present else [])):
+        rows += len(df)
+        for name, acc in first.items():
+            acc.update(column_values(df[name], kinds[name]))
+        if label in present:
+            label_fit.update(df[label])
+    numeric, categorical, taken, empty = [], [], set(), []
+    for name in names:
+        acc = first[name]
+        if kinds[name] in NUMERIC_KINDS:
+            if acc.moments.n == 0:
                 # Nothing to fit on: the spec (and so the model) leaves it out, and says so.
                 logger.warning("the feature %r has no finite value in the train split; excluded from the model", name)
                 empty.append(name)
                 continue
-            fill = float(np.median(finite))
-            log = bool(kind == "numeric" and finite.min() >= 0 and
-                       float(((finite - finite.mean()) ** 3).mean() / (finite.std() ** 3 + 1e-12)) > log_skew_threshold)
-            filled = np.where(np.isfinite(values), values, fill)
-            filled_values[name] = filled
-            t = np.log1p(np.maximum(filled, 0)) if log else filled
-            std = float(t.std())
+            fill = float(np.median(acc.reservoir.sample()))
+            log = bool(kinds[name] == "numeric" and acc.lo >= 0 and acc.moments.skew > log_skew_threshold)
             numeric.append({
-                "name": name, "input_name": _input_name(name, taken), "kind": kind, "fill": fill,
-                "log": log, "mean": float(t.mean()), "std": std if std > 1e-12 else 1.0,
+                "name": name, "input_name": _input_name(name, taken), "kind": kinds[name], "fill": fill, "log": log,
             })
         else:
-            counts = values.value_counts(dropna=True)
+            counts = acc.series()
             counts = counts[counts >= min_frequency]
             order = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))[:max_vocab]
             vocab = [str(k) for k, _ in order]
             categorical.append({
                 "name": name, "input_name": _input_name(name, taken), "vocab": vocab,
-                "oov_share_train": float(1 - sum(v for _, v in order) / max(1, len(values))),
+                "oov_share_train": float(1 - sum(v for _, v in order) / max(1, rows)),
             })
+    # A boolean in a cross needs no configuration: it is bucketized at 0.5 (two buckets).
+    crossed = {str(c).strip() for cross in (crosses or [])
+               for c in (cross.split("*") if isinstance(cross, str) else cross)}
+    bucketize = list(bucketize or [])
+    if "*" not in bucketize:
+        bucketize += [f["name"] for f in numeric
+                      if f["kind"] == "boolean" and f["name"] in crossed and f["name"] not in bucketize]
+    wanted = _bucket_names(bucketize, num_buckets, numeric, categorical)
+    # Pass 2: mean and std after imputation (and log); a sample of the imputed float32 values
+    # of each bucketized feature, and their minimum.
+    moments = {f["name"]: Moments() for f in numeric}
+    samples = {name: [Reservoir(QUANTILE_SAMPLE), np.inf] for name in wanted}
+    if numeric:
+        for df in chunks(train, [f["name"] for f in numeric]):
+            for f in numeric:
+                values = column_values(df[f["name"]], f["kind"])
+                filled = np.where(np.isfinite(values), values, f["fill"])
+                moments[f["name"]].update(np.log1p(np.maximum(filled, 0)) if f["log"] else filled)
+                if f["name"] in samples:
+                    # The model sees float32 values: fit on them, so a boundary compares the same
+                    # way in the model as in the spec.
+                    f32 = filled.astype(np.float32)
+                    ok = np.isfinite(f32)
+                    sample = samples[f["name"]]
+                    sample[0].update(f32, ok)
+                    if ok.any():
+                        sample[1] = min(sample[1], float(f32[ok].min()))
+    for f in numeric:
+        std = moments[f["name"]].std
+        f.update(mean=float(moments[f["name"]].mean), std=std if std > 1e-12 else 1.0)
     if not numeric and not categorical:
         raise DataError("no features are left to train on after feature selection")
     spec = {
@@ -129,19 +190,11 @@ def fit_transform_spec(
         "numeric": numeric,
         "categorical": categorical,
         "excluded": [c for c, e in schema["columns"].items() if e.get("role") == "excluded" or c in empty],
-        "train_rows": int(len(train)),
+        "train_rows": int(rows),
     }
     # The task's label fields (see _shared/task.py); a schema without a task is binary.
-    spec.update(label_spec(train[schema["label"]] if schema["label"] in train.columns else [],
-                           schema.get("task") or "binary", schema["label"]))
-    # A boolean in a cross needs no configuration: it is bucketized at 0.5 (two buckets).
-    crossed = {str(c).strip() for cross in (crosses or [])
-               for c in (cross.split("*") if isinstance(cross, str) else cross)}
-    bucketize = list(bucketize or [])
-    if "*" not in bucketize:
-        bucketize += [f["name"] for f in numeric
-                      if f["kind"] == "boolean" and f["name"] in crossed and f["name"] not in bucketize]
-    buckets = _fit_buckets(bucketize, num_buckets, numeric, categorical, filled_values)
+    spec.update(label_fit.spec())
+    buckets = _fit_buckets(wanted, num_buckets, numeric, samples)
     if buckets:
         spec["buckets"] = buckets
     cross_specs = _fit_crosses(crosses, max_cross_size, numeric, categorical, buckets)
@@ -152,43 +205,46 @@ def fit_transform_spec(
     return spec
 
 
-def _fit_buckets(bucketize, num_buckets: int, numeric: list, categorical: list, filled_values: dict) -> list:
-    """Quantile boundaries of the requested numeric features (in spec order)."""
-    import numpy as np
-
+def _bucket_names(bucketize, num_buckets: int, numeric: list, categorical: list) -> set:
+    """The numeric features to bucketize; DataError for a name that cannot be."""
     names = [str(n).strip() for n in (bucketize or []) if str(n).strip()]
     if not names:
-        return []
+        return set()
     if int(num_buckets) < 2:
         raise ConfigError(f"num_buckets must be at least 2, got {num_buckets!r}")
     numeric_names = [f["name"] for f in numeric]
     if "*" in names:
-        wanted = set(numeric_names)
-    else:
-        categorical_names = {f["name"] for f in categorical}
-        for name in names:
-            if name in categorical_names:
-                raise DataError(f"cannot bucketize {name!r}: it is a categorical feature, not a numeric one")
-            if name not in numeric_names:
-                raise DataError(f"cannot bucketize {name!r}: it is not a numeric feature of the transform spec")
-        wanted = set(names)
+        return set(numeric_names)
+    categorical_names = {f["name"] for f in categorical}
+    for name in names:
+        if name in categorical_names:
+            raise DataError(f"cannot bucketize {name!r}: it is a categorical feature, not a numeric one")
+        if name not in numeric_names:
+            raise DataError(f"cannot bucketize {name!r}: it is not a numeric feature of the transform spec")
+    return set(names)
+
+
+def _fit_buckets(wanted: set, num_buckets: int, numeric: list, samples: dict) -> list:
+    """Quantile boundaries of the wanted numeric features (in spec order), from each one's
+    sample of imputed float32 values and their minimum (``samples``: {name: [Reservoir, min]})."""
+    import numpy as np
+
+    if not wanted:
+        return []
     levels = np.arange(1, int(num_buckets)) / int(num_buckets)
-    kind_of = {f["name"]: f["kind"] for f in numeric}
     out = []
-    for name in numeric_names:
+    for f in numeric:
+        name = f["name"]
         if name not in wanted:
             continue
-        # The model sees float32 values: fit on them and keep float32 boundaries, so a
-        # boundary compares the same way in the model as in the spec.
-        filled = filled_values[name].astype(np.float32)
-        filled = filled[np.isfinite(filled)]
+        filled, lowest = samples[name][0].sample(), samples[name][1]
         bounds = np.zeros(0, dtype=np.float32)
-        if kind_of[name] == "boolean":
+        if f["kind"] == "boolean":
             bounds = np.array([0.5], dtype=np.float32)
         elif len(filled):
             bounds = np.unique(np.quantile(filled.astype(np.float64), levels).astype(np.float32))
             # A boundary at or below the minimum would open a bucket no train row falls in.
-            bounds = bounds[np.isfinite(bounds) & (bounds > filled.min())]
+            bounds = bounds[np.isfinite(bounds) & (bounds > np.float32(lowest))]
         out.append({"name": name, "boundaries": [float(b) for b in bounds]})
     return out
 
@@ -244,3 +300,36 @@ def parse_crosses(value) -> list:
         if any(parts):
             out.append(parts)
     return out
+
+
+class _LabelFit:
+    """The train split's label, batch by batch, for :func:`label_spec`: the multiclass classes,
+    the regression label's mean and std (exact moments)."""
+
+    def __init__(self, task: str, label: str):
+        self.task, self.label = task, label
+        self.classes: set = set()
+        self.moments = Moments()
+        self.first = None
+
+    def update(self, series) -> None:
+        from components._shared.task import class_key, regression_values
+
+        if self.task == MULTICLASS:
+            vc = series.value_counts(sort=False, dropna=True)
+            self.classes.update(class_key(v) for v, c in vc.items() if c > 0)
+        elif self.task == REGRESSION:
+            values = regression_values(series, self.label)
+            if self.first is None and len(values):
+                self.first = values[0]
+            self.moments.update(values)
+
+    def spec(self) -> dict:
+        import numpy as np
+
+        if self.task != REGRESSION:
+            return label_spec(sorted(self.classes), self.task, self.label)
+        std = self.moments.std if self.moments.n else float("nan")
+        if not std > 0:  # label_spec's own check and sentence, on what the stream saw
+            return label_spec(np.array([] if self.first is None else [self.first]), self.task, self.label)
+        return {"task": REGRESSION, "label_mean": float(self.moments.mean), "label_std": std}

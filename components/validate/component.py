@@ -93,10 +93,10 @@ def validate_data(
     logging.basicConfig(level=logging.INFO)
     info = io.read_json(ingest_info.path)
     ref = read_reference(reference.path)
-    train = io.read_parquet(train_data.path)
-    others = {"eval": io.read_parquet(eval_data.path), "test": io.read_parquet(test_data.path)}
+    # Paths, not frames: validate reads each split batch by batch, whatever its rows.
+    others = {"eval": eval_data.path, "test": test_data.path}
     result = validate(
-        train, others, info["label"], info["positive_label"],
+        train_data.path, others, info["label"], info["positive_label"],
         reference_schema=ref.schema, user_schema=ref.user_schema,
         # The column ingest split on (given or detected; none when id_column is "none") is the identifier.
         id_column=info["id_column"] if "id_column" in info else (id_column or None),

@@ -103,8 +103,9 @@ def validate(
     """Infer this run's schema, check every split, measure drift.
 
     Args:
-        train: Training split (DataFrame, label encoded 0/1).
-        others: Other splits by name (``{"eval": df, "test": df}``).
+        train: Training split (label encoded 0/1): a DataFrame, or a Parquet file or folder of
+            shards, read batch by batch (see :func:`components._shared.schema.chunks`).
+        others: Other splits by name (``{"eval": df_or_path, "test": df_or_path}``).
         reference_schema: The champion's (or a user's) schema to enforce; None on a first run.
             It also fixes the feature set and the bins of the drift gate.
         user_schema: A user's schema enforced as well (its anomalies name "schema file").
