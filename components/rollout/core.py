@@ -48,7 +48,7 @@ class Thresholds:
     max_score_ks: Optional[float] = None
     min_requests: int = 100
 
-    def check(self) -> "Thresholds":
+    def check(self) -> Thresholds:
         """Raises ConfigError for a negative threshold or when every check is disabled."""
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
@@ -111,7 +111,7 @@ def counter_increase(samples: Sequence[Sequence]) -> Optional[float]:
     if len(vals) < 2:
         return None
     total = 0.0
-    for prev, cur in zip(vals, vals[1:]):
+    for prev, cur in zip(vals, vals[1:], strict=False):
         total += cur - prev if cur >= prev else cur
     return total
 
@@ -138,7 +138,7 @@ def histogram_quantile(q: float, buckets: Mapping[float, float]) -> Optional[flo
 
 def _shares(buckets: Mapping[float, float], bounds: Sequence[float]) -> list:
     cum = [float(buckets.get(b, 0.0)) for b in bounds]
-    counts = [max(c - p, 0.0) for p, c in zip([0.0] + cum[:-1], cum)]
+    counts = [max(c - p, 0.0) for p, c in zip([0.0] + cum[:-1], cum, strict=True)]
     total = sum(counts)
     return [c / total for c in counts] if total > 0 else []
 
@@ -152,7 +152,7 @@ def score_psi(expected: Mapping[float, float], actual: Mapping[float, float]) ->
         return None
     e = [max(x, PSI_EPSILON) for x in e]
     a = [max(x, PSI_EPSILON) for x in a]
-    return sum((ai - ei) * math.log(ai / ei) for ai, ei in zip(a, e))
+    return sum((ai - ei) * math.log(ai / ei) for ai, ei in zip(a, e, strict=True))
 
 
 def score_ks(expected: Mapping[float, float], actual: Mapping[float, float]) -> Optional[float]:

@@ -28,9 +28,13 @@ stage (deploy) imports it from there, since a stage imports no other stage.
 
 from __future__ import annotations
 
-from typing import Optional
-
-from components._shared.traffic import ROLLOUT_REASON, ROLLOUT_STATUS, TrafficState, TrafficTarget, tag_version
+from components._shared.traffic import (
+    ROLLOUT_REASON,
+    ROLLOUT_STATUS,
+    TrafficState,
+    TrafficTarget,
+    tag_version,
+)
 
 __all__ = ["ROLLOUT_REASON", "ROLLOUT_STATUS", "TFServingTarget", "TrafficState", "TrafficTarget", "tag_version"]
 

@@ -125,7 +125,7 @@ class VertexEndpointTarget:
         canary, stable, _ = self._roles(endpoint)
         if stable is None:
             raise RolloutError(f"endpoint {self.endpoint_name!r} has no stable version to roll back to")
-        state = self._split(endpoint, 0)
+        self._split(endpoint, 0)
         self._aliases(endpoint, stable.model_version_id)
         logger.warning("rolled back version %s on %s: %s", self.version, self.endpoint_name, reason)
         return TrafficState(stable.model_version_id, None, 0.0,

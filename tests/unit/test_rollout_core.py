@@ -8,12 +8,25 @@ from __future__ import annotations
 import json
 import math
 import os
+from typing import Optional
 
 import pytest
 
 from components._shared.errors import ConfigError
-from components.rollout.core import (HOLD, PROMOTE, ROLLBACK, Thresholds, Window, counter_increase, decide,
-                                     histogram_quantile, parse_steps, score_ks, score_psi, window_from_series)
+from components.rollout.core import (
+    HOLD,
+    PROMOTE,
+    ROLLBACK,
+    Thresholds,
+    Window,
+    counter_increase,
+    decide,
+    histogram_quantile,
+    parse_steps,
+    score_ks,
+    score_psi,
+    window_from_series,
+)
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "rollout")
 T0 = 1764590400  # first sample of every fixture
@@ -36,7 +49,8 @@ def _window(series: list, role: str, lo: float, hi: float) -> Window:
                               pick(":tensorflow:serving:request_latency_bucket"), pick("prediction_score_bucket"))
 
 
-def _walk(scenario: str, thresholds: Thresholds = Thresholds()) -> list:
+def _walk(scenario: str, thresholds: Optional[Thresholds] = None) -> list:
+    thresholds = thresholds or Thresholds()
     series, out = _series(scenario), []
     for percent, (lo, hi) in STEPS.items():
         d = decide(percent, _window(series, "canary", lo, hi), _window(series, "stable", lo, hi), thresholds)
