@@ -251,7 +251,7 @@ def _api_error(exc: BaseException, cfg: KServeConfig, name: str, step: str) -> D
         err = DeployError(f"Kubernetes refused {step} {where} ({status}: {message})")
     else:
         err = DeployError(f"Kubernetes could not be reached for {step} {where}: {message.splitlines()[0] if message else exc!r}")
-    err.transient = status is None or status in (408, 429) or status >= 500
+    err.transient = status is None or status in (408, 409, 429) or status >= 500  # 409: changed meanwhile
     return err
 
 
@@ -383,10 +383,12 @@ def apply(cfg: KServeConfig, model_name: str, uri: str, version) -> dict:
             stable, stable_uri = str(version), uri
         new_meta = {"annotations": {A_MODEL: model_name, A_VERSION: str(version), A_STABLE: stable,
                                     A_STABLE_URI: stable_uri}}
-    patch = {"spec": {"predictor": merge_diff(old_pred, new_pred)}}
+    # resourceVersion: a precondition, so a change made since the read is a 409 Conflict, not overwritten
+    patch = {"spec": {"predictor": merge_diff(old_pred, new_pred)},
+             "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]}}
     if new_meta:
-        patch["metadata"] = {"annotations": {k: v for k, v in new_meta["annotations"].items()
-                                             if annotations.get(k) != v}}
+        patch["metadata"]["annotations"] = {k: v for k, v in new_meta["annotations"].items()
+                                            if annotations.get(k) != v}
     after = f"patching it to version {version}" + (f" with {canary}% of traffic" if canary and not same_uri else "")
     patched = _patch(api, cfg, name, patch, "patching")
     logger.info("patched InferenceService %s/%s: %s", cfg.namespace, name, json.dumps(patch))
@@ -457,9 +459,10 @@ class KServeTarget:
         if "canaryTrafficPercent" not in pred and percent is not None and percent != 0:
             raise RolloutError(f"InferenceService {self.cfg.namespace}/{self.service} has no canary to {what}")
         if pred.get("canaryTrafficPercent") != percent:
+            body = {"spec": {"predictor": {"canaryTrafficPercent": percent}},
+                    "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}}
             try:
-                patched = _patch(api, self.cfg, self.service, {"spec": {"predictor": {"canaryTrafficPercent": percent}}},
-                                 "patching")
+                patched = _patch(api, self.cfg, self.service, body, "patching")
                 wait_ready(api, self.cfg, self.service, patched["metadata"]["generation"], what)
             except DeployError as exc:
                 raise RolloutError(str(exc)) from exc

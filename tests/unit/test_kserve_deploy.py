@@ -121,9 +121,11 @@ def test_new_version_patches_storage_uri_with_a_canary_and_the_same_version_chan
             "canaryTrafficPercent": 10,
         }
     }
-    assert patch.body["metadata"]["annotations"] == {
-        kserve.A_VERSION: "2"
-    }  # stable stays version 1
+    stable_unchanged = {kserve.A_VERSION: "2"}  # the stable version (1) stays in its annotation
+    assert patch.body["metadata"]["annotations"] == stable_unchanged
+    assert patch.body["metadata"][
+        "resourceVersion"
+    ]  # a precondition: a change made meanwhile is a 409
     obj = isvc(server)
     validated({k: obj[k] for k in ("apiVersion", "kind", "spec")} | {"metadata": {"name": NAME}})
     assert split(obj) == {f"{NAME}-predictor-00002": 10, f"{NAME}-predictor-00001": 90}
@@ -162,9 +164,7 @@ def test_rollback_sends_all_traffic_to_the_stable_revision(server):
     kserve.apply(config(server), MODEL, "gs://b/.kserve/churn_model/1", 1)
     kserve.apply(config(server, canary=10), MODEL, "gs://b/.kserve/churn_model/2", 2)
     state = kserve.KServeTarget(config(server), MODEL).rollback("error rate 4 % > 1 %")
-    assert server.writes(ISVC_PLURAL)[-1].body == {
-        "spec": {"predictor": {"canaryTrafficPercent": 0}}
-    }
+    assert server.writes(ISVC_PLURAL)[-1].body["spec"] == {"predictor": {"canaryTrafficPercent": 0}}
     assert (state.stable, state.canary, state.canary_percent) == ("1", "2", 0.0)
     assert split(isvc(server)) == {f"{NAME}-predictor-00002": 0, f"{NAME}-predictor-00001": 100}
     # the next version's canary is measured against version 1, which still serves
@@ -263,3 +263,33 @@ def test_a_service_not_ready_in_time_promotes_nothing(server, tracking_uri, tmp_
     assert obj["metadata"]["annotations"][kserve.A_VERSION] == "1"
     assert split(obj) == {f"{NAME}-predictor-00001": 100}
     assert sorted(os.listdir(os.path.join(base, ".kserve", MODEL))) == ["1"]
+
+
+def test_a_change_made_since_the_read_is_a_conflict_not_overwritten(server):
+    kserve.apply(config(server), MODEL, "gs://b/.kserve/churn_model/1", 1)
+    real_get = K8sApiServer._route
+    raced = []
+
+    def route(
+        self, method, path, query, ctype, body
+    ):  # someone edits the service between our GET and PATCH
+        if method == "PATCH" and not raced:
+            raced.append(
+                self.set_status(
+                    KSERVE_GROUP, ISVC_PLURAL, NS, NAME, {"note": "controller was here"}
+                )
+            )
+        return real_get(self, method, path, query, ctype, body)
+
+    server._route = route.__get__(server)
+    with pytest.raises(
+        DeployError,
+        match=r"Kubernetes refused patching InferenceService team-a/churn-model \(409: "
+        r"Operation cannot be fulfilled",
+    ) as exc:
+        kserve.apply(config(server, canary=10), MODEL, "gs://b/.kserve/churn_model/2", 2)
+    assert exc.value.transient  # the next attempt reads again
+    assert (
+        isvc(server)["spec"]["predictor"]["tensorflow"]["storageUri"]
+        == "gs://b/.kserve/churn_model/1"
+    )
