@@ -293,3 +293,38 @@ def test_a_change_made_since_the_read_is_a_conflict_not_overwritten(server):
         isvc(server)["spec"]["predictor"]["tensorflow"]["storageUri"]
         == "gs://b/.kserve/churn_model/1"
     )
+
+
+# --------------------------------------------------------------------------- a whole rollout
+
+
+@pytest.mark.parametrize("scenario, status", [("healthy", "promoted"), ("slow", "rolled_back")])
+def test_a_rollout_walks_or_rolls_back_the_inference_service(server, scenario, status):
+    """The rollout loop (components/rollout/run.py) on KServeTarget, with recorded metrics from the
+    Prometheus API stand-in and a simulated clock (no step waits)."""
+    from components.rollout.core import Thresholds, parse_steps
+    from components.rollout.prometheus import PrometheusSource
+    from components.rollout.run import run_rollout
+    from tests.fakes.prometheus_server import PrometheusServer, load
+
+    data = os.path.join(os.path.dirname(__file__), "data", "rollout")  # the rollout tests' recorded series
+    now = [1764590400.0]  # their start; sleeping moves it on
+    kserve.apply(config(server), MODEL, "gs://b/.kserve/churn_model/1", 1)
+    kserve.apply(config(server, canary=10), MODEL, "gs://b/.kserve/churn_model/2", 2)
+    lines = []
+    with PrometheusServer(load(os.path.join(data, f"{scenario}.json"))) as prom:
+        result = run_rollout(kserve.KServeTarget(config(server), MODEL), PrometheusSource(prom.url, "churn-model"),
+                             parse_steps("10,50,100"), Thresholds(), interval=600, report=lines.append,
+                             clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    assert result.status == status, lines
+    moves = [r.body["spec"]["predictor"].get("canaryTrafficPercent", "removed")
+             for r in server.writes(ISVC_PLURAL)[2:]]
+    obj = isvc(server)
+    if status == "promoted":
+        assert moves == [50, None]  # 10 % was set by deploy; promote removes the key
+        assert split(obj) == {f"{NAME}-predictor-00002": 100}
+        assert obj["status"]["components"]["predictor"]["latestRolledoutRevision"] == f"{NAME}-predictor-00002"
+    else:
+        assert moves == [0] and result.reason.startswith("canary failed its check at 10 %: p99 latency")
+        assert split(obj) == {f"{NAME}-predictor-00002": 0, f"{NAME}-predictor-00001": 100}
+        assert lines[-1].startswith("rolled back: canary failed its check at 10 %") and "stable 1 (100 %)" in lines[-1]
