@@ -29,6 +29,7 @@ pod's service account needs a Role allowing ``get``, ``create``, ``patch`` and `
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -51,6 +52,10 @@ A_STABLE_URI = "kfp-tf-gate.io/stable-storage-uri"
 A_MODEL = "kfp-tf-gate.io/model"
 RBAC_HINT = ("; the pipeline's service account needs a Role allowing get, create, patch and delete on "
              "inferenceservices.serving.kserve.io in namespace {ns}")
+OWNED = ("storageUri", "runtimeVersion", "resources")  # of spec.predictor.tensorflow
+# spec.predictor keys that name a model server (KServe v1beta1); one of them serves
+FRAMEWORKS = ("tensorflow", "model", "sklearn", "xgboost", "pytorch", "triton", "onnx", "pmml", "lightgbm",
+              "paddle", "huggingface", "containers")
 NAME_RE = re.compile(r"[a-z]([-a-z0-9]{0,43}[a-z0-9])?")
 
 
@@ -355,14 +360,20 @@ def apply(cfg: KServeConfig, model_name: str, uri: str, version) -> dict:
         return _result(obj, "created", version, uri)
 
     old_pred = (current.get("spec") or {}).get("predictor") or {}
+    others = sorted(k for k in old_pred if k in FRAMEWORKS and k != "tensorflow")
+    if others or "tensorflow" not in old_pred:
+        raise DeployError(f"InferenceService {cfg.namespace}/{name} has a {', '.join(others) or 'non-tensorflow'} "
+                          f"predictor; deploy manages only tensorflow predictors (set --kserve-name to another name)")
     annotations = current["metadata"].get("annotations") or {}
-    same_uri = ((old_pred.get("tensorflow") or {}).get("storageUri") == uri)
+    same_uri = old_pred["tensorflow"].get("storageUri") == uri
     canary = None if cfg.canary_traffic_percent >= 100 else cfg.canary_traffic_percent
     want = predictor(cfg, uri, canary)
-    new_pred = dict(old_pred)  # keys this deploy does not own (minReplicas, ...) stay as they are
-    for key in ("tensorflow", "serviceAccountName"):
-        new_pred.pop(key, None)
-    new_pred.update({k: v for k, v in want.items() if k != "canaryTrafficPercent"})
+    # Only the fields this deploy owns change: what KServe's webhook defaulted (the container name, a
+    # runtime version) or someone else set (minReplicas, ...) stays, so a repeated deploy writes nothing.
+    new_pred = copy.deepcopy(old_pred)
+    new_pred["tensorflow"].update({k: want["tensorflow"][k] for k in OWNED if k in want["tensorflow"]})
+    if "serviceAccountName" in want:
+        new_pred["serviceAccountName"] = want["serviceAccountName"]
     if same_uri:  # the same version again: its traffic is the rollout's business, not this deploy's
         if "canaryTrafficPercent" in old_pred:
             new_pred["canaryTrafficPercent"] = old_pred["canaryTrafficPercent"]

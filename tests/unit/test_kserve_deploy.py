@@ -328,3 +328,36 @@ def test_a_rollout_walks_or_rolls_back_the_inference_service(server, scenario, s
         assert moves == [0] and result.reason.startswith("canary failed its check at 10 %: p99 latency")
         assert split(obj) == {f"{NAME}-predictor-00002": 0, f"{NAME}-predictor-00001": 100}
         assert lines[-1].startswith("rolled back: canary failed its check at 10 %") and "stable 1 (100 %)" in lines[-1]
+
+
+def test_fields_deploy_does_not_own_stay_and_a_repeat_writes_nothing(server):
+    cfg = config(server, runtime_version="")
+    kserve.apply(cfg, MODEL, "gs://b/.kserve/churn_model/1", 1)
+    # what KServe's webhook defaults and what a platform team sets by hand
+    from kubernetes.client import CustomObjectsApi
+
+    CustomObjectsApi(server.api_client()).patch_namespaced_custom_object(
+        KSERVE_GROUP, "v1beta1", NS, ISVC_PLURAL, NAME,
+        {"spec": {"predictor": {"minReplicas": 2, "tensorflow": {"name": "kserve-container", "runtimeVersion": "2.6.2"}}}})
+    before = len(server.writes())
+    assert kserve.apply(cfg, MODEL, "gs://b/.kserve/churn_model/1", 1)["action"] == "unchanged"
+    assert len(server.writes()) == before
+
+    kserve.apply(config(server, canary=10, runtime_version="", gpu_count=0), MODEL, "gs://b/.kserve/churn_model/2", 2)
+    assert server.writes()[-1].body["spec"] == {"predictor": {
+        "tensorflow": {"storageUri": "gs://b/.kserve/churn_model/2",
+                       "resources": {"limits": {"nvidia.com/gpu": None}}},  # the GPU limit removed, the rest kept
+        "canaryTrafficPercent": 10}}
+    pred = isvc(server)["spec"]["predictor"]
+    assert (pred["minReplicas"], pred["tensorflow"]["name"], pred["tensorflow"]["runtimeVersion"]) == (
+        2, "kserve-container", "2.6.2")
+
+
+def test_a_service_with_another_predictor_is_not_taken_over(server):
+    server.put_object(KSERVE_GROUP, ISVC_PLURAL, {
+        "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+        "metadata": {"name": NAME, "namespace": NS},
+        "spec": {"predictor": {"sklearn": {"storageUri": "gs://other/model"}}}})
+    with pytest.raises(DeployError, match=r"team-a/churn-model has a sklearn predictor; deploy manages only tensorflow"):
+        kserve.apply(config(server), MODEL, "gs://b/.kserve/churn_model/1", 1)
+    assert not server.writes()
