@@ -84,6 +84,7 @@ def cmd_rollout(args) -> int:
     serving = args.serving_base or os.path.join(os.path.abspath(args.runs_dir), "serving")
     uri = args.mlflow_tracking_uri or default_tracking_uri(args.runs_dir)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # promote replays warm-ups: TF's C++ noise is not ours
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # nor MLflow's bar (the model card)
     quiet_mlflow_logs()
     if args.target == "tfserving":
         require_store(uri)  # before MLflow opens it: it would create an empty store

@@ -70,8 +70,8 @@ class Window:
     Attributes:
         requests: Requests served (None: the metric is missing).
         errors: Requests that failed (None: missing).
-        latency_buckets: Cumulative histogram ``{upper bound: count}`` (``inf`` included) of
-            request latency; None when missing.
+        latency_buckets: Cumulative histogram ``{upper bound in seconds: count}`` (``inf``
+            included) of request latency; None when missing.
         score_buckets: Cumulative histogram of the model's scores; None when missing.
     """
 
@@ -212,6 +212,10 @@ def _fmt(x: Optional[float], pct: bool = False) -> str:
     return f"{100 * x:.2f} %" if pct else f"{x:.4g}"
 
 
+def _ms(seconds: Optional[float]) -> str:
+    return "n/a" if seconds is None else f"{1000 * seconds:.1f} ms"
+
+
 def decide(percent: float, canary: Window, stable: Window, thresholds: Thresholds,
            past_deadline: bool = False) -> Decision:
     """The decision after a step at which the canary had ``percent`` % of traffic.
@@ -254,7 +258,7 @@ def decide(percent: float, canary: Window, stable: Window, thresholds: Threshold
         limit = max(stable.p99 * (thresholds.max_p99_ratio or 1.0), stable.p99 + (thresholds.max_p99_increase or 0.0))
         figures["p99_limit"] = limit
         if canary.p99 > limit:
-            failures.append(f"p99 latency {_fmt(canary.p99)} vs stable {_fmt(stable.p99)} (at most {_fmt(limit)})")
+            failures.append(f"p99 latency {_ms(canary.p99)} vs stable {_ms(stable.p99)} (at most {_ms(limit)})")
     if canary.score_buckets and stable.score_buckets and not hold:
         psi, ks = score_psi(stable.score_buckets, canary.score_buckets), score_ks(stable.score_buckets, canary.score_buckets)
         figures.update(score_psi=psi, score_ks=ks)
@@ -270,7 +274,7 @@ def decide(percent: float, canary: Window, stable: Window, thresholds: Threshold
             return Decision(ROLLBACK, f"no metrics before the step's deadline ({hold})", figures)
         return Decision(HOLD, hold, figures)
     return Decision(PROMOTE, f"canary healthy {at}: error rate {_fmt(canary.error_rate, True)} vs "
-                             f"{_fmt(stable.error_rate, True)}, p99 {_fmt(canary.p99)} vs {_fmt(stable.p99)}"
+                             f"{_fmt(stable.error_rate, True)}, p99 {_ms(canary.p99)} vs {_ms(stable.p99)}"
                              + (f", score PSI {_fmt(figures.get('score_psi'))}" if 'score_psi' in figures else "")
                              + f" over {canary.requests:g} canary requests", figures)
 
