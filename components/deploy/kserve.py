@@ -379,7 +379,17 @@ def apply(cfg: KServeConfig, model_name: str, uri: str, version) -> dict:
             new_pred["canaryTrafficPercent"] = old_pred["canaryTrafficPercent"]
         if new_pred == old_pred:
             logger.info("InferenceService %s/%s already serves %s; nothing to change", cfg.namespace, name, uri)
-            obj = wait_ready(api, cfg, name, current["metadata"]["generation"], f"finding version {version} on it")
+            try:
+                obj = wait_ready(api, cfg, name, current["metadata"]["generation"], f"finding version {version} on it")
+            except DeployError as exc:
+                # a retry after a deploy that patched the service and stopped before any alias moved:
+                # back to the stable version, which is what the record still says
+                stable_uri = annotations.get(A_STABLE_URI)
+                if stable_uri and stable_uri != uri:
+                    _undo(api, cfg, name, exc, patch={
+                        "spec": {"predictor": {"tensorflow": {"storageUri": stable_uri}, "canaryTrafficPercent": None}},
+                        "metadata": {"annotations": {A_VERSION: annotations.get(A_STABLE)}}})
+                raise
             return _result(obj, "unchanged", version, uri)
         new_meta = {}
     else:

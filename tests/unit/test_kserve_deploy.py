@@ -361,3 +361,20 @@ def test_a_service_with_another_predictor_is_not_taken_over(server):
     with pytest.raises(DeployError, match=r"team-a/churn-model has a sklearn predictor; deploy manages only tensorflow"):
         kserve.apply(config(server), MODEL, "gs://b/.kserve/churn_model/1", 1)
     assert not server.writes()
+
+
+def test_a_retry_that_finds_its_version_not_ready_goes_back_to_stable(server):
+    """A deploy patched the service to version 2 and stopped before any alias moved; its retry finds
+    version 2 failing: the service goes back to version 1, which the record still serves."""
+    kserve.apply(config(server), MODEL, "gs://b/.kserve/churn_model/1", 1)
+    kserve.apply(config(server, canary=10), MODEL, "gs://b/.kserve/churn_model/2", 2)
+    server.controller.ready = False
+    server.set_status(KSERVE_GROUP, ISVC_PLURAL, NS, NAME, {"conditions": [
+        {"type": "Ready", "status": "False", "reason": "RevisionMissing", "message": "Revision not found"}]})
+    with pytest.raises(DeployError, match=r"did not become Ready within 0.2 s after finding version 2 on it "
+                                          r"\(Ready is False: RevisionMissing: Revision not found\)$"):
+        kserve.apply(config(server, canary=10, timeout_s=0.2), MODEL, "gs://b/.kserve/churn_model/2", 2)
+    obj = isvc(server)
+    assert obj["spec"]["predictor"]["tensorflow"]["storageUri"] == "gs://b/.kserve/churn_model/1"
+    assert "canaryTrafficPercent" not in obj["spec"]["predictor"]
+    assert obj["metadata"]["annotations"][kserve.A_VERSION] == "1"
