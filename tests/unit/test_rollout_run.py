@@ -141,6 +141,19 @@ def test_missing_metrics_hold_the_canary_then_roll_back_past_the_deadline(served
     assert labels(read_state(served, MODEL))["stable"] == 1 and _tags(tracking_uri, 2)["rollout_status"] == "rolled_back"
 
 
+def test_prometheus_down_holds_the_canary_never_promotes(served, tracking_uri):
+    lines = []
+    clock = Clock(T0)
+    with PrometheusServer(load(os.path.join(DATA, "healthy.json"))) as prom:
+        prom.fail = 503  # the series are there, but Prometheus answers 503 to every query
+        result = run_rollout(TFServingTarget(MODEL, 2, tracking_uri, served), PrometheusSource(prom.url, MODEL),
+                             [10, 100], Thresholds(), interval=600, step_timeout=900, poll=300,
+                             report=lines.append, clock=clock, sleep=clock.sleep)
+    assert [c["action"] for c in result.checks] == ["hold", "rollback"], lines
+    assert "answered HTTP 503" in result.checks[0]["reason"]
+    assert result.status == ROLLED_BACK and labels(read_state(served, MODEL))["stable"] == 1
+
+
 def test_metrics_that_arrive_late_hold_then_the_rollout_goes_on(served, tracking_uri):
     result, lines, _ = _rollout("late", tracking_uri, served, step_timeout=1800, poll=300)
     assert [(c["percent"], c["action"]) for c in result.checks] == [(10, "hold"), (10, "promote"), (50, "promote")]
