@@ -34,14 +34,17 @@ import dataclasses
 import json
 import logging
 import re
-import time
 from typing import Optional
 
 from components._shared.errors import ConfigError, DeployError, RolloutError
+from components.deploy.kserve_api import GROUP, KIND, PLURAL, VERSION, condition, wait_ready  # noqa: F401 (re-exported)
+from components.deploy.kserve_api import call as _call
+from components.deploy.kserve_api import custom_objects as _api
+from components.deploy.kserve_api import get as _get
+from components.deploy.kserve_api import patch as _patch
 
 logger = logging.getLogger(__name__)
 
-GROUP, VERSION, PLURAL, KIND = "serving.kserve.io", "v1beta1", "inferenceservices", "InferenceService"
 STORAGE_DIR = ".kserve"
 ENV = "KFP_TF_GATE_KSERVE"  # JSON of KServeConfig, set on the deploy task by `compile --deploy-target kserve`
 # What this deploy recorded on the InferenceService (set only together with a new storageUri, since
@@ -50,8 +53,6 @@ A_VERSION = "kfp-tf-gate.io/version"  # registry version the spec's storageUri h
 A_STABLE = "kfp-tf-gate.io/stable-version"  # the version fully rolled out when that storageUri was set
 A_STABLE_URI = "kfp-tf-gate.io/stable-storage-uri"
 A_MODEL = "kfp-tf-gate.io/model"
-RBAC_HINT = ("; the pipeline's service account needs a Role allowing get, create, patch and delete on "
-             "inferenceservices.serving.kserve.io in namespace {ns}")
 OWNED = ("storageUri", "runtimeVersion", "resources")  # of spec.predictor.tensorflow
 # spec.predictor keys that name a model server (KServe v1beta1); one of them serves
 FRAMEWORKS = ("tensorflow", "model", "sklearn", "xgboost", "pytorch", "triton", "onnx", "pmml", "lightgbm",
@@ -219,104 +220,6 @@ def merge_diff(old: object, new: object) -> object:
         elif old[k] != v:
             patch[k] = merge_diff(old[k], v)
     return patch
-
-
-# --------------------------------------------------------------------------- the API
-
-
-def _api(cfg: KServeConfig):
-    from kubernetes import client, config
-
-    api_client = cfg.api_client
-    if api_client is None:
-        try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            config.load_kube_config()
-        api_client = client.ApiClient()
-    return client.CustomObjectsApi(api_client)
-
-
-def _api_error(exc: BaseException, cfg: KServeConfig, name: str, step: str) -> DeployError:
-    status = getattr(exc, "status", None)
-    message = str(exc)
-    body = getattr(exc, "body", None)
-    if body:
-        try:
-            message = json.loads(body).get("message") or message
-        except (ValueError, AttributeError):
-            message = str(body)[:300]
-    where = f"InferenceService {cfg.namespace}/{name}"
-    if status in (401, 403):
-        err = DeployError(f"Kubernetes refused {step} {where} ({status}: {message})" + RBAC_HINT.format(ns=cfg.namespace))
-    elif status == 404 and step == "creating":
-        err = DeployError(f"Kubernetes has no {GROUP}/{VERSION} API or no namespace {cfg.namespace!r} "
-                          f"for {step} {where} ({message}); is KServe installed?")
-    elif status:
-        err = DeployError(f"Kubernetes refused {step} {where} ({status}: {message})")
-    else:
-        err = DeployError(f"Kubernetes could not be reached for {step} {where}: {message.splitlines()[0] if message else exc!r}")
-    err.transient = status is None or status in (408, 409, 429) or status >= 500  # 409: changed meanwhile
-    return err
-
-
-def _call(cfg: KServeConfig, name: str, step: str, fn, *args):
-    from kubernetes.client import ApiException
-
-    try:
-        return fn(*args)
-    except ApiException as exc:
-        raise _api_error(exc, cfg, name, step) from exc
-    except OSError as exc:  # urllib3's connection errors are OSErrors
-        raise _api_error(exc, cfg, name, step) from exc
-
-
-def _get(api, cfg: KServeConfig, name: str) -> Optional[dict]:
-    from kubernetes.client import ApiException
-
-    try:
-        return api.get_namespaced_custom_object(GROUP, VERSION, cfg.namespace, PLURAL, name)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise _api_error(exc, cfg, name, "reading") from exc
-    except OSError as exc:
-        raise _api_error(exc, cfg, name, "reading") from exc
-
-
-def _patch(api, cfg: KServeConfig, name: str, body: dict, step: str) -> dict:
-    # kubernetes 30.x sends a dict body of patch_*_custom_object as application/merge-patch+json
-    return _call(cfg, name, step, api.patch_namespaced_custom_object, GROUP, VERSION, cfg.namespace, PLURAL, name, body)
-
-
-def condition(obj: dict, kind: str = "Ready") -> dict:
-    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
-        if c.get("type") == kind:
-            return c
-    return {}
-
-
-def wait_ready(api, cfg: KServeConfig, name: str, generation: int, after: str) -> dict:
-    """Poll until the controller has seen ``generation`` and says ``Ready``; DeployError at the timeout."""
-    deadline = time.monotonic() + cfg.timeout_s
-    while True:
-        obj = _get(api, cfg, name)
-        if obj is None:
-            raise DeployError(f"InferenceService {cfg.namespace}/{name} disappeared while waiting for it after {after}")
-        status = obj.get("status") or {}
-        ready = condition(obj)
-        if (status.get("observedGeneration") or 0) >= generation and ready.get("status") == "True":
-            return obj
-        left = deadline - time.monotonic()
-        if left <= 0:
-            seen = status.get("observedGeneration")
-            why = (f"Ready is {ready.get('status')}: {ready.get('reason') or 'no reason'}"
-                   f"{': ' + ready['message'] if ready.get('message') else ''}") if ready else "no Ready condition yet"
-            if seen is not None and seen < generation:
-                why += f"; the controller has seen generation {seen} of {generation}"
-            raise DeployError(f"InferenceService {cfg.namespace}/{name} did not become Ready within "
-                              f"{cfg.timeout_s:g} s after {after} ({why})")
-        time.sleep(min(cfg.poll_s, left))
 
 
 def _traffic(obj: dict) -> list:
