@@ -235,15 +235,16 @@ def decide(percent: float, canary: Window, stable: Window, thresholds: Threshold
     missing = [name for name, ok in (
         ("canary request count", canary.requests is not None),
         ("stable request count", stable.requests is not None),
-        ("canary latency", canary.latency_buckets is not None or _off_latency(thresholds)),
-        ("stable latency", stable.latency_buckets is not None or _off_latency(thresholds)),
-        ("canary scores", canary.score_buckets is not None or _off_scores(thresholds)),
-        ("stable scores", stable.score_buckets is not None or _off_scores(thresholds)),
+        # an empty histogram (series there, no observation) is as missing as no series
+        ("canary latency", canary.p99 is not None or _off_latency(thresholds)),
+        ("stable latency", stable.p99 is not None or _off_latency(thresholds)),
+        ("canary scores", _observed(canary.score_buckets) or _off_scores(thresholds)),
+        ("stable scores", _observed(stable.score_buckets) or _off_scores(thresholds)),
     ) if not ok]
     hold = None
     if missing:
         hold = f"no metrics {at}: {', '.join(missing)} missing"
-    elif min(canary.requests, stable.requests) < thresholds.min_requests:
+    elif min(canary.requests, stable.requests) < max(thresholds.min_requests, 1):  # no traffic says nothing
         hold = (f"not enough traffic {at}: canary {canary.requests:g} and stable {stable.requests:g} requests, "
                 f"{thresholds.min_requests} each needed")
 
@@ -277,6 +278,10 @@ def decide(percent: float, canary: Window, stable: Window, thresholds: Threshold
                              f"{_fmt(stable.error_rate, True)}, p99 {_ms(canary.p99)} vs {_ms(stable.p99)}"
                              + (f", score PSI {_fmt(figures.get('score_psi'))}" if 'score_psi' in figures else "")
                              + f" over {canary.requests:g} canary requests", figures)
+
+
+def _observed(buckets: Optional[Mapping[float, float]]) -> bool:
+    return bool(buckets) and max(buckets.values()) > 0
 
 
 def _off_latency(t: Thresholds) -> bool:

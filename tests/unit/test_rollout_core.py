@@ -110,6 +110,15 @@ def test_too_few_requests_hold_never_promote():
     assert d.action == HOLD and "canary 40 and stable 1000 requests, 100 each needed" in d.reason
 
 
+def test_empty_histograms_and_no_traffic_hold():
+    stable = Window(1000, 1, {0.1: 1000, math.inf: 1000}, {0.5: 500, math.inf: 1000})
+    empty = Window(500, 0, {0.1: 0, math.inf: 0}, {0.5: 0, math.inf: 0})  # series there, nothing observed
+    d = decide(10, empty, stable, Thresholds())
+    assert d.action == HOLD and d.reason == "no metrics at 10 %: canary latency, canary scores missing"
+    idle = Window(0, 0, {0.1: 0, math.inf: 0}, {0.5: 0, math.inf: 0})
+    assert decide(10, idle, stable, Thresholds(max_p99_ratio=None, max_score_psi=None, min_requests=0)).action == HOLD
+
+
 def test_no_threshold_at_all_is_refused():
     with pytest.raises(ConfigError, match="no rollout threshold is set"):
         Thresholds(None, None, None, None, None).check()
