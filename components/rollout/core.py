@@ -293,7 +293,8 @@ def _off_scores(t: Thresholds) -> bool:
 
 
 def parse_steps(steps: str) -> list:
-    """``"10,50,100"`` -> ``[10.0, 50.0, 100.0]``: increasing, within (0, 100], ending at 100.
+    """``"10,50,100"`` -> ``[10.0, 50.0, 100.0]``: increasing, within (0, 100], ending at 100, with at
+    least one step below 100.
 
     Raises:
         ConfigError: One sentence naming the bad step.
@@ -304,4 +305,7 @@ def parse_steps(steps: str) -> list:
         raise ConfigError(f"rollout steps must be comma-separated percentages like 10,50,100, got {steps!r}") from None
     if not out or any(not 0 < p <= 100 for p in out) or out != sorted(set(out)) or out[-1] != 100:
         raise ConfigError(f"rollout steps must be increasing percentages in (0, 100] ending at 100, got {steps!r}")
+    if len(out) < 2:  # 100 alone would promote with no check at all
+        raise ConfigError(f"rollout steps must give the canary at least one share below 100 % to check it on, "
+                          f"got {steps!r}")
     return out

@@ -139,7 +139,7 @@ def test_series_arithmetic_matches_prometheus():
     assert score_ks(same, {0.5: 10, 1.0: 100, math.inf: 100}) == pytest.approx(0.4)
 
 
-@pytest.mark.parametrize("bad", ["", "10,5,100", "10,50", "0,100", "10,abc,100", "50,150"])
+@pytest.mark.parametrize("bad", ["", "10,5,100", "10,50", "0,100", "10,abc,100", "50,150", "100"])
 def test_bad_steps_are_one_sentence(bad):
     with pytest.raises(ConfigError, match="rollout steps must"):
         parse_steps(bad)
