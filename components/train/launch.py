@@ -401,6 +401,27 @@ def vertex_project(given: str) -> str:
         return ""
 
 
+def caller_service_account() -> Optional[str]:
+    """The service account the train task runs as (the pipeline's), for the CustomJob's replicas; None
+    when unknown (a stand-in's API, no credentials): Vertex's default for custom training then applies."""
+    if os.environ.get(VERTEX_ENDPOINT_ENV, "").strip():
+        return None
+    try:
+        import google.auth
+        from google.auth.transport.requests import Request
+
+        creds, _ = google.auth.default()
+        email = getattr(creds, "service_account_email", None)
+        if not email or "@" not in email:  # metadata-server credentials learn their email on refresh
+            creds.refresh(Request())
+            email = getattr(creds, "service_account_email", None)
+        return email if email and "@" in email else None
+    except Exception as exc:
+        logger.warning("cannot tell the train task's service account (%s): the CustomJob runs as Vertex's "
+                       "default for custom training", exc)
+        return None
+
+
 def run_job(platform: str, replicas: Replicas, key: str, job_dir: str, display_name: str,
             project: str = "", location: str = "", poll_seconds: float = 30.0) -> str:
     """Run the job on ``platform`` ("vertex" or "kubeflow") until it ends; returns its name.
@@ -409,7 +430,7 @@ def run_job(platform: str, replicas: Replicas, key: str, job_dir: str, display_n
     """
     if platform == "vertex":
         place = VertexPlace(vertex_project(project), location, display_name[:128], job_dir,
-                            labels={"managed-by": "kfp-tf-gate"})
+                            labels={"managed-by": "kfp-tf-gate"}, service_account=caller_service_account())
         return run_vertex_job(replicas, place, poll_seconds=poll_seconds)
     if platform == "kubeflow":
         return run_tfjob(replicas, job_name("train", key), pod_namespace(),

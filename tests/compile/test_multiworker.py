@@ -111,7 +111,8 @@ def test_vertex_custom_job_has_a_chief_pool_and_a_worker_pool(vertex):
     from google.cloud.aiplatform_v1.types import AcceleratorType
 
     place = launch.VertexPlace(vertex.project, "europe-west4", "churn-train-job1", "gs://b/run/train/multiworker",
-                               labels={"managed-by": "kfp-tf-gate"})
+                               labels={"managed-by": "kfp-tf-gate"},
+                               service_account="pipelines@demo-project.iam.gserviceaccount.com")
     name = launch.run_vertex_job(_replicas(machine_type="n1-highmem-8", accelerator_type="NVIDIA_TESLA_T4",
                                            accelerator_count=2, env={"KFP_TF_GATE_MLFLOW_SECRET": "projects/p/secrets/s"}),
                                  place, poll_seconds=0.01)
@@ -131,6 +132,7 @@ def test_vertex_custom_job_has_a_chief_pool_and_a_worker_pool(vertex):
             "command": ["python", "-m", "components.train.worker", "--config", "gs://b/run/train/multiworker/config.json"],
             "env": [{"name": "KFP_TF_GATE_MLFLOW_SECRET", "value": "projects/p/secrets/s"}]}
     assert body["jobSpec"]["scheduling"]["restartJobOnWorkerRestart"] is True  # MWMS cannot lose a replica
+    assert body["jobSpec"]["serviceAccount"] == "pipelines@demo-project.iam.gserviceaccount.com"  # the run's
     assert vertex.calls("GetCustomJob") and not vertex.calls("CancelCustomJob")
 
 
