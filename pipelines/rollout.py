@@ -91,13 +91,17 @@ def cmd_rollout(args) -> int:
         name = check_model_name(registry_model_name(args.model_name, serving, uri))
     else:
         name = check_model_name(args.model_name or "")
+    # the MLflow version is tagged with the outcome: tfserving always; kserve when --version names it
+    tracking = uri if args.target == "tfserving" or (args.target == "kserve" and args.version) else ""
+    if tracking and args.target != "tfserving":
+        require_store(uri)
     # each change of the serving record holds the runs dir's lock (not the minutes between steps)
     lock = (lambda: runs_dir_lock(args.runs_dir)) if os.path.isdir(args.runs_dir) else contextlib.nullcontext
     thresholds = Thresholds(args.max_error_rate_increase, args.max_p99_ratio, args.max_p99_increase,
                             args.max_score_psi, args.max_score_ks, args.min_requests)
     result = rollout(name, args.target, args.prometheus_url, args.steps, args.interval, args.step_timeout,
                      args.window, thresholds, args.metrics, args.canary_selector, args.stable_selector, args.version,
-                     uri if args.target != "vertex" else "", serving if args.target == "tfserving" else "", lock,
+                     tracking, serving if args.target == "tfserving" else "", lock,
                      {"namespace": args.kserve_namespace, "name": args.kserve_name, "project": args.vertex_project,
                       "location": args.vertex_location, "endpoint_name": args.vertex_endpoint},
                      report=lambda line: print(line, flush=True))
