@@ -37,6 +37,7 @@ import re
 from typing import Optional
 
 from components._shared.errors import ConfigError, DeployError, RolloutError
+from components._shared.traffic import TrafficState
 from components.deploy.kserve_api import GROUP, KIND, PLURAL, VERSION, condition, wait_ready  # noqa: F401 (re-exported)
 from components.deploy.kserve_api import call as _call
 from components.deploy.kserve_api import custom_objects as _api
@@ -344,19 +345,9 @@ def _undo(api, cfg: KServeConfig, name: str, exc: DeployError, delete: bool = Fa
 # --------------------------------------------------------------------------- rollouts
 
 
-@dataclasses.dataclass(frozen=True)
-class Traffic:
-    """What an InferenceService serves: the fields of ``components.rollout.targets.TrafficState``
-    (deploy may not import the rollout stage, which reads these by attribute)."""
-
-    stable: Optional[str]
-    canary: Optional[str]
-    canary_percent: Optional[float]
-    detail: str = ""
-
-
 class KServeTarget:
-    """The traffic of one InferenceService, as a rollout moves it (``TrafficTarget`` protocol)."""
+    """The traffic of one InferenceService, as a rollout moves it
+    (:class:`components._shared.traffic.TrafficTarget`)."""
 
     name = "kserve"
 
@@ -376,7 +367,7 @@ class KServeTarget:
             raise RolloutError(f"there is no InferenceService {self.cfg.namespace}/{self.service} to move traffic on")
         return obj
 
-    def _set_canary(self, percent: Optional[int], what: str) -> Traffic:
+    def _set_canary(self, percent: Optional[int], what: str) -> TrafficState:
         api = self._api()
         obj = self._read(api)
         pred = obj["spec"]["predictor"]
@@ -392,19 +383,19 @@ class KServeTarget:
                 raise RolloutError(str(exc)) from exc
         return self.describe()
 
-    def set_traffic(self, canary_percent: float) -> Traffic:
+    def set_traffic(self, canary_percent: float) -> TrafficState:
         pct = int(round(canary_percent))
         if not 0 < pct < 100:
             raise RolloutError(f"a traffic step gives the canary 1 to 99 %, got {canary_percent!r}")
         return self._set_canary(pct, f"giving the canary {pct}% of traffic")
 
-    def promote(self) -> Traffic:
+    def promote(self) -> TrafficState:
         obj = self._read(self._api())
         if "canaryTrafficPercent" not in obj["spec"]["predictor"]:
             return self.describe()  # already all traffic on the spec's version
         return self._set_canary(None, "promoting the canary to all traffic")
 
-    def rollback(self, reason: str) -> Traffic:
+    def rollback(self, reason: str) -> TrafficState:
         obj = self._read(self._api())
         pred = obj["spec"]["predictor"]
         if "canaryTrafficPercent" not in pred:
@@ -413,15 +404,15 @@ class KServeTarget:
         logger.info("rolling back the canary of %s/%s: %s", self.cfg.namespace, self.service, reason)
         return self._set_canary(0, "rolling the canary back to 0% of traffic")
 
-    def describe(self) -> Traffic:
+    def describe(self) -> TrafficState:
         obj = self._read(self._api())
         ann = obj["metadata"].get("annotations") or {}
         pct = obj["spec"]["predictor"].get("canaryTrafficPercent")
         version = ann.get(A_VERSION)
         split = ", ".join(f"{t['revision']} {t['percent']} %" for t in _traffic(obj)) or "no traffic reported yet"
         if pct is None or pct >= 100:
-            return Traffic(stable=version, canary=None, canary_percent=0.0,
+            return TrafficState(stable=version, canary=None, canary_percent=0.0,
                                 detail=f"stable {version} (100 %); revisions: {split}")
-        return Traffic(stable=ann.get(A_STABLE), canary=version, canary_percent=float(pct),
+        return TrafficState(stable=ann.get(A_STABLE), canary=version, canary_percent=float(pct),
                             detail=f"stable {ann.get(A_STABLE)} ({100 - pct} %), canary {version} ({pct} %); "
                                    f"revisions: {split}")
