@@ -1,7 +1,7 @@
 """Launch multi-worker training as a cluster job and wait for it: a Vertex AI CustomJob with worker
 pools, or a Kubeflow TFJob (Training Operator, ``kubeflow.org/v1``).
 
-Every replica runs the trainer image with ``python -m components.train.worker --config URI``
+Every replica runs the trainer image with ``python3 -m components.train.worker --config URI``
 (``components/train/distributed.py``); the platform gives each its ``TF_CONFIG``, which
 MultiWorkerMirroredStrategy reads. Vertex names workerpool0 ``chief`` and workerpool1 ``worker``;
 the Training Operator does the same for the ``Chief`` and ``Worker`` replica types. So both jobs
@@ -73,7 +73,7 @@ class Replicas:
     node_selector: str = ""
     env: dict = dataclasses.field(default_factory=dict)
     secret_env: list = dataclasses.field(default_factory=list)
-    entry: tuple = ("python", "-m", WORKER_MODULE)  # the program; "--config URI" follows
+    entry: tuple = ("python3", "-m", WORKER_MODULE)  # as the KFP executor runs in the image; "--config URI" follows
 
     def __post_init__(self):
         if self.workers < 2:

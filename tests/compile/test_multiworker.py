@@ -129,7 +129,7 @@ def test_vertex_custom_job_has_a_chief_pool_and_a_worker_pool(vertex):
         assert (machine["machineType"], machine["acceleratorCount"]) == ("n1-highmem-8", 2)
         assert pool["containerSpec"] == {
             "imageUri": "reg.example/ml/kfp-tf-gate-trainer:1.2.3",
-            "command": ["python", "-m", "components.train.worker", "--config", "gs://b/run/train/multiworker/config.json"],
+            "command": ["python3", "-m", "components.train.worker", "--config", "gs://b/run/train/multiworker/config.json"],
             "env": [{"name": "KFP_TF_GATE_MLFLOW_SECRET", "value": "projects/p/secrets/s"}]}
     assert body["jobSpec"]["scheduling"]["restartJobOnWorkerRestart"] is True  # MWMS cannot lose a replica
     assert body["jobSpec"]["serviceAccount"] == "pipelines@demo-project.iam.gserviceaccount.com"  # the run's
