@@ -172,25 +172,32 @@ def sample_parquet(path: str, rows: int, seed: int = 0, columns: Optional[list[s
     import pyarrow as pa
 
     _check_columns(path, columns)
-    files = [(f, _parquet_file(f)) for f in parquet_files(path)]
-    total = sum(pf.metadata.num_rows for _, pf in files)
+    files = parquet_files(path)
+    sizes = []
+    for f in files:  # footers first; a reader is kept open only while its rows are read
+        with _parquet_file(f) as pf:
+            sizes.append([pf.metadata.row_group(rg).num_rows for rg in range(pf.metadata.num_row_groups)])
+    total = sum(map(sum, sizes))
     if total <= rows:
         return read_parquet(path, columns=columns)
     idx = np.sort(np.random.default_rng(seed).choice(total, rows, replace=False))
     parts, start, schema = [], 0, None
-    for _, pf in files:
-        for rg in range(pf.metadata.num_row_groups):
-            n = pf.metadata.row_group(rg).num_rows
-            lo, hi = np.searchsorted(idx, [start, start + n])
-            if hi > lo:
-                group = pf.read_row_group(rg, columns=columns)
-                part = group.take(pa.array(idx[lo:hi] - start))
-                if schema is None:
-                    schema = part.schema
-                elif not part.schema.equals(schema):
-                    part = part.cast(schema)
-                parts.append(part)
-            start += n
+    for f, groups in zip(files, sizes, strict=True):
+        lo, hi = np.searchsorted(idx, [start, start + sum(groups)])
+        if hi == lo:
+            start += sum(groups)
+            continue
+        with _parquet_file(f) as pf:
+            for rg, n in enumerate(groups):
+                lo, hi = np.searchsorted(idx, [start, start + n])
+                if hi > lo:
+                    part = pf.read_row_group(rg, columns=columns).take(pa.array(idx[lo:hi] - start))
+                    if schema is None:
+                        schema = part.schema
+                    elif not part.schema.equals(schema):
+                        part = part.cast(schema)
+                    parts.append(part)
+                start += n
     return to_pandas(pa.concat_tables(parts))
 
 

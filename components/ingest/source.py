@@ -21,7 +21,9 @@ from components._shared.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-CSV_BLOCK_BYTES = 16 << 20  # a CSV batch: about 150k rows of a churn-like table
+# A CSV batch: about 23k rows of a churn-like table. pyarrow's streaming CSV reader reads up to 32
+# blocks ahead in the background, so the block size bounds the memory it takes (32 x 2 MB).
+CSV_BLOCK_BYTES = 2 << 20
 PARQUET_BATCH_ROWS = 131_072
 # The markers read as missing (the same as io.read_arrow's).
 CSV_NULLS = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"]
@@ -59,15 +61,12 @@ class Source:
     # ------------------------------------------------------------------ parquet
     def _open_parquet(self) -> None:
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        self._parquet = []
-        for f in self.files:
-            try:
-                self._parquet.append(pq.ParquetFile(self._pa_fs.open_input_file(f) if self._pa_fs else f))
-            except (pa.ArrowInvalid, OSError) as exc:
-                raise DataError(f"could not read {f} as PARQUET: {_first_line(exc)}") from exc
-        schemas = [pf.schema_arrow for pf in self._parquet]
+        schemas, rows = [], 0
+        for f in self.files:  # footers only: an open reader keeps what it last read (~15 MB a file)
+            with self._parquet_file(f) as pf:
+                schemas.append(pf.schema_arrow)
+                rows += pf.metadata.num_rows
         for f, s in zip(self.files[1:], schemas[1:], strict=True):
             if s.names != schemas[0].names:
                 raise DataError(f"the shard {f} has columns {s.names} but {self.files[0]} has {schemas[0].names}")
@@ -77,21 +76,31 @@ class Source:
             raise DataError(f"the shards of {self.uri} disagree on column types: {exc}") from exc
         self.raw_names = list(self._schema.names)
         self.names = [io.clean_column_name(c) for c in self.raw_names]
-        self.rows = sum(pf.metadata.num_rows for pf in self._parquet)
+        self.rows = rows
+
+    def _parquet_file(self, f: str):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.ParquetFile(self._pa_fs.open_input_file(f) if self._pa_fs else f)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise DataError(f"could not read {f} as PARQUET: {_first_line(exc)}") from exc
 
     def _parquet_batches(self, columns: Optional[list]) -> Iterator:
         import pyarrow as pa
 
         raw = None if columns is None else [self.raw_names[self.names.index(c)] for c in columns]
         schema = self._schema if raw is None else pa.schema([self._schema.field(c) for c in raw])
-        for pf in self._parquet:
-            for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=raw):
-                if not batch.schema.equals(schema):
-                    try:
-                        batch = batch.cast(schema)
-                    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                        raise DataError(f"the shards of {self.uri} disagree on column types: {exc}") from exc
-                yield batch
+        for f in self.files:
+            with self._parquet_file(f) as pf:  # opened per read and closed: nothing kept between files
+                for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=raw):
+                    if not batch.schema.equals(schema):
+                        try:
+                            batch = batch.cast(schema)
+                        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                            raise DataError(f"the shards of {self.uri} disagree on column types: {exc}") from exc
+                    yield batch
 
     # ------------------------------------------------------------------ csv
     def _reader(self, f: str):
