@@ -38,9 +38,10 @@ def add_parser(sub) -> None:
     p.add_argument("--step-timeout", default="", help="a step that still holds (too little or no data) this long after "
                                                       "it began rolls back (default: 3 x interval)")
     p.add_argument("--window", default="", help="metrics each check reads, back from now (default: since the step began)")
-    p.add_argument("--prometheus-url", required=True, help="Prometheus server the checks query (http://host:9090)")
-    p.add_argument("--metrics", default="tfserving", choices=list(FLAVORS),
-                   help="metric names: TF Serving's or Knative's (KServe) (default: %(default)s)")
+    p.add_argument("--prometheus-url", default="", help="Prometheus server the checks query (http://host:9090)")
+    p.add_argument("--metrics", default="tfserving", choices=[*FLAVORS, "vertex"],
+                   help="metric names in Prometheus: TF Serving's or Knative's (KServe); or vertex: the endpoint's "
+                        "own metrics in Cloud Monitoring (--target vertex, score checks none) (default: %(default)s)")
     p.add_argument("--canary-selector", default='role="canary"', help="PromQL label matchers of the canary's series")
     p.add_argument("--stable-selector", default='role="stable"', help="PromQL label matchers of the stable series")
     t = p.add_argument_group("checks (a number, or none to switch one off)")

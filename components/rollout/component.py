@@ -44,7 +44,8 @@ def rollout_model(
 
     Args:
         model_name: Registered model name.
-        prometheus_url: Prometheus server the checks query (http://prometheus:9090).
+        prometheus_url: Prometheus server the checks query (http://prometheus:9090); empty with
+            metrics_flavor vertex.
         mlflow_tracking_uri: MLflow registry the version's rollout status is tagged in.
         serving_base_dir: TF Serving model base (target tfserving: the serving record's canary is
             rolled out; promote = approve).
@@ -57,7 +58,9 @@ def rollout_model(
         step_timeout: A step that still holds (too little data) this long after it began rolls back;
             empty: 3 x interval.
         window: How far back each check reads metrics; empty: since the step began.
-        metrics_flavor: Metric names: tfserving (TF Serving's) or kserve (Knative's revision_*).
+        metrics_flavor: Metric names in Prometheus: tfserving (TF Serving's) or kserve (Knative's
+            revision_*); or vertex: the endpoint's own metrics in Cloud Monitoring (target vertex; set
+            the score thresholds to None).
         canary_selector: PromQL label matchers of the canary's series.
         stable_selector: PromQL label matchers of the stable version's series.
         max_error_rate_increase: Canary error rate minus stable's (0.01 = one point); None: no check.

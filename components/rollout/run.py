@@ -162,11 +162,23 @@ def rollout(model_name: str, target_kind: str, prometheus_url: str, steps: str =
     wait = parse_seconds(interval)
     timeout = parse_seconds(step_timeout, "step timeout") if str(step_timeout).strip() else None
     span = parse_seconds(window, "window") if str(window).strip() else None
-    if not prometheus_url:
-        raise ConfigError("a rollout needs the Prometheus URL its checks read canary and stable metrics from")
-    source = PrometheusSource(prometheus_url, model_name, flavor, canary_selector, stable_selector)
     target = build_target(target_kind, model_name, version or None, tracking_uri, serving_base, lock=lock,
                           **(target_options or {}))
+    if flavor == "vertex":  # Cloud Monitoring: the endpoint's own metrics, per deployed model
+        from components.rollout.cloud_monitoring import API, CloudMonitoringSource
+
+        if target_kind != "vertex":
+            raise ConfigError("Vertex endpoint metrics (--metrics vertex) go with the vertex target only")
+        if thresholds.max_score_psi is not None or thresholds.max_score_ks is not None:
+            raise ConfigError("Vertex endpoint metrics have no score distribution: set the score thresholds "
+                              "(max_score_psi, max_score_ks) to none")
+        opts = target_options or {}
+        source = CloudMonitoringSource(opts.get("project", ""), target.deployed_models,
+                                       opts.get("monitoring_api") or API, opts.get("credentials"))
+    else:
+        if not prometheus_url:
+            raise ConfigError("a rollout needs the Prometheus URL its checks read canary and stable metrics from")
+        source = PrometheusSource(prometheus_url, model_name, flavor, canary_selector, stable_selector)
     version = str(getattr(target, "version", "") or version)
     logger.info("rollout of %s version %s on %s: steps %s, checks every %g s", model_name, version or "?",
                 target.name, percents, wait)

@@ -105,6 +105,13 @@ class VertexEndpointTarget:
         self._call(f"moving aliases {list(ALIASES)} to version {version}",
                    lambda: registry.add_version_aliases(list(ALIASES), version))
 
+    def deployed_models(self) -> tuple:
+        """(endpoint id, canary deployed model id, stable deployed model id or None), read now: what
+        :class:`components.rollout.cloud_monitoring.CloudMonitoringSource` selects metrics by."""
+        endpoint = self._endpoint()
+        canary, stable, _ = self._roles(endpoint)
+        return endpoint.name, canary.id, stable.id if stable is not None else None
+
     def describe(self) -> TrafficState:
         return self._state(self._endpoint())
 
