@@ -56,6 +56,10 @@ bench-predict: venv ## batch scoring rows/s and peak RSS at 1M rows (BENCH_ARGS=
 bench-tasks: venv ## each task type (regression, multiclass, binary) vs a HistGradientBoosting baseline on the same rows
 	$(BIN)/python -m tests.benchmarks.tasks $(BENCH_ARGS)
 
+.PHONY: bench-memory
+bench-memory: venv ## peak RSS of each data step at 1M, 10M, 50M rows (issue 19; BENCH_ARGS="--rows 1000000 10000000")
+	$(BIN)/python -m tests.benchmarks.memory --rows 1000000 10000000 50000000 $(BENCH_ARGS)
+
 lint: venv ## ruff lint (formatting is not enforced yet: see README)
 	$(BIN)/ruff check components pipelines tests
 

@@ -1,0 +1,263 @@
+"""``python -m tests.benchmarks.memory`` (``make bench-memory``): peak RSS of each data step by rows.
+
+Issue 19's target: a data step's peak RSS at 10M rows is at most 1.5x its peak at 1M, and 50M
+rows pass ingest -> validate -> engineer on this machine. For each row count and input format,
+each step runs in a fresh process (:mod:`tests.benchmarks.stage`: the component's wrapper with
+real artifacts, as the pipeline runs it), its process tree watched by :mod:`procmon`, the peak
+being the larger of the sampled tree and the step's own VmHWM.
+
+Data: the bench's churn generator (:func:`tests.benchmarks.bench.generate`, 1M-row chunks with
+unique ids), as a CSV file (up to :data:`MAX_CSV_ROWS`) and as a folder of Parquet shards (1M
+rows each, so 50M rows take ~2.5 GB of disk instead of a 4.6 GB CSV). Cached in ``<out>/data``.
+
+One function per step (``step_<name>``, registered in :data:`STEPS`), each taking the work folder
+of one row count and format in which the earlier steps have run:
+
+    python -m tests.benchmarks.memory --rows 1000000 10000000 50000000 --steps ingest
+    python -m tests.benchmarks.memory --rows 100000 --formats csv --out /tmp/mem   # a quick look
+
+Writes ``<out>/memory.json`` (merged with earlier runs in the same folder) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+from tests.benchmarks.bench import (
+    CHUNK_ROWS,
+    ID_COLUMN,
+    LABEL,
+    MODEL_NAME,
+    ROOT,
+    _env,
+    dataset,
+    git_commit,
+)
+from tests.benchmarks.procmon import TreeMonitor, loadavg, machine
+
+MAX_CSV_ROWS = 10_000_000  # larger inputs are measured as Parquet shards only
+FORMATS = ("csv", "parquet")
+
+
+# --------------------------------------------------------------------------- data
+
+
+def parquet_dataset(rows: int, data_dir: str, log=print) -> str:
+    """The churn dataset at ``rows`` rows as a folder of 1M-row Parquet shards (generated once)."""
+    folder = os.path.join(data_dir, f"churn-{rows}-parquet")
+    if os.path.isdir(folder):
+        return folder
+    t0 = time.perf_counter()
+    code = f"from tests.benchmarks.memory import generate_parquet; generate_parquet({int(rows)}, {folder!r})"
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_env(), check=True)
+    size = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
+    log(f"generated {folder} ({rows:,} rows, {size / 1e6:.0f} MB) in {time.perf_counter() - t0:.0f} s")
+    return folder
+
+
+def generate_parquet(rows: int, folder: str) -> None:
+    """The rows :func:`tests.benchmarks.bench.generate` writes as CSV, as ``part-NNNNN.parquet`` shards."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines.data import generate_churn
+
+    tmp = f"{folder}.tmp-{os.getpid()}"
+    os.makedirs(tmp)
+    done, k = 0, 0
+    while done < rows:
+        n = min(CHUNK_ROWS, rows - done)
+        df = generate_churn(n, seed=7 + k)
+        if rows > 2 * CHUNK_ROWS:  # as bench.generate: unique ids across chunks
+            perm = np.random.default_rng(1000 + k).permutation(n) + done
+            df[ID_COLUMN] = [f"C{i:08d}" for i in perm]
+        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), os.path.join(tmp, f"part-{k:05d}.parquet"),
+                       compression="zstd")
+        done, k = done + n, k + 1
+    os.replace(tmp, folder)
+
+
+def data_uri(rows: int, fmt: str, data_dir: str, log=print) -> str:
+    if fmt == "csv":
+        return dataset(rows, data_dir, log=log)
+    return parquet_dataset(rows, data_dir, log=log)
+
+
+# --------------------------------------------------------------------------- one step
+
+
+def run_step(work: str, step: str, rows: int, log=print) -> dict:
+    """Run one step's wrapper in a fresh process on the work folder's config; its peak RSS and time."""
+    config_path = os.path.join(work, "config.json")
+    err_path = os.path.join(work, f"stage-{step}.err")
+    with open(os.path.join(work, f"stage-{step}.out"), "w") as out, open(err_path, "w") as err:
+        load_before, t0 = loadavg(), time.time()
+        proc = subprocess.Popen([sys.executable, "-m", "tests.benchmarks.stage", config_path, step],
+                                cwd=ROOT, env=_env(), stdout=out, stderr=err)
+        mon = TreeMonitor(proc.pid, root_label=step, label_children_as_root=True, interval=0.1).start()
+        rc = proc.wait()
+        wall = time.time() - t0
+        mon.stop()
+    child = {}
+    res_path = os.path.join(work, f"result-{step}.json")
+    if os.path.exists(res_path):
+        with open(res_path) as fh:
+            child = json.load(fh)
+    peak = max(mon.peak_total, child.get("vm_hwm_bytes") or 0)
+    r = {"step": step, "rows": rows, "returncode": rc, "wall_s": round(wall, 1), "peak_rss_bytes": peak,
+         "peak_rss_mb": round(peak / 2**20), "rows_per_s": round(rows / wall), "loadavg_before": load_before,
+         "noise": mon.noise()}
+    if rc != 0 or "error" in child:
+        r["error"] = child.get("error") or f"exit status {rc}"
+        with open(err_path, errors="replace") as fh:
+            r["stderr_tail"] = "\n".join(fh.read().splitlines()[-15:])
+        log(f"  {step} failed: {r['error']}")
+    else:
+        log(f"  {step}: {wall:.1f} s, peak RSS {peak / 2**20:,.0f} MB")
+    return r
+
+
+def new_work(work: str, uri: str, rows: int) -> str:
+    """A fresh work folder whose config the steps read (the parameters bench.run_stages passes)."""
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    params = {
+        "data_uri": os.path.abspath(uri),
+        "label": LABEL,
+        "id_column": ID_COLUMN,
+        "model_name": MODEL_NAME,
+        "mlflow_tracking_uri": f"sqlite:///{os.path.join(work, 'mlflow.db')}",
+        "serving_base_dir": os.path.join(work, "serving"),
+        "checkpoint_root": os.path.join(work, "checkpoints"),
+        "pipeline_run": f"memory-{rows}",
+    }
+    with open(os.path.join(work, "config.json"), "w") as fh:
+        json.dump({"work": work, "params": params}, fh)
+    return work
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def step_ingest(work: str, rows: int, log=print) -> dict:
+    """Ingest: read the source in batches, write the three splits as Parquet shards."""
+    r = run_step(work, "ingest", rows, log)
+    outputs = os.path.join(work, "artifacts", "ingest")
+    if not r.get("error"):
+        from components._shared import io
+
+        r["split_rows"] = {s: io.parquet_num_rows(os.path.join(outputs, f"{s}_data")) for s in ("train", "eval", "test")}
+        r["train_shards"] = len(io.parquet_files(os.path.join(outputs, "train_data")))
+    return r
+
+
+def step_validate(work: str, rows: int, log=print) -> dict:
+    """Validate: the champion lookup (no champion here: a first run), then the schema, anomalies
+    and PSI over every row of the three splits, read batch by batch (the peak is validate's)."""
+    ref = run_step(work, "reference", rows, log)
+    if ref.get("error"):
+        return {**ref, "step": "validate"}
+    r = run_step(work, "validate", rows, log)
+    if not r.get("error"):
+        from components._shared import io
+
+        summary = io.read_json(os.path.join(work, "artifacts", "validate", "anomalies"))
+        r["anomalies"] = len(summary["anomalies"])
+        r["features"] = len(summary["features"])
+    return r
+
+
+def step_drift(work: str, rows: int, log=print) -> dict:
+    """The drift report: evidently on a bounded sample of each side (20,000 rows by default)."""
+    return run_step(work, "drift", rows, log)
+
+
+def step_engineer(work: str, rows: int, log=print) -> dict:
+    """Engineer: the transform spec fitted on the train split in two streaming passes."""
+    r = run_step(work, "engineer", rows, log)
+    if not r.get("error"):
+        from components._shared import io
+
+        spec = io.read_json(os.path.join(work, "artifacts", "engineer", "transform_spec"))
+        r["train_rows"] = spec["train_rows"]
+    return r
+
+
+STEPS: dict[str, Callable] = {"ingest": step_ingest, "validate": step_validate, "drift": step_drift,
+                              "engineer": step_engineer}  # in pipeline order; each needs the ones before
+
+
+# --------------------------------------------------------------------------- main
+
+
+def table(results: list) -> str:
+    """Markdown: peak RSS (MB) per step and rows, and the 10M / 1M ratio."""
+    keys = sorted({(r["step"], r["format"]) for r in results}, key=lambda k: (list(STEPS).index(k[0])
+                                                                             if k[0] in STEPS else 99, k[1]))
+    sizes = sorted({r["rows"] for r in results})
+    head = "| step | input | " + " | ".join(f"{n:,} rows" for n in sizes) + " | 10M / 1M |"
+    lines = [head, "|---|---|" + "---:|" * (len(sizes) + 1)]
+    for step, fmt in keys:
+        by = {r["rows"]: r for r in results if (r["step"], r["format"]) == (step, fmt)}
+        cells = []
+        for n in sizes:
+            r = by.get(n)
+            cells.append("" if r is None else ("failed" if r.get("error") else
+                                                f"{r['peak_rss_mb']:,} MB, {r['wall_s']:.0f} s"))
+        a, b = by.get(1_000_000), by.get(10_000_000)
+        ratio = f"{b['peak_rss_bytes'] / a['peak_rss_bytes']:.2f}" if a and b and not (a.get("error") or
+                                                                                        b.get("error")) else ""
+        lines.append(f"| {step} | {fmt} | " + " | ".join(cells) + f" | {ratio} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    ap.add_argument("--steps", nargs="+", default=list(STEPS), choices=list(STEPS))
+    ap.add_argument("--formats", nargs="+", default=list(FORMATS), choices=FORMATS,
+                    help=f"input formats; CSV only up to {MAX_CSV_ROWS:,} rows")
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench-results"))
+    ap.add_argument("--keep", action="store_true", help="keep each work folder (the steps' outputs)")
+    args = ap.parse_args(argv)
+    data_dir, path = os.path.join(args.out, "data"), os.path.join(args.out, "memory.json")
+    done = []
+    if os.path.exists(path):
+        with open(path) as fh:
+            done = json.load(fh)["results"]
+    wanted = [s for s in STEPS if s in args.steps]
+    last = max(list(STEPS).index(s) for s in wanted)
+    for rows in args.rows:
+        for fmt in args.formats:
+            if fmt == "csv" and rows > MAX_CSV_ROWS:
+                continue
+            uri = data_uri(rows, fmt, data_dir)
+            usage = shutil.disk_usage(args.out)
+            print(f"{rows:,} rows, {fmt}: {uri} (disk free {usage.free / 1e9:.0f} GB)")
+            work = new_work(os.path.join(args.out, "memory", f"{rows}-{fmt}"), uri, rows)
+            for step in list(STEPS)[: last + 1]:
+                r = STEPS[step](work, rows, log=print)
+                r["format"] = fmt
+                if step in wanted:
+                    done = [d for d in done if (d["step"], d["rows"], d["format"]) != (step, rows, fmt)] + [r]
+                if r.get("error"):
+                    break
+            if not args.keep:
+                shutil.rmtree(work, ignore_errors=True)
+            with open(path, "w") as fh:
+                json.dump({"machine": machine(), "commit": git_commit(), "results": done}, fh, indent=2)
+    print(table([d for d in done if d["step"] in wanted]))
+    print(f"wrote {path}")
+    return 0 if not any(d.get("error") for d in done if d["step"] in wanted) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
