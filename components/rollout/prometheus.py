@@ -24,10 +24,8 @@ Metric names (``FLAVORS``):
   and buckets 0.0, 0.1, ..., 1.0 — carrying the same canary/stable labels. Without it, set
   ``max_score_psi``/``max_score_ks`` to None or every step holds (missing metrics never promote).
 
-Vertex AI endpoints publish their metrics to Cloud Monitoring
-(``aiplatform.googleapis.com/prediction/online/prediction_count``, ``.../error_count``,
-``.../prediction_latencies`` per ``deployed_model_id``), not to Prometheus; reading them is not
-implemented here (see README, "Progressive delivery").
+Vertex AI endpoints publish their metrics to Cloud Monitoring, not to Prometheus: see
+:mod:`components.rollout.cloud_monitoring` (``--metrics vertex``).
 """
 
 from __future__ import annotations
