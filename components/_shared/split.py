@@ -102,14 +102,26 @@ def quote_column(name: str) -> str:
 
 def sql_bucket(column: str) -> str:
     """BigQuery SQL for a row's bucket from the id column ``column`` (a column name, quoted here)."""
-    text = f"COALESCE(CAST({quote_column(column)} AS STRING), '')"
-    return f"MOD(CAST(CONCAT('0x', SUBSTR(TO_HEX(SHA256({text})), 1, {HEX_DIGITS})) AS INT64), {BUCKETS})"
+    return sql_bucket_of_text(f"COALESCE(CAST({quote_column(column)} AS STRING), '')")
+
+
+def sql_bucket_of_text(text_sql: str) -> str:
+    """BigQuery SQL for the bucket of a STRING expression (the same rule as :func:`id_buckets` on its values)."""
+    return f"MOD(CAST(CONCAT('0x', SUBSTR(TO_HEX(SHA256({text_sql})), 1, {HEX_DIGITS})) AS INT64), {BUCKETS})"
 
 
 def sql_split_code(column: str, eval_fraction: float, test_fraction: float) -> str:
     """BigQuery SQL for a row's split code (0 train, 1 eval, 2 test), as :func:`assign_by_id` computes it."""
+    return _sql_case(sql_bucket(column), eval_fraction, test_fraction)
+
+
+def sql_split_code_of_text(text_sql: str, eval_fraction: float, test_fraction: float) -> str:
+    """BigQuery SQL for the split code of a STRING expression (e.g. ``TO_JSON_STRING(t)``, a row's values)."""
+    return _sql_case(sql_bucket_of_text(text_sql), eval_fraction, test_fraction)
+
+
+def _sql_case(bucket: str, eval_fraction: float, test_fraction: float) -> str:
     cut_eval, cut_test = cuts(eval_fraction, test_fraction)
-    bucket = sql_bucket(column)
     return f"CASE WHEN {bucket} < {cut_eval} THEN 0 WHEN {bucket} < {cut_test} THEN 1 ELSE 2 END"
 
 
