@@ -81,14 +81,12 @@ def encode_parquet(path: str, spec: dict, batch_rows: int = 262_144) -> tuple:
         (arrays dict as from :func:`encode`, float32 labels)
     """
     import numpy as np
-    import pyarrow.parquet as pq
 
-    from components._shared.io import to_pandas
+    from components._shared.io import iter_parquet_batches, parquet_num_rows, read_parquet_schema_names, to_pandas
 
-    pf = pq.ParquetFile(path)
-    n = pf.metadata.num_rows
+    n = parquet_num_rows(path)  # a file or a folder of shards
     names = [f["name"] for f in spec["numeric"] + spec["categorical"]]
-    present = set(pf.schema_arrow.names)
+    present = set(read_parquet_schema_names(path))
     missing = [c for c in names + [spec["label"]] if c not in present]
     if missing:
         raise DataError(f"the data {path} has no column {missing[0]!r}, which the transform spec needs")
@@ -99,7 +97,7 @@ def encode_parquet(path: str, spec: dict, batch_rows: int = 262_144) -> tuple:
         out["categorical"] = np.empty((n, len(spec["categorical"])), dtype=np.int32)
     y = np.empty(n, dtype=np.float32)
     start = 0
-    for batch in pf.iter_batches(batch_size=batch_rows, columns=names + [spec["label"]]):
+    for batch in iter_parquet_batches(path, columns=names + [spec["label"]], batch_rows=batch_rows):
         import pyarrow as pa
 
         df = to_pandas(pa.Table.from_batches([batch]))

@@ -46,7 +46,10 @@ def _fs(uri: str):
 class Mirror:
     """A local backup folder and its durable copy at ``remote``."""
 
-    def __init__(self, remote: str, local: str):
+    def __init__(self, remote: str, local: str, write: bool = True):
+        """``write=False`` (multi-worker training's other workers): restore from ``remote`` but never
+        change it; the chief alone saves snapshots, state and clean-up."""
+        self.write = write
         scheme, sep, rest = remote.rpartition("://")
         # "root/./x" (a pipeline root ending in "/.") would name other objects than "root/x" in a bucket.
         self.remote, self.local = scheme + sep + posixpath.normpath(rest), local
@@ -84,6 +87,9 @@ class Mirror:
     def save(self, state: dict) -> None:
         """Upload the local folder as a new snapshot, then point ``state.json`` at it."""
         snapshot = f"epoch-{len(state.get('history', [])):04d}"
+        if not self.write:
+            self.state, self.epoch_dir = {**state, "snapshot": snapshot}, snapshot
+            return
         self.fs.makedirs(self._join(snapshot), exist_ok=True)  # local paths need it; object stores ignore it
         for dirpath, _, files in os.walk(self.local):
             for name in files:
@@ -102,7 +108,7 @@ class Mirror:
     def write_state(self, **updates) -> None:
         """Record ``updates`` in ``state.json`` without a new snapshot (e.g. the MLflow run id)."""
         self.state = {**self.state, **updates}
-        if self.epoch_dir is None:  # nothing to point at yet: keep it for the first snapshot
+        if self.epoch_dir is None or not self.write:  # nothing to point at yet: keep it for the first snapshot
             return
         with self.fs.open(self._join(STATE_FILE), "w") as fh:
             json.dump(self.state, fh)
@@ -116,7 +122,8 @@ class Mirror:
 
     def clean(self) -> None:
         """Remove the durable checkpoints (the task succeeded: no retry will need them)."""
-        self._remove(self.root)
+        if self.write:
+            self._remove(self.root)
 
 
 def callbacks(mirror: Mirror, early_stopping=None):

@@ -1,7 +1,11 @@
 """Train: fit the Keras model from the transform spec on the train split.
 
 Runs on whatever the node has: with GPUs it uses mixed precision and a
-MirroredStrategy across them, on CPU it runs as is; the device is logged either way.
+MirroredStrategy across them, on CPU it runs as is; the device is logged either way. Given a
+cluster of several workers (TF_CONFIG, see ``components/train/distributed.py``) it trains with
+MultiWorkerMirroredStrategy, each worker reading its own share of the split; only the chief writes.
+The splits are read as a tf.data pipeline over their Parquet row groups, encoded batch by batch
+(``components/train/inputs.py``), so memory does not grow with rows.
 With ``checkpoint_dir`` (a durable folder or URL, the same for every retry of one run), each
 epoch is checkpointed there (see ``components/train/checkpoint.py``), so a preempted pod that
 restarts resumes instead of starting over; the checkpoints are removed once training succeeded.
@@ -22,8 +26,7 @@ from components._shared import io
 from components._shared.errors import ModelError
 from components._shared.model import MODEL_FILE, SPEC_FILE, build_core_model, write_scorer
 from components._shared.params import PARAMS
-from components._shared.task import class_weights, keras_loss_and_metrics, task_of
-from components._shared.transform import encode_parquet
+from components._shared.task import keras_loss_and_metrics, task_of
 from components._shared.values import int_list, text
 
 logger = logging.getLogger(__name__)
@@ -72,6 +75,7 @@ class TrainResult:
     train_seconds: float
     mlflow_run_id: Optional[str] = None
     mlflow_model_uri: Optional[str] = None
+    workers: int = 1
 
 
 def _device_strategy():
@@ -120,8 +124,14 @@ def train(
     mlflow_tracking_uri: str = "",
     model_name: str = "model",
     lineage: Optional[dict] = None,
+    cluster=None,
 ) -> TrainResult:
     """Train and save ``model_dir/model.keras`` plus the transform spec beside it.
+
+    Args:
+        cluster: A :class:`components.train.distributed.Cluster` of several workers for
+            multi-worker training (every worker calls ``train`` with the same arguments); None
+            trains on this machine alone.
 
     Raises:
         ModelError: The loss became NaN, or the data do not match the spec.
@@ -129,12 +139,27 @@ def train(
     import keras
     import numpy as np
 
+    from components.train import distributed, inputs
+
     task = task_of(spec)
-    x_train, y_train = encode_parquet(train_path, spec)
-    x_eval, y_eval = encode_parquet(eval_path, spec)
-    n = len(y_train)
-    device, strategy = _device_strategy()
-    logger.info("training a %s model on %s: %d train rows, %d eval rows", task.name, device, n, len(y_eval))
+    multi = cluster is not None and cluster.num_workers > 1
+    # MultiWorkerMirroredStrategy must exist before TensorFlow's runtime starts.
+    device, strategy = distributed.multi_worker_strategy(cluster) if multi else _device_strategy()
+    workers, worker = (cluster.num_workers, cluster.worker_id) if multi else (1, 0)
+    chief = worker == 0
+    n = io.parquet_num_rows(train_path)
+    batch_size = config.batch_size or auto_batch_size(n)
+    # Each worker takes batch_size / workers rows per step; the batch is the global one.
+    per_worker = -(-batch_size // workers)
+    batch_size = per_worker * workers
+    replicas_per_worker = max(1, strategy.num_replicas_in_sync // workers)
+    per_replica = max(1, -(-per_worker // replicas_per_worker))
+    train_split = inputs.EncodedSplit(train_path, spec, workers, worker, per_replica)
+    eval_batch = -(-16384 // strategy.num_replicas_in_sync) if multi else 16384
+    eval_split = inputs.EncodedSplit(eval_path, spec, workers, worker, eval_batch)
+    n_eval = eval_split.total_rows
+    logger.info("training a %s model on %s: %d train rows, %d eval rows%s", task.name, device, n, n_eval,
+                f"; worker {worker} of {workers} reads rows {train_split.lo}..{train_split.hi - 1}" if multi else "")
 
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
@@ -145,10 +170,18 @@ def train(
             loss=loss,
             metrics=compiled_metrics,
             # Several steps per graph call: a small MLP is otherwise bound by per-step Python overhead.
-            steps_per_execution=8,
+            steps_per_execution=8 if not multi else 1,  # Keras 3 + MultiWorkerMirroredStrategy: 1 only
         )
-    class_weight = class_weights(task, y_train, config.class_weight)
-    batch_size = config.batch_size or auto_batch_size(n)
+    class_weight = inputs.class_weights_from_counts(task, train_split.label_counts(), config.class_weight)
+    eval_counts = eval_split.label_counts()
+    # One worker: the global batch (Keras splits it over local GPUs); several: per replica.
+    train_data = inputs.distributed_dataset(strategy if multi else None, train_split,
+                                            per_replica if multi else batch_size, shuffle=True,
+                                            seed=config.seed, worker=worker, class_weight=class_weight)
+    eval_data = (inputs.distributed_dataset(strategy if multi else None, eval_split, eval_batch, worker=worker)
+                 if n_eval else None)
+    if multi:
+        distributed.prepare_model(model, strategy, train_split)
     tp = _Throughput()
     callbacks = [keras.callbacks.TerminateOnNaN(), tp.callback]
     mirror = local_backup = None
@@ -158,10 +191,13 @@ def train(
         from components.train import checkpoint
 
         local_backup = tempfile.mkdtemp(prefix="train-backup-")
-        mirror = checkpoint.Mirror(checkpoint_dir, local_backup)
+        mirror = checkpoint.Mirror(checkpoint_dir, local_backup, write=chief)  # only the chief uploads
         mirror.restore()
+    elif multi:
+        raise ModelError("multi-worker training needs a checkpoint_dir every worker can reach, got none")
     early_stopping = None
-    if config.early_stopping_patience > 0 and len(y_eval) and len(np.unique(y_eval)) > 1:  # AUC needs two classes
+    two_classes = eval_counts is None or int((eval_counts > 0).sum()) > 1  # AUC needs two classes
+    if config.early_stopping_patience > 0 and n_eval and two_classes:
         from components.train.checkpoint import resumable_early_stopping
 
         early_stopping = resumable_early_stopping(
@@ -174,7 +210,7 @@ def train(
         callbacks += [backup_cb, epochs_cb]
     mlflow_run_id = mlflow_model_uri = None
     run_ctx = None
-    if mlflow_tracking_uri:
+    if mlflow_tracking_uri and chief:
         import mlflow
 
         from components._shared import registry
@@ -191,7 +227,7 @@ def train(
         if mirror is not None:
             mirror.write_state(mlflow_run_id=mlflow_run_id)
         mlflow.log_params({**{k: text(v) for k, v in dataclasses.asdict(config).items()}, "batch_size_used": batch_size,
-                           "train_rows": n, "eval_rows": len(y_eval), "device": device,
+                           "train_rows": n, "eval_rows": n_eval, "device": device, "workers": workers,
                            "features": len(spec["numeric"]) + len(spec["categorical"])})
         mlflow.set_tags({f"lineage.{k}": str(v) for k, v in (lineage or {}).items()})
 
@@ -202,12 +238,8 @@ def train(
         callbacks.append(_MlflowEpochs())
     t0 = time.perf_counter()
     try:
-        history = model.fit(
-            x_train, y_train,
-            validation_data=(x_eval, y_eval) if len(y_eval) else None,
-            epochs=config.epochs, batch_size=batch_size, validation_batch_size=16384, shuffle=True,
-            class_weight=class_weight, callbacks=callbacks, verbose=2,
-        )
+        history = model.fit(train_data, validation_data=eval_data, epochs=config.epochs, callbacks=callbacks,
+                            shuffle=False, verbose=2)  # the datasets shuffle themselves (inputs.py)
     except BaseException:
         if run_ctx is not None:
             import mlflow
@@ -226,10 +258,20 @@ def train(
 
             mlflow.end_run("FAILED")
         raise ModelError(f"training diverged: the loss became NaN or infinite (losses per epoch: {losses})")
+    if not chief:
+        # Keras 3 saves by reading variables locally (no collective ops, unlike tf.keras's SavedModel),
+        # so the other workers need not write a throw-away copy: they are done.
+        logger.info("worker %d of %d finished %d epochs; the chief writes the model", worker, workers, len(losses))
+        if local_backup:
+            import shutil
+
+            shutil.rmtree(local_backup, ignore_errors=True)
+        return TrainResult({}, hist, device, len(losses), 0.0, seconds, workers=workers)
+    final_dir, model_dir = model_dir, (distributed.local_dir(model_dir))
     os.makedirs(model_dir, exist_ok=True)
     model.save(os.path.join(model_dir, MODEL_FILE))
     io.write_json(spec, os.path.join(model_dir, SPEC_FILE))
-    probe = {k: v[:20_000] for k, v in (x_eval if len(y_eval) else x_train).items()}
+    probe = inputs.EncodedSplit(eval_path if n_eval else train_path, spec).head(20_000)
     scorer_diff = write_scorer(model, model_dir, probe)
     later = tp.epoch_seconds[1:] or tp.epoch_seconds
     eps = n / (sum(later) / len(later)) if later else 0.0
@@ -260,7 +302,8 @@ def train(
         mlflow_model_uri = pyfunc.log_model(model_dir, spec, train_path)
         mlflow.end_run()
     with open(os.path.join(model_dir, "train_metrics.json"), "w") as fh:
-        json.dump({"metrics": metrics, "history": hist, "device": device}, fh, indent=2)
+        json.dump({"metrics": metrics, "history": hist, "device": device, "workers": workers}, fh, indent=2)
+    distributed.publish_dir(model_dir, final_dir)  # a URI's files were written locally, then copied
     if mirror is not None:
         import shutil
 
@@ -268,4 +311,4 @@ def train(
         shutil.rmtree(local_backup, ignore_errors=True)
     logger.info("trained %d epochs in %.1fs (%.0f examples/s after the first epoch); eval %s %.4f",
                 len(losses), seconds, eps, watched[0], metrics[f"eval_{watched[0]}"])
-    return TrainResult(metrics, hist, device, len(losses), eps, seconds, mlflow_run_id, mlflow_model_uri)
+    return TrainResult(metrics, hist, device, len(losses), eps, seconds, mlflow_run_id, mlflow_model_uri, workers)

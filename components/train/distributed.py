@@ -149,3 +149,92 @@ def cluster_from_env(env: Optional[dict] = None) -> Optional[Cluster]:
     """The cluster of ``TF_CONFIG``; None when it is unset or empty (single-machine training)."""
     text = (os.environ if env is None else env).get(TF_CONFIG_ENV, "").strip()
     return parse_tf_config(text) if text else None
+
+
+def multi_worker_strategy(cluster: Cluster):
+    """``(device description, MultiWorkerMirroredStrategy)`` for ``cluster`` (from TF_CONFIG).
+
+    Call it before anything else touches TensorFlow's runtime (TensorFlow's requirement). Workers
+    with GPUs use mixed precision, as single-machine training does.
+    """
+    import keras
+    import tensorflow as tf
+
+    _patch_keras_reduce()
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    where = f"{len(gpus)} GPU(s)" if gpus else "CPU"
+    logger.info("multi-worker training: task %s %d (worker %d of %d, %s); cluster %s", cluster.task_type,
+                cluster.task_index, cluster.worker_id, cluster.num_workers,
+                "chief" if cluster.is_chief else "not the chief", ", ".join(cluster.addresses))
+    return f"{cluster.num_workers} workers x {where}", strategy
+
+
+def _patch_keras_reduce() -> None:
+    """Keras 3's TF trainer reduces each step's logs across workers with ``strategy.reduce("MEAN",
+    v, axis=0)``, which fails on the scalar logs (loss, metric results) as soon as there are two
+    workers ("Invalid reduction dimension 0 for input with 0 dimensions"; keras-team/keras#20585,
+    open for Keras 3.5-3.15). Reducing scalars with ``axis=None`` is what the reduction means; the
+    epoch's logs Keras reports come from the metric variables (summed over workers) anyway.
+    Idempotent; only multi-worker training calls it."""
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import trainer
+
+    if getattr(trainer.reduce_per_replica, "_kfp_tf_gate", False):
+        return
+    original = trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):
+            return trainer.tree.map_structure(
+                lambda v: strategy.reduce("MEAN", v, axis=None if v.shape.rank == 0 else 0)
+                if isinstance(v, tf.distribute.DistributedValues) else v, values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica._kfp_tf_gate = True
+    trainer.reduce_per_replica = reduce_per_replica
+
+
+def prepare_model(model, strategy, split) -> None:
+    """Build the compiled model's metrics and loss state from one local batch before ``fit``.
+
+    Keras 3 builds them from the first batch of the distributed dataset, reducing it with
+    ``strategy.reduce``, which cannot take the model's dict of inputs (keras-team/keras#20329);
+    building from a batch of this worker's own data first makes that step unnecessary.
+    """
+    import tensorflow as tf
+
+    first = next(split.batches(max(1, split.batch)))
+    with strategy.scope():
+        model._symbolic_build(data_batch=tf.nest.map_structure(tf.convert_to_tensor, first))
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+
+
+def local_dir(uri: str) -> str:
+    """``uri`` itself when it is a local or mounted path; else a new temporary folder to write first."""
+    if "://" not in uri or uri.startswith("file://"):
+        return uri.removeprefix("file://")
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="train-model-")
+
+
+def publish_dir(local: str, uri: str) -> None:
+    """Copy the folder ``local`` to ``uri`` (an object-store URI) and remove it; no-op when they
+    are the same place."""
+    if local == uri.removeprefix("file://"):
+        return
+    import shutil
+
+    from components._shared.object_store import filesystem
+
+    fs, root = filesystem(uri)
+    for dirpath, _, files in os.walk(local):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, local).replace(os.sep, "/")
+            fs.put_file(path, root.rstrip("/") + "/" + rel)
+    shutil.rmtree(local, ignore_errors=True)
+    logger.info("copied the model to %s", uri)
