@@ -1,6 +1,7 @@
 """The training pipeline: ingest (beside champion-reference) -> validate -> engineer -> train -> evaluate -> compare
--> dsl.If(promote) -> deploy, with export (SavedModel + TFLite) after evaluate and evidently's drift
-report (report only) beside engineer and train.
+-> dsl.If(promote) -> deploy, with export (SavedModel + TFLite) beside evaluate and compare (it takes the
+binary threshold train recorded with the model) and evidently's drift report (report only) beside
+engineer and train.
 
 Where it runs (target, GPU, images, secrets) is fixed when the pipeline is built, by
 :class:`CompileOptions`; what changes per run is a pipeline parameter.
@@ -377,9 +378,10 @@ def build_pipeline(opts: Optional[CompileOptions] = None):
                                        min_slice_rows=PARAMS.min_slice_rows)
         evaluate_task.set_display_name("evaluate").set_caching_options(False)
 
+        # Beside evaluate and compare: train recorded the decision threshold with the model.
         export_task = export_model(model=train_task.outputs["model"], test_data=ingest_task.outputs["test_data"],
-                                   evaluation=evaluate_task.outputs["evaluation"], model_name=model_name,
-                                   tflite_quantization=tflite_quantization, max_tflite_diff=max_tflite_diff)
+                                   model_name=model_name, tflite_quantization=tflite_quantization,
+                                   max_tflite_diff=max_tflite_diff)
         export_task.set_display_name("export").set_caching_options(False)
 
         compare_task = compare_models(

@@ -2,6 +2,8 @@
 rollback) against the copy that is about to be served, the way TF Serving loads a version.
 
 TF Serving reads them from ``<version>/assets.extra/tf_serving_warmup_requests``.
+:func:`verified_digest` records which bytes answered them, so deploy need not repeat the replay
+on an identical copy.
 TensorFlow is imported inside functions only.
 """
 
@@ -107,9 +109,30 @@ def _call(signatures, log):
     return name, signatures[name](**inputs)
 
 
-def replay_warmup(saved_model_dir: str) -> int:
+def load_saved_model(saved_model_dir: str):
+    """``tf.saved_model.load`` of a SavedModel that must have a ``serving_default`` signature.
+
+    Raises:
+        ModelError: It does not load or has no ``serving_default``.
+    """
+    import tensorflow as tf
+
+    try:
+        loaded = tf.saved_model.load(saved_model_dir)
+        if "serving_default" not in loaded.signatures:
+            raise ValueError("it has no serving_default signature")
+    except Exception as exc:
+        raise ModelError(f"the SavedModel at {saved_model_dir} does not load: {exc}") from exc
+    return loaded
+
+
+def replay_warmup(saved_model_dir: str, loaded=None) -> int:
     """Load a SavedModel as TF Serving would and send it its warm-up requests (Predict, Classify
     and Regress records, each to the signature it names); returns the count.
+
+    Args:
+        loaded: The folder already loaded by :func:`load_saved_model` (export loads it once for
+            the warm-up replay and its parity checks); None loads it here.
 
     Raises:
         ModelError: The model does not load, or a request fails or returns a non-finite number
@@ -120,13 +143,7 @@ def replay_warmup(saved_model_dir: str) -> int:
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
 
-    try:
-        loaded = tf.saved_model.load(saved_model_dir)
-        signatures = dict(loaded.signatures)
-        if "serving_default" not in signatures:
-            raise ValueError("it has no serving_default signature")
-    except Exception as exc:
-        raise ModelError(f"the SavedModel at {saved_model_dir} does not load: {exc}") from exc
+    signatures = dict((loaded if loaded is not None else load_saved_model(saved_model_dir)).signatures)
     path = os.path.join(saved_model_dir, WARMUP_FILE)
     if not os.path.exists(path):
         raise ModelError(f"the SavedModel at {saved_model_dir} has no warm-up requests ({WARMUP_FILE})")
@@ -144,3 +161,25 @@ def replay_warmup(saved_model_dir: str) -> int:
     if count == 0:
         raise ModelError(f"the warm-up file of {saved_model_dir} holds no requests")
     return count
+
+
+def verified_digest(saved_model_dir: str) -> str:
+    """SHA-256 over every file of a local SavedModel folder (relative names and bytes), its warm-up
+    requests included (the registry's ``fingerprint`` leaves them out).
+
+    Export records it after the folder answered its warm-up requests; deploy compares the pushed
+    copy with it (:mod:`components.deploy.warmup`): equal, the replay would repeat what export
+    did on the same bytes; different in any byte, deploy loads and replays the copy itself.
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    files = sorted(os.path.relpath(os.path.join(r, f), saved_model_dir).replace(os.sep, "/")
+                   for r, _, fs in os.walk(saved_model_dir) for f in fs)
+    for rel in files:
+        h.update(rel.encode() + b"\0")
+        with open(os.path.join(saved_model_dir, *rel.split("/")), "rb") as fh:
+            data = fh.read()
+        h.update(len(data).to_bytes(8, "big"))
+        h.update(data)
+    return h.hexdigest()

@@ -8,16 +8,26 @@ TF Serving would (:func:`components._shared.warmup.replay_warmup`) and prints on
 TensorFlow's import (about 4 s) is most of deploy's own time; started first, it overlaps with
 importing MLflow, reading the reference sample and registering the version. A fresh process
 also loads the pushed copy the way a server would: nothing from the exporting process is reused.
+
+Export already loaded the SavedModel and replayed these requests, and records the digest of the
+files that answered them (every byte, warm-up requests included:
+:func:`components._shared.warmup.verified_digest`). :func:`start_warmup` therefore starts the
+child only when the SavedModel deploy was given is not byte for byte what export verified; when it
+is, :class:`ExportVerified` checks the pushed copy's digest instead, and loads and replays a copy
+that differs in any byte in a child as before (a changed or corrupt file is still refused).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
-from typing import Optional
+from typing import Optional, Union
 
 from components._shared.errors import ModelError
+
+logger = logging.getLogger(__name__)
 
 
 class WarmupJob:
@@ -56,6 +66,42 @@ class WarmupJob:
         proc, self.proc = self.proc, None
         proc.kill()
         proc.communicate()
+
+
+class ExportVerified:
+    """deploy's ``verify`` when export replayed the warm-up requests of exactly these bytes."""
+
+    def __init__(self, digest: str, requests: int, timeout: float = 900):
+        self.digest, self.requests, self.timeout = digest, int(requests), timeout
+
+    def verify(self, saved_model_dir: str) -> int:
+        """The recorded count when ``saved_model_dir`` (a local folder) has export's digest; else
+        load and replay it in a child process (ModelError on failure)."""
+        from components._shared.warmup import verified_digest
+
+        if verified_digest(saved_model_dir) == self.digest:
+            logger.info("%s is byte for byte the SavedModel export loaded and warmed up (%d requests): not "
+                        "replayed again", saved_model_dir, self.requests)
+            return self.requests
+        logger.warning("%s differs from the SavedModel export verified: loading it and replaying its warm-up "
+                       "requests", saved_model_dir)
+        return WarmupJob(self.timeout).verify(saved_model_dir)
+
+    def cancel(self) -> None:
+        """Nothing runs until :meth:`verify`."""
+
+
+def start_warmup(saved_model_dir: str, export_metrics: Optional[dict] = None) -> Union[WarmupJob, ExportVerified]:
+    """deploy's warm-up check: :class:`ExportVerified` when export's metrics record the digest of
+    ``saved_model_dir`` as it is now, else a :class:`WarmupJob` started at once (TensorFlow's
+    import overlaps with deploy's registry work)."""
+    from components._shared.warmup import verified_digest
+
+    meta = export_metrics or {}
+    digest, requests = meta.get("saved_model_digest"), meta.get("warmup_requests")
+    if digest and requests and verified_digest(saved_model_dir) == digest:
+        return ExportVerified(str(digest), int(requests))
+    return WarmupJob()
 
 
 def main() -> int:

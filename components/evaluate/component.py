@@ -29,8 +29,8 @@ def evaluate_model(
     slice_columns: List[str],
     min_slice_rows: int,
 ):
-    """Test-split metrics (binary: threshold chosen on the eval split, ROC; multiclass: the K x K
-    confusion matrix; regression: RMSE, MAE, R²), confusion matrix, slices.
+    """Test-split metrics (binary: at the threshold train chose on the eval split, ROC; multiclass: the
+    K x K confusion matrix; regression: RMSE, MAE, R²), confusion matrix, slices.
 
     Args:
         slice_columns: Columns to slice by (sensitive attributes), e.g. ["gender"]; empty for every categorical feature.

@@ -1,8 +1,9 @@
 """Evaluate: metrics of a trained model on the test split, slices, fairness gaps, a report.
 
-Per task (see ``_shared/task.py``): binary — the decision threshold is chosen on the *eval*
-split (maximum F1) and only applied to the test split, so the test metrics are not tuned on the
-data that reports them; ROC and a 2 x 2 confusion matrix. Multiclass — accuracy, macro/weighted
+Per task (see ``_shared/task.py``): binary — the decision threshold is the one train chose on the
+*eval* split (maximum F1, recorded beside the model: ``_shared/threshold.py``) and only applied to
+the test split, so the test metrics are not tuned on the data that reports them; ROC and a 2 x 2
+confusion matrix. Multiclass — accuracy, macro/weighted
 F1, log loss, one-vs-rest macro AUC, top-label ECE, per-class precision/recall and the K x K
 confusion matrix (argmax). Regression — RMSE, MAE, R², MAPE (when no label is zero) and a
 residual quantile table.
@@ -29,6 +30,7 @@ from components._shared.model import SPEC_FILE, load_scorer
 from components._shared.params import PARAMS
 from components._shared.scoring import as_task_output
 from components._shared.task import BINARY, MULTICLASS, REGRESSION, task_of
+from components._shared.threshold import choose_threshold, read_threshold
 from components._shared.transform import encode
 
 logger = logging.getLogger(__name__)
@@ -54,12 +56,18 @@ class Evaluation:
 
 def evaluate_predictions(y_test, p_test, y_eval, p_eval, test_df, spec: dict,
                          slice_columns: Optional[list] = None,
-                         min_slice_rows: int = PARAMS.min_slice_rows) -> Evaluation:
-    """Pure metric computation over predictions (unit-testable without a model)."""
+                         min_slice_rows: int = PARAMS.min_slice_rows,
+                         threshold: Optional[float] = None) -> Evaluation:
+    """Pure metric computation over predictions (unit-testable without a model).
+
+    Binary: ``threshold`` is the recorded decision threshold; None chooses it here from the eval
+    predictions (``y_eval``, ``p_eval``) by the same rule.
+    """
     task = task_of(spec).name
     if task != BINARY:
         return _evaluate_other(task, y_test, p_test, test_df, spec, slice_columns, min_slice_rows)
-    threshold = best_threshold(y_eval, p_eval) if len(y_eval) else 0.5
+    if threshold is None:
+        threshold = best_threshold(y_eval, p_eval) if len(y_eval) else 0.5
     metrics = binary_metrics(y_test, p_test, threshold)
     confusion = metrics.pop("confusion")
     cols = list(slice_columns or []) or [f["name"] for f in spec["categorical"]]
@@ -103,14 +111,21 @@ def _evaluate_other(task: str, y, p, test_df, spec: dict, slice_columns: Optiona
 
 def evaluate(model_dir: str, test_path: str, eval_path: str, slice_columns: Optional[list] = None,
              min_slice_rows: int = PARAMS.min_slice_rows) -> Evaluation:
+    """Score the test split; a binary model is judged at the threshold train recorded (a model
+    without one, trained before train recorded it, gets it chosen here on ``eval_path`` by the
+    same rule, :func:`components._shared.threshold.choose_threshold`)."""
     spec = io.read_json(os.path.join(model_dir, SPEC_FILE))
     scorer = load_scorer(model_dir)
     test = io.read_parquet(test_path)
-    ev = io.read_parquet(eval_path, columns=[f["name"] for f in spec["numeric"] + spec["categorical"]] + [spec["label"]])
     p_test = as_task_output(scorer(encode(test, spec)), spec)
-    p_eval = as_task_output(scorer(encode(ev, spec)), spec)
-    result = evaluate_predictions(labels(test, spec), p_test, labels(ev, spec), p_eval, test, spec,
-                                  slice_columns, min_slice_rows)
+    threshold = None
+    if task_of(spec).name == BINARY:
+        threshold = read_threshold(model_dir)
+        if threshold is None:
+            logger.warning("%s records no decision threshold: choosing it on the eval split", model_dir)
+            threshold, _ = choose_threshold(model_dir, eval_path, spec)
+    result = evaluate_predictions(labels(test, spec), p_test, None, None, test, spec,
+                                  slice_columns, min_slice_rows, threshold=threshold)
     logger.info("test metrics: %s", {k: round(v, 4) for k, v in result.metrics.items() if isinstance(v, float)})
     return result
 

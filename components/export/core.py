@@ -38,9 +38,15 @@ shipped beside the ``.tflite`` file (``transform_spec.json``) applied by
 ``components._shared.transform.encode`` — the same mapping as the SavedModel's lookup tables
 and date parser. A regression ``.tflite`` outputs the standardised prediction ``z``; the
 host computes ``label_mean + label_std * z`` from the same spec
-(``components._shared.model.tflite_core``). Parity between the two is measured on the test
-split on every output column and bounded: in probability, for regression in label standard
-deviations (``parity_scale``).
+(``components._shared.model.tflite_core``). Parity between the two is measured on a seeded
+sample of the test split (``PARITY_ROWS``) on every output column and bounded: in probability,
+for regression in label standard deviations (``parity_scale``).
+
+The binary decision threshold comes from the model folder (train chose it on the eval split,
+``_shared/threshold.py``), so export needs nothing from evaluate and runs beside it. The
+SavedModel is loaded once after it is written, as TF Serving would: its warm-up requests are
+replayed on it and its digest (every file, warm-up requests included) goes into the metrics, so
+deploy can tell an identical pushed copy from one it must load and replay itself.
 
 Writes are atomic: everything goes to a temporary sibling folder that is renamed into
 place, so TF Serving never sees a half-written version.
@@ -53,6 +59,7 @@ import logging
 import os
 import shutil
 import time
+from typing import Optional
 
 from components._shared import io
 from components._shared.errors import ModelError
@@ -66,9 +73,16 @@ from components._shared.model import (
 )
 from components._shared.params import PARAMS
 from components._shared.task import task_of
+from components._shared.threshold import THRESHOLD_FILE, read_threshold
 from components._shared.timestamps import days_since_epoch
 from components._shared.transform import encode, raw_features
-from components._shared.warmup import replay_warmup, warmup_requests, write_warmup
+from components._shared.warmup import (
+    load_saved_model,
+    replay_warmup,
+    verified_digest,
+    warmup_requests,
+    write_warmup,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +93,10 @@ REGRESS_METHOD = "tensorflow/serving/regress"
 API_METHODS = {"classification": CLASSIFY_METHOD, "regression": REGRESS_METHOD}
 PARITY_UNITS = {"binary": "probability", "multiclass": "class probability",
                 "regression": "label standard deviations"}
+# TFLite parity and training/serving skew are measured on a seeded sample of this many test rows: the
+# differences are per row (the largest one is the bound), and 20,000 rows already hold the extremes
+# of the inputs a served model meets (benchmark: the same maximum difference as the 200k-row split).
+PARITY_ROWS = 20_000
 # The serving_default output that TFLite parity and training/serving skew are measured on.
 PRIMARY_OUTPUT = {"binary": "probability", "multiclass": "probabilities", "regression": "prediction"}
 
@@ -162,21 +180,23 @@ def _serving_module(core, spec: dict, threshold: float):
     sig = {f["input_name"]: tf.TensorSpec([None], tf.float32, name=f["input_name"]) for f in numbers}
     sig.update({f["input_name"]: tf.TensorSpec([None], tf.string, name=f["input_name"]) for f in dates + cat})
 
-    @tf.function(input_signature=[sig])
+    # autograph=False: the graphs have no Python control flow on tensors, and converting their
+    # source (days_since_epoch, the Keras layers) took about a third of export's time.
+    @tf.function(input_signature=[sig], autograph=False)
     def serve(features):
         return module._outputs(module._core(features))
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")], autograph=False)
     def serve_examples(examples):
         return module._outputs(module._core(module._parse(examples)))
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")], autograph=False)
     def classify(inputs):
         scores = module._scores(module._core(module._parse(inputs)))
         classes = tf.tile(tf.expand_dims(module.labels, 0), [tf.shape(scores)[0], 1])
         return {"classes": classes, "scores": scores}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")], autograph=False)
     def regress(inputs):
         return {"outputs": tf.reshape(module._core(module._parse(inputs)), [-1])}
 
@@ -229,16 +249,22 @@ def export(
     saved_model_dir: str,
     tflite_dir: str,
     model_name: str,
-    threshold: float = 0.5,
+    threshold: Optional[float] = None,
     quantization: str = PARAMS.tflite_quantization,
     max_parity_diff: float = PARAMS.max_tflite_diff,
-    parity_rows: int = 100_000,
+    parity_rows: int = PARITY_ROWS,
 ) -> ExportResult:
     """Write the SavedModel (with warm-up requests) and the TFLite model; measure parity.
 
+    Args:
+        threshold: A binary model's decision threshold (``class_id``); None takes the one train
+            recorded beside the model (:mod:`components._shared.threshold`).
+        parity_rows: TFLite parity and training/serving skew are measured on a seeded sample of
+            this many test rows (all of them when fewer).
+
     Raises:
         ModelError: Parity between TFLite and SavedModel exceeds ``max_parity_diff``,
-            or the SavedModel fails its own warm-up requests.
+            or the SavedModel fails its own warm-up requests, or a binary model records no threshold.
     """
     import numpy as np
     import tensorflow as tf
@@ -247,22 +273,30 @@ def export(
         raise ModelError(f"unknown TFLite quantization {quantization!r}: use {', '.join(QUANTIZATIONS)}")
     t0 = time.perf_counter()
     spec = io.read_json(os.path.join(model_dir, SPEC_FILE))
+    task = task_of(spec).name
+    if threshold is None and task == "binary":
+        threshold = read_threshold(model_dir)
+        if threshold is None:
+            raise ModelError(f"the binary model at {model_dir} records no decision threshold ({THRESHOLD_FILE}, "
+                             f"written by train): retrain it, or pass the threshold")
     core = load_core_model(model_dir)
     columns = [f["name"] for f in spec["numeric"] + spec["categorical"]]
     test = io.read_parquet(test_path, columns=columns)
+    test_rows = len(test)
     if len(test) > parity_rows:
         test = test.sample(parity_rows, random_state=0)
 
-    # SavedModel, written to a temporary sibling and renamed into place.
-    task = task_of(spec).name
+    # SavedModel, written to a temporary sibling and renamed into place; loaded once, as TF Serving
+    # would, for the warm-up replay and the parity checks below.
     with io.replace_dir_atomic(saved_model_dir) as tmp:
-        module, signatures = _serving_module(core, spec, threshold)
+        module, signatures = _serving_module(core, spec, 0.5 if threshold is None else threshold)
         tf.saved_model.save(module, tmp, signatures=signatures)
         _mark_api_signatures(tmp)
         write_warmup(tmp, warmup_requests(spec, test, model_name))
-        replay_warmup(tmp)
+        loaded = load_saved_model(tmp)
+        warmup_count = replay_warmup(tmp, loaded=loaded)
+        digest = verified_digest(tmp)
 
-    loaded = tf.saved_model.load(saved_model_dir)
     serve = loaded.signatures["serving_default"]
     feats = raw_features(test, spec)
     n = len(test)
@@ -308,7 +342,9 @@ def export(
         "tflite_max_abs_diff": float(diff.max()) if len(diff) else 0.0,
         "tflite_mean_abs_diff": float(diff.mean()) if len(diff) else 0.0,
         "serving_skew_max_abs_diff": skew,
-        "parity_rows": int(len(test)),
+        "parity_rows": int(len(test)),  # a seeded sample of the test split (test_rows)
+        "test_rows": int(test_rows),
+        "warmup_requests": warmup_count,
         "tflite_bytes": len(tflite_bytes),
         "saved_model_bytes": int(sm_size),
         "tflite_latency_ms": lite_latency,
@@ -318,6 +354,8 @@ def export(
         **fallback,
         "task": task,
         "signatures": list(signatures),
+        # What answered the warm-up requests, byte for byte (deploy skips the replay on an equal copy).
+        "saved_model_digest": digest,
     }
     if task == "binary":
         metrics["threshold"] = float(threshold)

@@ -273,6 +273,11 @@ def train(
     io.write_json(spec, os.path.join(model_dir, SPEC_FILE))
     probe = inputs.EncodedSplit(eval_path if n_eval else train_path, spec).head(20_000)
     scorer_diff = write_scorer(model, model_dir, probe)
+    from components._shared.threshold import record_threshold
+
+    # Binary: the decision threshold (max F1 on the eval split), in the folder MLflow logs below,
+    # so export needs nothing from evaluate and runs beside it.
+    record_threshold(model_dir, eval_path, spec)
     later = tp.epoch_seconds[1:] or tp.epoch_seconds
     eps = n / (sum(later) / len(later)) if later else 0.0
     if task.monitor in hist:

@@ -340,7 +340,6 @@ def test_train_evaluate_export_compare_deploy_chain(data_stage, tracking_uri, tm
             export_model,
             model=model,
             test_data=d["test_data"],
-            evaluation=evaluation,
             saved_model=saved_model,
             tflite_model=tflite,
             metrics=export_metrics,
@@ -351,7 +350,13 @@ def test_train_evaluate_export_compare_deploy_chain(data_stage, tracking_uri, tm
     assert os.path.exists(os.path.join(tflite.path, "model.tflite"))
     assert saved_model.metadata["signatures"] == "serving_default,predict_examples,classification"
     assert tflite.metadata["max_abs_diff"] == export_metrics.metadata["tflite_max_abs_diff"] <= 1e-3
-    assert export_metrics.metadata["threshold"] == pytest.approx(ev["threshold"])
+    # One threshold: train recorded it with the model; evaluate reports at it, export serves it.
+    recorded = io.read_json(os.path.join(model.path, "threshold.json"))["threshold"]
+    assert export_metrics.metadata["threshold"] == ev["threshold"] == recorded
+    from components._shared.warmup import verified_digest
+
+    assert export_metrics.metadata["saved_model_digest"] == verified_digest(saved_model.path)
+    assert export_metrics.metadata["warmup_requests"] == 3
 
     def compare(tag, serving_base_dir=""):
         decision = _out(Artifact, tmp_path, f"decision-{tag}")

@@ -590,7 +590,6 @@ def _upstream(root: str) -> dict:
     export_model.python_func(**with_defaults(export_model,
         model=a["model"],
         test_data=a["test_data"],
-        evaluation=a["evaluation"],
         saved_model=a["saved_model"],
         tflite_model=a["tflite_model"],
         metrics=a["export_metrics"],
@@ -696,7 +695,7 @@ def case_inputs(fn: str, up: dict, tmp: str) -> tuple[dict, dict]:
             pick("model", "test_data", "evaluation"),
         )
     if fn == "export_model":
-        return {"model_name": MODEL}, pick("model", "test_data", "evaluation")
+        return {"model_name": MODEL}, pick("model", "test_data")
     if fn == "deploy_model":
         return (
             {

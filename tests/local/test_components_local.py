@@ -100,7 +100,6 @@ def model_stage_pipeline(data_uri: str) -> bool:
             export_model,
             model=train_task.outputs["model"],
             test_data=ingest_task.outputs["test_data"],
-            evaluation=evaluate_task.outputs["evaluation"],
             model_name=MODEL,
         )
     )

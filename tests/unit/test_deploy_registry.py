@@ -39,14 +39,15 @@ def exports(tmp_path_factory):
     train_small(prepared, model_dir, epochs=1)
     out = {"model": model_dir, "prepared": prepared}
     for name, threshold in (("a", 0.5), ("b", 0.45), ("c", 0.4)):
-        out[name] = export(
+        result = export(
             model_dir,
             prepared.test,
             str(root / name / "saved_model"),
             str(root / name / "tflite"),
             MODEL,
             threshold=threshold,
-        ).saved_model_dir
+        )
+        out[name], out[f"{name}_metrics"] = result.saved_model_dir, result.metrics
     # A copy of "b" with an extra asset (so a different fingerprint) and a bad warm-up request.
     out["broken"] = str(root / "broken" / "saved_model")
     shutil.copytree(out["b"], out["broken"])
@@ -452,6 +453,38 @@ def test_warmup_child_verifies_a_pushed_copy_and_reports_failures(exports, tmp_p
     idle.cancel()  # twice is fine
     with pytest.raises(ModelError, match=r"already used or stopped"):
         idle.verify(exports["a"])
+
+
+def test_deploy_skips_the_warmup_replay_only_for_the_bytes_export_verified(exports, tmp_path):
+    """Export replayed the warm-up requests of its SavedModel and recorded the digest of those bytes:
+    deploy starts no TensorFlow child for them, and loads and replays any copy that differs."""
+    from components._shared.errors import ModelError
+    from components.deploy.warmup import ExportVerified, WarmupJob, start_warmup
+
+    job = start_warmup(exports["a"], exports["a_metrics"])
+    assert isinstance(job, ExportVerified)
+    pushed = tmp_path / "pushed"
+    shutil.copytree(exports["a"], pushed)
+    assert job.verify(str(pushed)) == exports["a_metrics"]["warmup_requests"] == 3
+
+    # Another SavedModel's figures, or none: the warm-up child starts as before.
+    for metrics in (exports["b_metrics"], None, {"display_name": "metrics"}):
+        child = start_warmup(exports["a"], metrics)
+        assert isinstance(child, WarmupJob)
+        child.cancel()
+
+    # A copy that differs in any byte is loaded and replayed, so a corrupt or changed one is refused.
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(exports["a"], corrupt)
+    (corrupt / "saved_model.pb").write_bytes(b"not a SavedModel")
+    with pytest.raises(ModelError, match=rf"^the SavedModel at {corrupt} does not load"):
+        job.verify(str(corrupt))
+    changed = tmp_path / "changed-warmup"
+    shutil.copytree(exports["a"], changed)
+    shutil.copy(os.path.join(exports["broken"], "assets.extra", "tf_serving_warmup_requests"),
+                changed / "assets.extra" / "tf_serving_warmup_requests")
+    with pytest.raises(ModelError, match=rf"^a warm-up request to {changed} failed"):
+        job.verify(str(changed))
 
 
 def test_the_champion_lookup_and_the_deployment_read_back_what_deploy_wrote(exports, tracking_uri, serving, tmp_path):

@@ -35,16 +35,23 @@ def trained(prepared, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def exported(trained, prepared, tmp_path_factory):
+    """Export of a copy of the model whose recorded threshold is THRESHOLD: export takes it from
+    the model folder (test_classes_and_labels_follow_the_threshold checks class_id)."""
+    import shutil
+
+    from components._shared.threshold import THRESHOLD_FILE
     from components.export.core import export
 
     out = tmp_path_factory.mktemp("export")
+    model_dir = str(tmp_path_factory.mktemp("recorded") / "model")
+    shutil.copytree(trained[0], model_dir)
+    io.write_json({"threshold": THRESHOLD}, os.path.join(model_dir, THRESHOLD_FILE))
     result = export(
-        trained[0],
+        model_dir,
         prepared.test,
         str(out / "saved_model"),
         str(out / "tflite"),
         "test-model",
-        threshold=THRESHOLD,
     )
     return result
 
@@ -146,6 +153,50 @@ def test_evaluate_scores_the_saved_model(trained, prepared):
     assert ev.metrics["rows"] == prepared.info["rows"]["test"]
     assert 0 < ev.threshold < 1 and ev.metrics["auc"] > 0.6
     assert set(ev.slices) == {f["name"] for f in prepared.spec["categorical"]}
+
+
+def test_train_records_the_threshold_that_evaluate_reports_at(trained, prepared, tmp_path):
+    """One choice of the decision threshold: train records the F1-maximising threshold on the eval
+    split beside the model; evaluate uses it, and chooses it by the same rule only for a model
+    that records none (trained before train recorded it)."""
+    import shutil
+
+    from components._shared.labels import labels
+    from components._shared.metrics import binary_metrics
+    from components._shared.model import load_scorer
+    from components._shared.threshold import THRESHOLD_FILE, read_threshold
+    from components._shared.transform import encode
+    from components.evaluate.core import evaluate
+
+    model_dir = trained[0]
+    recorded = read_threshold(model_dir)
+    assert recorded is not None and 0 < recorded < 1
+    ev = io.read_parquet(prepared.eval)
+    y, p = labels(ev, prepared.spec), load_scorer(model_dir)(encode(ev, prepared.spec))
+    best_f1 = binary_metrics(y, p, recorded)["f1"]
+    assert all(binary_metrics(y, p, t)["f1"] <= best_f1 + 1e-12 for t in np.linspace(0.01, 0.99, 99))
+    assert evaluate(model_dir, prepared.test, prepared.eval).threshold == recorded
+
+    other = tmp_path / "recorded-elsewhere"
+    shutil.copytree(model_dir, other)
+    io.write_json({"threshold": 0.123}, str(other / THRESHOLD_FILE))
+    assert evaluate(str(other), prepared.test, prepared.eval).threshold == 0.123
+    os.remove(other / THRESHOLD_FILE)
+    assert evaluate(str(other), prepared.test, prepared.eval).threshold == recorded
+
+
+def test_export_of_a_binary_model_without_a_recorded_threshold_fails_before_writing(trained, prepared, tmp_path):
+    import shutil
+
+    from components._shared.threshold import THRESHOLD_FILE
+    from components.export.core import export
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(trained[0], model_dir)
+    os.remove(model_dir / THRESHOLD_FILE)
+    with pytest.raises(ModelError, match=rf"^the binary model at {model_dir} records no decision threshold "):
+        export(str(model_dir), prepared.test, str(tmp_path / "sm"), str(tmp_path / "lite"), "test-model")
+    assert sorted(os.listdir(tmp_path)) == ["model"]
 
 
 def test_diverging_training_raises_model_error_and_saves_nothing(prepared, tmp_path):
@@ -484,7 +535,7 @@ def test_tflite_matches_the_saved_model_within_1e_3(exported, serving_fn, awkwar
 
     assert exported.metrics["tflite_max_abs_diff"] <= 1e-3
     assert exported.metrics["serving_skew_max_abs_diff"] <= 1e-4
-    assert exported.metrics["parity_rows"] == prepared.info["rows"]["test"]
+    assert exported.metrics["parity_rows"] == exported.metrics["test_rows"] == prepared.info["rows"]["test"]
     assert os.path.basename(exported.tflite_path) == "model.tflite"
     tflite_dir = os.path.dirname(exported.tflite_path)
     assert io.read_json(os.path.join(tflite_dir, "transform_spec.json")) == prepared.spec
