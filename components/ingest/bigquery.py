@@ -28,6 +28,7 @@ import logging
 import os
 import queue
 import threading
+import time
 import uuid
 from typing import Optional
 
@@ -345,7 +346,8 @@ def ingest_bigquery(data_uri: str, label: str, train_path: str, eval_path: str, 
     ``seed`` is unused: without an id column BigQuery splits by a hash of each row's values.
 
     Returns:
-        components.ingest.core.IngestResult; ``read_sessions`` of the log say how each split was read.
+        components.ingest.core.IngestResult, with ``read_sessions`` (not saved in ingest_info): per split,
+        the session's stream count, row restriction and read seconds; ``sql``: seconds of the queries.
 
     Raises:
         DataError: Bad URI, missing table or column, no credentials, unusable label, an empty split.
@@ -379,6 +381,7 @@ def _ingest(data_uri, label, train_path, eval_path, test_path, id_column, positi
     splits.check_fractions(eval_fraction, test_fraction)
     source = parse_uri(data_uri)
     client, reader = clients(source.project)
+    sql_started = time.perf_counter()
     schema, location = _schema(client, source)
     types = dict(schema)
     names = [n for n, _ in schema]
@@ -440,8 +443,9 @@ def _ingest(data_uri, label, train_path, eval_path, test_path, id_column, positi
                     warnings.append(f"the {name} split has label class(es) the train split lacks: "
                                     f"{', '.join(map(repr, unseen[:5]))}")
                     logger.warning("%s", warnings[-1])
-        rows, sessions, tail = {}, {}, []
+        rows, sessions, tail = {}, {"sql": {"seconds": round(time.perf_counter() - sql_started, 3)}}, []
         for (name, code), path in zip(splits.SPLITS, (train_path, eval_path, test_path), strict=True):
+            started = time.perf_counter()
             batches = read_split(reader, client.project, temp, code, names, max_streams)
             session = next(batches)
             sessions[name] = {"streams": len(session.streams), "row_restriction": session.read_options.row_restriction}
@@ -453,6 +457,7 @@ def _ingest(data_uri, label, train_path, eval_path, test_path, id_column, positi
                         tail.append(batch.column(label).to_numpy())
                     out.write(batch)
             rows[name] = out.rows
+            sessions[name]["seconds"] = round(time.perf_counter() - started, 3)
             if out.rows != counts[code]["rows"]:
                 raise DataError(f"the {name} split of {data_uri} read {out.rows} rows through the Storage Read API "
                                 f"but BigQuery counted {counts[code]['rows']}")

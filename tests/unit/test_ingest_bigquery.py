@@ -88,7 +88,8 @@ def test_a_table_is_split_in_sql_read_in_parallel_streams_and_split_as_the_file_
     assert "WHERE `churned` IS NOT NULL" in split_statement
     # Rows came through the Storage Read API: one session per split, restricted to it; >= 2 streams.
     sessions = by_bq.read_sessions
-    assert [s["row_restriction"] for s in sessions.values()] == [f"_ingest_split = {c}" for c in (0, 1, 2)]
+    assert [sessions[n]["row_restriction"] for n in ("train", "eval", "test")] == [f"_ingest_split = {c}"
+                                                                                 for c in (0, 1, 2)]
     assert sessions["train"]["streams"] >= 2
     # Each split is a folder of Parquet shards; the temporary table is gone.
     assert io.parquet_files(str(bq_out / "train"))[0].endswith("part-00000.parquet")
