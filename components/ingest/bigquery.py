@@ -124,7 +124,8 @@ def _statistics(client, source: Source, label: str, candidates: list) -> dict:
     """One scan: rows, missing labels, distinct labels, candidates' distinct and missing counts, fingerprint."""
     q = splits.quote_column
     parts = ["COUNT(*) AS n_rows", f"COUNTIF({q(label)} IS NULL) AS missing", f"COUNT(DISTINCT {q(label)}) AS labels",
-             "BIT_XOR(FARM_FINGERPRINT(TO_JSON_STRING(t))) AS fingerprint"]
+             f"BIT_XOR(CAST(CONCAT('0x', SUBSTR(TO_HEX(SHA256(TO_JSON_STRING(t))), 1, {splits.HEX_DIGITS})) AS INT64))"
+             " AS fingerprint"]
     for i, name in enumerate(candidates):
         parts += [f"COUNT(DISTINCT {q(name)}) AS distinct_{i}", f"COUNTIF({q(name)} IS NULL) AS null_{i}"]
     return _rows(client, f"SELECT {', '.join(parts)} FROM {source.sql} AS t")[0]

@@ -1,4 +1,4 @@
-"""``python -m tests.benchmarks.bigquery`` (``make bench-bigquery``): rows/s of bq:// ingest against the emulator.
+"""``python -m tests.benchmarks.bigquery``: rows/s of bq:// ingest against the emulator.
 
 The churn table (:func:`tests.benchmarks.memory.parquet_dataset`, 1M-row Parquet shards, cached in
 ``<out>/data``) is loaded into the BigQuery emulator (tests/fakes/bigquery_server.py, a separate
