@@ -347,13 +347,26 @@ def write_json_uri(data: dict, uri: str) -> str:
 
 
 def read_json_uri(uri: str) -> dict:
+    """The JSON at ``uri`` (the chief's result).
+
+    Raises:
+        ModelError: Nothing is there, or it is not a JSON object.
+    """
     import json
 
     from components._shared.object_store import filesystem
 
     fs, path = filesystem(uri)
-    with fs.open(path) as fh:
-        return json.load(fh)
+    try:
+        with fs.open(path) as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        raise ModelError(f"the multi-worker training job succeeded but its chief wrote no result at {uri}") from None
+    except ValueError as exc:
+        raise ModelError(f"the chief's result {uri} is not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"the chief's result {uri} is not a JSON object")
+    return data
 
 
 def copy_folder(uri: str, local: str) -> int:

@@ -256,3 +256,19 @@ def test_job_folder_is_beside_the_tasks_output():
     assert launch.job_folder("gs://b/root/run/train-model-multiworker/model") == \
         "gs://b/root/run/train-model-multiworker/multiworker"
     assert os.path.basename(launch.job_folder("minio://mlpipeline/v2/artifacts/p/r/t/model/")) == "multiworker"
+
+
+def test_the_chiefs_model_and_result_come_back(tmp_path):
+    job = tmp_path / "bucket" / "train-model-multiworker" / "multiworker"
+    (job / "model" / "assets").mkdir(parents=True)
+    (job / "model" / "model.keras").write_bytes(b"keras")
+    (job / "model" / "assets" / "vocab.txt").write_text("a\nb\n")
+    out = tmp_path / "pod" / "model"
+    assert launch.copy_folder(str(job / "model"), str(out)) == 2
+    assert (out / "model.keras").read_bytes() == b"keras" and (out / "assets" / "vocab.txt").read_text() == "a\nb\n"
+    launch.write_json_uri({"epochs_run": 2, "metrics": {"auc": 0.8}}, str(job / "result.json"))
+    assert launch.read_json_uri(str(job / "result.json"))["epochs_run"] == 2
+    with pytest.raises(ModelError, match="chief wrote no model"):
+        launch.copy_folder(str(tmp_path / "nothing"), str(out))
+    with pytest.raises(ModelError, match="chief wrote no result"):
+        launch.read_json_uri(str(tmp_path / "nothing.json"))
