@@ -8,7 +8,8 @@ being the larger of the sampled tree and the step's own VmHWM.
 
 Data: the bench's churn generator (:func:`tests.benchmarks.bench.generate`, 1M-row chunks with
 unique ids), as a CSV file (up to :data:`MAX_CSV_ROWS`) and as a folder of Parquet shards (1M
-rows each, so 50M rows take ~2.5 GB of disk instead of a 4.6 GB CSV). Cached in ``<out>/data``.
+rows each, so 50M rows take ~0.8 GB of disk instead of a 4.6 GB CSV; beyond 10M rows the chunks
+repeat the first ten with new ids, see :func:`generate_parquet`). Cached in ``<out>/data``.
 
 One function per step (``step_<name>``, registered in :data:`STEPS`), each taking the work folder
 of one row count and format in which the earlier steps have run:
@@ -62,25 +63,36 @@ def parquet_dataset(rows: int, data_dir: str, log=print) -> str:
     return folder
 
 
-def generate_parquet(rows: int, folder: str) -> None:
-    """The rows :func:`tests.benchmarks.bench.generate` writes as CSV, as ``part-NNNNN.parquet`` shards."""
+def generate_parquet(rows: int, folder: str, distinct_chunks: int = 10) -> None:
+    """The rows :func:`tests.benchmarks.bench.generate` writes as CSV, as ``part-NNNNN.parquet`` shards.
+
+    Beyond ``distinct_chunks`` 1M-row chunks (10M rows), a chunk repeats chunk ``k % distinct_chunks``
+    with its own unique ids: generating 50M distinct rows takes ~30 min here, and what a data step holds
+    in memory does not depend on the values repeating. Resumes an interrupted generation.
+    """
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from pipelines.data import generate_churn
 
-    tmp = f"{folder}.tmp-{os.getpid()}"
-    os.makedirs(tmp)
+    tmp = f"{folder}.tmp"
+    os.makedirs(tmp, exist_ok=True)
     done, k = 0, 0
     while done < rows:
         n = min(CHUNK_ROWS, rows - done)
-        df = generate_churn(n, seed=7 + k)
-        if rows > 2 * CHUNK_ROWS:  # as bench.generate: unique ids across chunks
-            perm = np.random.default_rng(1000 + k).permutation(n) + done
-            df[ID_COLUMN] = [f"C{i:08d}" for i in perm]
-        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), os.path.join(tmp, f"part-{k:05d}.parquet"),
-                       compression="zstd")
+        part = os.path.join(tmp, f"part-{k:05d}.parquet")
+        if not os.path.exists(part):
+            if k < distinct_chunks:
+                table = pa.Table.from_pandas(generate_churn(n, seed=7 + k), preserve_index=False)
+            else:
+                table = pq.read_table(os.path.join(tmp, f"part-{k % distinct_chunks:05d}.parquet")).slice(0, n)
+            if rows > 2 * CHUNK_ROWS:  # as bench.generate: unique ids across chunks
+                perm = np.random.default_rng(1000 + k).permutation(n) + done
+                ids = pa.array([f"C{i:08d}" for i in perm])
+                table = table.set_column(table.schema.get_field_index(ID_COLUMN), ID_COLUMN, ids)
+            pq.write_table(table, f"{part}.partial", compression="zstd")
+            os.replace(f"{part}.partial", part)
         done, k = done + n, k + 1
     os.replace(tmp, folder)
 
