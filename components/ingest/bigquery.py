@@ -95,7 +95,10 @@ def clients(project: str):
     endpoint = rest if "://" in rest else f"http://{rest}"
     client = bigquery.Client(project=project, credentials=AnonymousCredentials(),
                              client_options=ClientOptions(api_endpoint=endpoint))
-    reader = BigQueryReadClient(transport=BigQueryReadGrpcTransport(channel=grpc.insecure_channel(rpc)))
+    # no message size limit, as the client's own channel to BigQuery (an Arrow batch can exceed gRPC's 4 MB default)
+    channel = grpc.insecure_channel(rpc, options=[("grpc.max_send_message_length", -1),
+                                                  ("grpc.max_receive_message_length", -1)])
+    reader = BigQueryReadClient(transport=BigQueryReadGrpcTransport(channel=channel))
     return client, reader
 
 

@@ -25,7 +25,13 @@ from typing import Optional
 PROJECT = "emulated-project"
 
 _LAUNCH = """
-import os, sys
+import os, sys, threading, time
+parent = os.getppid()
+def orphaned():  # the test process died without stopping us: go too
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(0)
+threading.Thread(target=orphaned, daemon=True).start()
 import duckdb, duckdb_extension_spatial
 ext = os.path.join(os.path.dirname(duckdb_extension_spatial.__file__), "extensions",
                    "v" + duckdb.__version__, "spatial.duckdb_extension")
