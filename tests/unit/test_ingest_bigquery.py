@@ -121,3 +121,18 @@ def test_bad_sources_are_one_sentence_data_errors(tmp_path, on_emulator):
         _ingest(tmp_path, f"bq://{on_emulator.project}.bad.t")
     with pytest.raises(DataError, match="is not bq://project.dataset.table"):
         _ingest(tmp_path, "bq://just-a-project")
+
+
+def test_a_regression_label_and_a_given_integer_id_split_as_the_file_does(tmp_path, on_emulator):
+    rng = np.random.default_rng(3)
+    n = 600
+    rows = pa.table({"row_id": rng.permutation(n) * 13 - 400, "x": rng.normal(size=n), LABEL: rng.gamma(2.0, size=n)})
+    csv = tmp_path / "reg.csv"
+    pacsv.write_csv(rows, csv)
+    table_id = on_emulator.load_arrow(pacsv.read_csv(csv), f"{on_emulator.project}.reg.t")
+    by_file, file_out = _ingest(tmp_path, str(csv), id_column="row_id", task="regression")
+    by_bq, bq_out = _ingest(tmp_path, f"bq://{table_id}", id_column="row_id", task="regression")
+    assert _ids_per_split(bq_out, "row_id") == _ids_per_split(file_out, "row_id")  # negative ids too
+    assert (by_bq.task, by_bq.id_column_source, by_bq.rows) == ("regression", "given", by_file.rows)
+    train = io.read_parquet(str(bq_out / "train"))
+    assert train[LABEL].dtype == np.float64 and train[LABEL].min() > 0
