@@ -9,8 +9,10 @@ on a file:
 
 where ``cut_eval = round((1 - eval_fraction - test_fraction) * 1e6)`` and
 ``cut_test = round((1 - test_fraction) * 1e6)``. SHA-256 is in hashlib and in BigQuery
-(``SHA256``, ``TO_HEX``, ``SUBSTR``, ``CAST('0x..' AS INT64)``, ``MOD``); 15 hex digits (60 bits)
-fit a positive INT64. "The id as text" is Arrow's cast to string, which for integer, string, bool
+(``SHA256`` returns BYTES, ``TO_HEX`` gives lowercase hex; ``SUBSTR``, ``CAST('0x..' AS INT64)``,
+``MOD``). 15 hex digits (60 bits) always fit a positive INT64: BigQuery refuses to cast
+``'0x8000000000000000'`` and above to INT64 (https://blog.0101010.com/converting-hex-strings-to-int64-with-big-query/;
+TO_HEX(SHA256(...)): https://sqlpey.com/question/google-bigquery-mastering-bigquery-sha256-function/). "The id as text" is Arrow's cast to string, which for integer, string, bool
 and date ids is BigQuery's ``CAST(id AS STRING)``; a missing id is the empty string on both sides.
 
 Without an id column, rows are split by position with a seeded uniform draw; :class:`Splitter`
