@@ -124,7 +124,10 @@ class DistinctSketch:
 
         values = np.asarray(values)
         if len(values):
-            self.h = np.unique(np.concatenate([self.h, pd.util.hash_array(values)]))[: self.k]
+            hashes = pd.util.hash_array(values)
+            if len(self.h) == self.k:  # only hashes below the k-th smallest can enter
+                hashes = hashes[hashes < self.h[-1]]
+            self.h = np.unique(np.concatenate([self.h, hashes]))[: self.k]
 
     def estimate(self) -> float:
         if len(self.h) < self.k:
