@@ -95,6 +95,15 @@ def job_name(prefix: str, key: str, limit: int = 63) -> str:
     return f"{head}-{digest}" if head else f"job-{digest}"
 
 
+def _waits(longest: float) -> Iterator[float]:
+    """Seconds between polls: 1, 1.5, 2.25, ... up to ``longest``, so a short job is seen to end soon
+    and a long one costs a request every ``longest`` seconds."""
+    wait = min(1.0, longest)
+    while True:
+        yield wait
+        wait = min(wait * 1.5, longest)
+
+
 # -- Vertex AI ---------------------------------------------------------------------------------
 
 
@@ -179,8 +188,9 @@ def run_vertex_job(replicas: Replicas, place: VertexPlace, poll_seconds: float =
                 job.submit(service_account=place.service_account, restart_job_on_worker_restart=True)
                 step = f"waiting for CustomJob {job.resource_name}"
                 logger.info("started %s: %d replicas of %s", job.resource_name, replicas.workers, replicas.image)
+                waits = _waits(poll_seconds)
                 while (state := job.state.name) not in VERTEX_DONE:
-                    time.sleep(poll_seconds)
+                    time.sleep(next(waits))
             except BaseException:
                 if job is not None and getattr(job, "_gca_resource", None) is not None and job.resource_name:
                     _cancel_vertex(job)
@@ -304,11 +314,12 @@ def run_tfjob(replicas: Replicas, name: str, namespace: str, labels: Optional[di
                 client.delete_job(name, namespace)
                 client.create_job(job=tfjob(replicas, name, namespace, labels), namespace=namespace)
                 logger.info("re-created %s (the earlier one had failed)", where)
+        waits = _waits(poll_seconds)
         while True:
             kind, message = _condition(client.get_job(name, namespace))
             if kind in ("Succeeded", "Failed"):
                 break
-            time.sleep(poll_seconds)
+            time.sleep(next(waits))
     except (RuntimeError, TimeoutError) as exc:
         status = _api_status(exc)
         hint = {404: ": is the Kubeflow Training Operator (TFJob CRD) installed?",
