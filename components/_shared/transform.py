@@ -82,7 +82,12 @@ def encode_parquet(path: str, spec: dict, batch_rows: int = 262_144) -> tuple:
     """
     import numpy as np
 
-    from components._shared.io import iter_parquet_batches, parquet_num_rows, read_parquet_schema_names, to_pandas
+    from components._shared.io import (
+        iter_parquet_batches,
+        parquet_num_rows,
+        read_parquet_schema_names,
+        to_pandas,
+    )
 
     n = parquet_num_rows(path)  # a file or a folder of shards
     names = [f["name"] for f in spec["numeric"] + spec["categorical"]]

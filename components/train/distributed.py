@@ -47,9 +47,9 @@ What is written where:
   ``device``, ``epochs_run``, ``examples_per_second``, ``train_seconds``, ``mlflow_run_id``,
   ``mlflow_model_uri``, ``workers``), the MLflow run, and the epoch checkpoints under
   ``checkpoint_dir`` (removed once training succeeded).
-- other workers: their copy of the model goes to a temporary folder that is removed (Keras
-  saving takes part in collective ops, so every worker saves; TensorFlow's multi-worker guide
-  asks non-chief workers to save to a temporary path). They write nothing else.
+- other workers: nothing. (TensorFlow's multi-worker guide has every worker save, the others to a
+  temporary path, because tf.keras's SavedModel saving takes part in collective ops; Keras 3's
+  ``model.save`` reads each variable locally, so the others skip saving and finish.)
 - exit status 0 on success; on bad input or configuration 1 with one sentence on stderr.
 
 Restarts: a worker that dies makes the others fail (their collective ops lose a peer); the

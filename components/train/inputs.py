@@ -121,7 +121,7 @@ class EncodedSplit:
     def cached(self) -> bool:
         return self._cache is not None
 
-    def read(self, i: int) -> tuple[dict, "object"]:
+    def read(self, i: int) -> tuple[dict, object]:
         """Encoded arrays and labels of piece ``i``."""
         if self._cache is not None and i in self._cache:
             return self._cache[i]
@@ -154,7 +154,7 @@ class EncodedSplit:
             return {}
         return {k: np.concatenate([x[k] for x in parts])[:rows] for k in parts[0]}
 
-    def label_counts(self) -> "object":
+    def label_counts(self) -> object:
         """Rows per class of the WHOLE split, every worker's share included (binary: [negatives,
         positives]; multiclass: per class index), or None for regression. Reads the label column only,
         batch by batch."""
@@ -303,7 +303,7 @@ def _take(chunk: tuple, rows: slice) -> tuple:
 def _concat(a: tuple, b: tuple) -> tuple:
     import numpy as np
 
-    return ({k: np.concatenate([a[0][k], b[0][k]]) for k in a[0]}, *(np.concatenate([u, v]) for u, v in zip(a[1:], b[1:])))
+    return ({k: np.concatenate([a[0][k], b[0][k]]) for k in a[0]}, *(np.concatenate([u, v]) for u, v in zip(a[1:], b[1:], strict=True)))
 
 
 def distributed_dataset(strategy, split: EncodedSplit, batch: int, **kwargs):

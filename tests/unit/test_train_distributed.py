@@ -90,7 +90,7 @@ def test_worker_config_is_checked(tmp_path):
                                                    (129, 4, 32), (2, 2, 16)])
 def test_worker_shares_are_contiguous_balanced_and_take_the_same_number_of_steps(total, workers, batch):
     shares = [inputs.worker_rows(total, workers, k, batch) for k in range(workers)]
-    assert shares[0][0] == 0 and all(a[1] == b[0] for a, b in zip(shares, shares[1:]))
+    assert shares[0][0] == 0 and all(a[1] == b[0] for a, b in zip(shares, shares[1:], strict=False))
     sizes = [hi - lo for lo, hi in shares]
     assert max(sizes) - min(sizes) <= 1 and total - sum(sizes) < workers
     assert len({-(-s // batch) for s in sizes}) == 1
@@ -128,7 +128,7 @@ def sharded(prepared, tmp_path_factory):
     table = io.read_parquet_arrow(prepared.train)
     folder = tmp_path_factory.mktemp("sharded")
     cuts = [0, 500, 1100, table.num_rows]
-    for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
+    for i, (a, b) in enumerate(zip(cuts, cuts[1:], strict=False)):
         pq.write_table(table.slice(a, b - a), str(folder / f"part-{i:05d}.parquet"), row_group_size=97)
     return str(folder)
 
@@ -200,7 +200,9 @@ def test_two_workers_train_and_resume_after_one_is_killed(prepared, tmp_path):
     first = io.read_json(state_path)
     assert len(first["history"]) == 1 and first["snapshot"] == "epoch-0001"
     procs[1].send_signal(signal.SIGKILL)
-    # The chief loses its peer: it fails (or would wait); a launcher restarts every replica.
+    # The chief loses its peer (on its own it fails some 15 s later, when TensorFlow's coordination
+    # service notices); a launcher restarts every replica, so stop it now as a launcher would.
+    procs[0].send_signal(signal.SIGTERM)
     codes = wait_all(procs, timeout=30)
     assert codes[0] != 0 and codes[1] == -signal.SIGKILL
     assert not os.path.exists(tmp_path / "result.json") and not os.path.exists(tmp_path / "model")
