@@ -56,6 +56,7 @@ ROLE_IMPORTS = {
         "components.validate.core",
         "components.engineer.component",
         "components.engineer.core",
+        "components.ingest.bigquery",  # bq:// sources: SQL split, Storage Read API streams
         "pandas",
         "pyarrow.parquet",
         "sklearn.metrics",
@@ -66,6 +67,7 @@ ROLE_IMPORTS = {
         "gcsfs",
         "s3fs",  # s3:// and Kubeflow's minio:// pipeline root (components/_shared/object_store.py)
         "google.cloud.bigquery",
+        "google.cloud.bigquery_storage_v1",
         "db_dtypes",
         "google.cloud.secretmanager",
     ],
