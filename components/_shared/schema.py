@@ -143,11 +143,25 @@ def detect_id_column(table, label: Optional[str] = None) -> tuple[Optional[str],
         if not is_int:
             idx = np.random.default_rng(0).choice(n, min(n, 2000), replace=False)
             sample = pd.Series(col.take(pa.array(np.sort(idx))).to_pylist(), dtype=object)
-            if _looks_like_dates(sample):
-                continue
-        rule = _identifier(name, is_int, n, n, nunique, sample)
-        if rule and rule[0] == "id":
+        if is_id_candidate(name, is_int, n, nunique, sample):
             found.append((not is_int, i, name))
+    return pick_id_column(found)
+
+
+def is_id_candidate(name: str, is_int: bool, rows: int, nunique: int, sample=None) -> bool:
+    """The identifier rule of :func:`infer_kind` on one column's counts (no missing value, a name
+    that reads as an identifier's already checked); ``sample`` is a pandas Series of a text
+    column's values (dates are never identifiers). Shared by the file path and ingest's BigQuery
+    path, which computes the counts in SQL."""
+    if not is_int and _looks_like_dates(sample):
+        return False
+    rule = _identifier(name, is_int, rows, rows, nunique, sample)
+    return bool(rule and rule[0] == "id")
+
+
+def pick_id_column(found: list) -> tuple[Optional[str], Optional[str]]:
+    """Of the qualifying columns ``(is_text, position, name)``, the integer one first, then the
+    first in column order: (name, why), or (None, None)."""
     if not found:
         return None, None
     text, _, name = min(found)

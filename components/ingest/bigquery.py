@@ -138,7 +138,7 @@ def _detect_id(client, source: Source, types: dict, label: str, stats: dict, can
     """The file path's id rule (components/_shared/schema.py) on BigQuery's counts: (name, reason) or (None, None)."""
     import pandas as pd
 
-    from components._shared.schema import _identifier, _looks_like_dates
+    from components._shared.schema import is_id_candidate, pick_id_column
 
     n = stats["n_rows"]
     found = []
@@ -150,16 +150,9 @@ def _detect_id(client, source: Source, types: dict, label: str, stats: dict, can
         if not is_int:
             values = _rows(client, f"SELECT {splits.quote_column(name)} AS v FROM {source.sql} AS t LIMIT 2000")
             sample = pd.Series([r["v"] for r in values], dtype=object)
-            if _looks_like_dates(sample):
-                continue
-        rule = _identifier(name, is_int, n, n, stats[f"distinct_{i}"], sample)
-        if rule and rule[0] == "id":
+        if is_id_candidate(name, is_int, n, stats[f"distinct_{i}"], sample):
             found.append((not is_int, i, name))
-    if not found:
-        return None, None
-    text, _, name = min(found)
-    return name, ("named like an identifier, with text values almost all distinct" if text
-                  else "named like an identifier, with integer values unique per row")
+    return pick_id_column(found)
 
 
 def _choose_id(client, source, types, label, id_column, stats, candidates):
