@@ -11,6 +11,23 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
 
+@pytest.fixture(autouse=True)
+def _fresh_aiplatform_config():
+    """``aiplatform.init`` (the product calls it inside a task) sets process-wide defaults:
+    project, location, endpoint, credentials. A test that drives Vertex code against a stand-in
+    must not leave them to the next test (which would then reach for the network instead of
+    failing on missing credentials), so each test ends with aiplatform's pristine config.
+    Costs nothing when no test imported aiplatform."""
+    import sys
+
+    yield
+    initializer = sys.modules.get("google.cloud.aiplatform.initializer")
+    if initializer is not None:
+        config = initializer.global_config
+        vars(config).clear()
+        vars(config).update(vars(type(config)()))
+
+
 @pytest.fixture(scope="session")
 def churn_df():
     from pipelines.data import generate_churn
