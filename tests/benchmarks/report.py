@@ -348,7 +348,7 @@ def targets(results: dict) -> list:
     out.append(
         _target(
             "4",
-            "export (SavedModel + TFLite + parity on 100k test rows), task wall",
+            "export (SavedModel + TFLite + parity on a 20k-row test sample), task wall",
             20,
             exp_wall,
             " s",
