@@ -432,14 +432,10 @@ def _ingest(data_uri, label, train_path, eval_path, test_path, id_column, positi
                 raise DataError(f"the {name} split of {data_uri} has only one label value; use more data")
         classes = None
         if task == "multiclass":
+            from components.ingest.core import class_warnings
+
             keyed = {code: {mapping[v] for v in counts[code]["values"]} for _, code in splits.SPLITS}
-            classes = sorted(keyed[0])
-            for name, code in (("eval", 1), ("test", 2)):
-                unseen = sorted(keyed[code] - set(classes))
-                if unseen:
-                    warnings.append(f"the {name} split has label class(es) the train split lacks: "
-                                    f"{', '.join(map(repr, unseen[:5]))}")
-                    logger.warning("%s", warnings[-1])
+            classes = class_warnings(keyed, warnings)
         rows, sessions, tail = {}, {"sql": {"seconds": round(time.perf_counter() - sql_started, 3)}}, []
         for (name, code), path in zip(splits.SPLITS, (train_path, eval_path, test_path), strict=True):
             started = time.perf_counter()

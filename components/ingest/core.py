@@ -335,15 +335,7 @@ def ingest(
     if tail:
         warnings.insert(0, tail)
         logger.warning("%s", tail)
-    classes = None
-    if task == MULTICLASS:
-        classes = sorted(seen[0])
-        for name, code in (("eval", 1), ("test", 2)):
-            unseen = sorted(seen[code] - set(classes))
-            if unseen:
-                warnings.append(f"the {name} split has label class(es) the train split lacks: "
-                                f"{', '.join(map(repr, unseen[:5]))}")
-                logger.warning("%s", warnings[-1])
+    classes = class_warnings(seen, warnings) if task == MULTICLASS else None
     content_hash = digest.hexdigest()
     logger.info("ingested %s: rows %s, %s, positive label %r, hash %s", data_uri, rows, task, pos, content_hash[:12])
     return IngestResult(
@@ -369,6 +361,20 @@ def _no_rows(label: str):
     import pyarrow as pa
 
     return pa.table({label: pa.array([], type=pa.string())})
+
+
+def class_warnings(seen: dict, warnings: list) -> list:
+    """Multiclass: the train split's classes (sorted), appending a warning for each other split
+    whose classes the train split lacks. ``seen`` maps split code (0 train, 1 eval, 2 test) to a set
+    of class keys; shared by the file path and the BigQuery path."""
+    classes = sorted(seen[0])
+    for name, code in (("eval", 1), ("test", 2)):
+        unseen = sorted(set(seen[code]) - set(classes))
+        if unseen:
+            warnings.append(f"the {name} split has label class(es) the train split lacks: "
+                            f"{', '.join(map(repr, unseen[:5]))}")
+            logger.warning("%s", warnings[-1])
+    return classes
 
 
 def preflight(data_uri: str, label: str) -> None:
