@@ -11,6 +11,8 @@ the project's components run in the development virtualenv produce them.
 
 Virtualenvs are cached under ``.cache/role-venvs/<role>-<hash of lock and Python>`` (or
 ``$KFP_TF_GATE_ROLE_VENVS``); the project wheel is rebuilt and reinstalled every session.
+The tests run role by role (``conftest.py``); with ``KFP_TF_GATE_ONE_ROLE_VENV=1`` (CI) a
+role's venv is removed before the next one is built, so at most one (<= 3.6 GB) is on disk.
 Measurements (site-packages size per role; per component: run time, cold start = a fresh
 interpreter importing what the run imported, wall and CPU seconds) are written to
 ``.cache/container-contract.json`` and printed at the end of the session.
@@ -373,6 +375,7 @@ def build_role_venv(role: str) -> tuple[str, float]:
                 "install",
                 "-qq",
                 "--disable-pip-version-check",
+                "--no-cache-dir",
                 "--no-deps",
                 "--require-hashes",
                 "-r",
@@ -427,9 +430,13 @@ def report():
 def role_env(project_wheel, report, tmp_path_factory):
     """role -> path of its ready virtualenv (built once per lock, project wheel fresh per session)."""
     ready: dict[str, str] = {}
+    one_at_a_time = os.environ.get("KFP_TF_GATE_ONE_ROLE_VENV") == "1"
 
     def get(role: str) -> str:
         if role not in ready:
+            if one_at_a_time:  # conftest.py orders the tests role by role
+                for other in list(ready):
+                    shutil.rmtree(ready.pop(other), ignore_errors=True)
             venv, seconds = build_role_venv(role)
             py = os.path.join(venv, "bin", "python")
             subprocess.run(
