@@ -20,6 +20,7 @@ from components._shared.shards import (  # noqa: F401 - every reader of a split 
     ROW_GROUP_ROWS,
     SHARD_ROWS,
     ShardWriter,
+    _fs_and_path,
     iter_parquet_batches,
     parquet_files,
     parquet_num_rows,
@@ -27,28 +28,13 @@ from components._shared.shards import (  # noqa: F401 - every reader of a split 
     read_parquet_arrow,
     read_parquet_schema_names,
     sample_parquet,
+    to_pandas,
     write_parquet_shards,
 )
 
 logger = logging.getLogger(__name__)
 
 TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
-
-
-def _fs_and_path(uri: str):
-    """Return (pyarrow filesystem or None, path) for a local path or an fsspec URI."""
-    if "://" in uri and not uri.startswith("file://"):
-        try:
-            from pyarrow.fs import FSSpecHandler, PyFileSystem
-
-            from components._shared.object_store import filesystem  # also minio://, s3://
-            fs, path = filesystem(uri)
-        except ImportError as exc:  # pragma: no cover - depends on image
-            raise DataError(f"reading {uri} needs fsspec (gcsfs for gs://, s3fs for s3:// and minio://): "
-                            f"{exc}") from exc
-        return PyFileSystem(FSSpecHandler(fs)), path, fs
-    path = uri[len("file://") :] if uri.startswith("file://") else uri
-    return None, path, None
 
 
 def _format_of(name: str) -> str:
@@ -233,20 +219,6 @@ def read_arrow(uri: str, columns: Optional[list[str]] = None):
         table = table.select(columns)
     logger.info("read %s: %d rows x %d columns from %d file(s)", uri, table.num_rows, table.num_columns, len(files))
     return table
-
-
-def to_pandas(table):
-    """Arrow -> pandas with strings as categoricals (no per-row Python strings) and dates as datetime64."""
-    import pyarrow as pa
-
-    cols = []
-    for i, field in enumerate(table.schema):
-        col = table.column(i)
-        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
-            col = col.dictionary_encode()
-        cols.append(col)
-    table = pa.table(cols, names=table.column_names)
-    return table.to_pandas(split_blocks=True, self_destruct=True, date_as_object=False)
 
 
 def read_bigquery(uri: str, columns: Optional[list[str]] = None):

@@ -20,15 +20,33 @@ logger = logging.getLogger(__name__)
 
 
 def _fs_and_path(uri: str):
-    from components._shared.io import _fs_and_path as fs_and_path  # io imports this module
+    """(pyarrow filesystem or None, path, fsspec filesystem or None) for a local path or an fsspec URI."""
+    if "://" in uri and not uri.startswith("file://"):
+        try:
+            from pyarrow.fs import FSSpecHandler, PyFileSystem
 
-    return fs_and_path(uri)
+            from components._shared.object_store import filesystem  # also minio://, s3://
+            fs, path = filesystem(uri)
+        except ImportError as exc:  # pragma: no cover - depends on image
+            raise DataError(f"reading {uri} needs fsspec (gcsfs for gs://, s3fs for s3:// and minio://): "
+                            f"{exc}") from exc
+        return PyFileSystem(FSSpecHandler(fs)), path, fs
+    path = uri[len("file://") :] if uri.startswith("file://") else uri
+    return None, path, None
 
 
 def to_pandas(table):
-    from components._shared.io import to_pandas as arrow_to_pandas
+    """Arrow -> pandas with strings as categoricals (no per-row Python strings) and dates as datetime64."""
+    import pyarrow as pa
 
-    return arrow_to_pandas(table)
+    cols = []
+    for i, field in enumerate(table.schema):
+        col = table.column(i)
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            col = col.dictionary_encode()
+        cols.append(col)
+    table = pa.table(cols, names=table.column_names)
+    return table.to_pandas(split_blocks=True, self_destruct=True, date_as_object=False)
 
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
