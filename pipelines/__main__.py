@@ -187,6 +187,14 @@ def _add_compile(sub) -> None:
     p.add_argument("--kserve-memory", default="2Gi", help="memory request and limit of the predictor")
     p.add_argument("--kserve-gpu-count", type=int, default=0, help="GPUs of the predictor (nvidia.com/gpu)")
     p.add_argument("--kserve-timeout", type=float, default=600.0, help="seconds deploy waits for Ready")
+    p.add_argument("--rollout", action="store_true",
+                   help="add the rollout step after deploy (KServe on Kubeflow, the endpoint on Vertex), run when "
+                        "deploy leaves a canary; steps and thresholds are the run's rollout_* parameters")
+    p.add_argument("--rollout-prometheus-url", default="", metavar="URL",
+                   help="Kubeflow, --rollout: Prometheus the rollout checks read (http://prometheus:9090)")
+    p.add_argument("--rollout-metrics", default="", choices=("", "kserve", "tfserving", "vertex"),
+                   help="--rollout: Prometheus metric names (kserve: Knative's, the default; tfserving), or vertex: "
+                        "the Vertex endpoint's Cloud Monitoring metrics")
 
 
 def cmd_compile(args) -> int:
@@ -208,6 +216,9 @@ def cmd_compile(args) -> int:
                        train_accelerator=args.train_accelerator)
     if args.deploy_target:  # KServe deploy (Kubeflow): every --kserve-* setting
         options.update({k: getattr(args, k) for k in vars(args) if k == "deploy_target" or k.startswith("kserve_")})
+    if args.rollout or args.rollout_prometheus_url or args.rollout_metrics:  # the rollout step (CompileOptions checks)
+        options.update(rollout=args.rollout, rollout_prometheus_url=args.rollout_prometheus_url,
+                       rollout_metrics=args.rollout_metrics)
     try:
         changed = compile_all(args.out, images, check=args.check, options=options)
     except ValueError as exc:  # a bad compile option (CompileOptions says which)

@@ -11,6 +11,8 @@ from typing import Optional
 
 from components._shared import io
 from components._shared.images import DEFAULT_REGISTRY, ROLES, VERSION, Images
+from components.deploy.kserve_api import COMPILE_OPTIONS
+from pipelines import training_rollout
 from pipelines.training import CompileOptions, build_pipeline
 
 COMPILED_TARGETS = ("kubeflow", "vertex")
@@ -18,10 +20,9 @@ COMPONENTS_DIR = "components"  # under the output folder: one YAML per component
 # Stage packages, in pipeline order; each exports its components (see components/_shared/exports.py).
 STAGES = ("ingest", "validate", "engineer", "train", "evaluate", "compare", "export", "deploy", "monitor", "predict",
           "rollout")
-# Compile options that only the Kubeflow target has (Vertex AI Pipelines mount no PVCs).
-KUBEFLOW_ONLY = ("serving_pvc", "mlflow_secret", "deploy_target", "kserve_namespace", "kserve_service_account",
-                 "kserve_runtime_version", "kserve_storage_base", "kserve_name", "kserve_cpu", "kserve_memory",
-                 "kserve_gpu_count", "kserve_timeout")
+# Compile options that only the Kubeflow target has (Vertex AI Pipelines mount no PVCs; KServe and the
+# Prometheus its rollout reads live in the cluster).
+KUBEFLOW_ONLY = ("serving_pvc", "mlflow_secret", "deploy_target", *COMPILE_OPTIONS, "rollout_prometheus_url")
 # ... and those only Vertex has (a Secret Manager secret instead of a Kubernetes one).
 VERTEX_ONLY = ("vertex_mlflow_secret", "train_machine_type", "train_accelerator")
 
@@ -89,7 +90,7 @@ def compile_all(out_dir: str = "compiled", images: Optional[Images] = None, chec
     changed = []
     for target in COMPILED_TARGETS:
         only_other = VERTEX_ONLY if target == "kubeflow" else KUBEFLOW_ONLY
-        given = {k: v for k, v in (options or {}).items() if k not in only_other}
+        given = {k: v for k, v in training_rollout.options_for(target, options or {}).items() if k not in only_other}
         opts = CompileOptions(target=target, **given)
         for name, builder in _pipelines().items():
             _write_or_diff(compile_text(builder(opts), images), os.path.join(out_dir, target, f"{name}.yaml"),

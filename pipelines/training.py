@@ -1,7 +1,8 @@
 """The training pipeline: ingest (beside champion-reference) -> validate -> engineer -> train -> evaluate -> compare
 -> dsl.If(promote) -> deploy, with export (SavedModel + TFLite) beside evaluate and compare (it takes the
 binary threshold train recorded with the model) and evidently's drift report (report only) beside
-engineer and train.
+engineer and train; compiled with --rollout, the rollout step after deploy when deploy left a canary
+(pipelines/training_rollout.py).
 
 Where it runs (target, GPU, images, secrets) is fixed when the pipeline is built, by
 :class:`CompileOptions`; what changes per run is a pipeline parameter.
@@ -9,6 +10,7 @@ Where it runs (target, GPU, images, secrets) is fixed when the pipeline is built
 
 
 import dataclasses
+import inspect
 from typing import Dict, List, NamedTuple, Optional
 
 from kfp import dsl
@@ -18,12 +20,14 @@ from components._shared.images import IMAGES
 from components._shared.params import PARAMS, args_doc
 from components.compare.component import compare_models
 from components.deploy.component import deploy_model
+from components.deploy.kserve_api import COMPILE_OPTIONS, KServeConfig
 from components.engineer.component import engineer_features
 from components.evaluate.component import evaluate_model
 from components.export.component import export_model
 from components.ingest.component import ingest_data
 from components.train.component import train_model
 from components.validate.component import champion_reference, drift_report, validate_data
+from pipelines import training_rollout
 
 PIPELINE_NAME = "kfp-tf-gate-training"
 DESCRIPTION = "Train a TensorFlow binary classifier, gate it against the champion, deploy only if better."
@@ -34,6 +38,7 @@ Args:
 {args_doc()}
 """
 TARGETS = ("local", "kubeflow", "vertex")
+KSERVE_FIELDS = {f.name: f for f in dataclasses.fields(KServeConfig)}
 DEFAULT_SERVING_MOUNT = "/models"
 # The pipeline's declared outputs: compare's decision, export's artifacts, ingest's record (how rows were split).
 class PipelineOutputs(NamedTuple):
@@ -44,7 +49,18 @@ class PipelineOutputs(NamedTuple):
     ingest_info: Artifact
 
 
+def _kserve_options(cls):
+    """Give ``cls`` a ``kserve_*`` field per KServe setting a compile fixes, typed and defaulted by
+    :class:`components.deploy.kserve_api.KServeConfig` (one definition; namespace: empty = none)."""
+    for option, name in COMPILE_OPTIONS.items():
+        field = KSERVE_FIELDS[name]
+        cls.__annotations__[option] = field.type
+        setattr(cls, option, "" if field.default is dataclasses.MISSING else field.default)
+    return cls
+
+
 @dataclasses.dataclass(frozen=True)
+@_kserve_options
 class CompileOptions:
     """Build-time settings of a compiled pipeline.
 
@@ -71,14 +87,15 @@ class CompileOptions:
         deploy_target: "" (the serving base, and Vertex AI when the run names a project) or "kserve"
             (Kubeflow: deploy also creates or patches a KServe InferenceService and waits for it to be Ready;
             components/deploy/kserve.py). The kserve_* options below configure it.
-        kserve_namespace: Namespace of the InferenceService (required with deploy_target "kserve").
-        kserve_service_account / kserve_runtime_version / kserve_name: The predictor's service account (storage
-            credentials), TF Serving image tag and the InferenceService name; empty for KServe's defaults / a name
-            derived from the model name.
-        kserve_storage_base: The serving base as KServe reads it (gs://, s3://, pvc://CLAIM/path); default: the
-            serving base (gs:// or s3://), or pvc://CLAIM with --serving-pvc.
-        kserve_cpu / kserve_memory / kserve_gpu_count: Requests and limits of the predictor container.
-        kserve_timeout: Seconds deploy waits for the InferenceService to be Ready.
+        kserve_namespace, kserve_service_account, kserve_runtime_version, kserve_storage_base, kserve_name,
+            kserve_cpu, kserve_memory, kserve_gpu_count, kserve_timeout: The KServe settings, defined once by
+            components.deploy.kserve_api.KServeConfig (COMPILE_OPTIONS: option -> field; its types and
+            defaults); kserve_namespace is required with deploy_target "kserve". kserve_storage_base
+            defaults to pvc://CLAIM with serving_pvc.
+        rollout: Add the rollout step (rollout_model) after deploy, run when deploy left a canary
+            (pipelines/training_rollout.py): KServe on Kubeflow, the Vertex endpoint on Vertex.
+        rollout_prometheus_url / rollout_metrics: Its metrics source: Prometheus (Kubeflow; metric names
+            kserve, the default, or tfserving) or "vertex" (Vertex: the endpoint's Cloud Monitoring metrics).
     """
 
     target: str = "kubeflow"
@@ -94,19 +111,15 @@ class CompileOptions:
     train_machine_type: str = ""
     train_accelerator: str = ""
     deploy_target: str = ""
-    kserve_namespace: str = ""
-    kserve_service_account: str = ""
-    kserve_runtime_version: str = ""
-    kserve_storage_base: str = ""
-    kserve_name: str = ""
-    kserve_cpu: str = "1"
-    kserve_memory: str = "2Gi"
-    kserve_gpu_count: int = 0
-    kserve_timeout: float = 600.0
+    # kserve_* fields: added by _kserve_options, from components.deploy.kserve_api (KServeConfig).
+    rollout: bool = False
+    rollout_prometheus_url: str = ""
+    rollout_metrics: str = ""
 
     def __post_init__(self):
         self._check_train_workers()
         self._check_kserve()
+        training_rollout.check(self)
         if self.target not in TARGETS:
             raise ValueError(f"unknown target {self.target!r}; expected one of {TARGETS}")
         if self.serving_pvc and self.target == "vertex":
@@ -154,7 +167,7 @@ class CompileOptions:
 
     def _check_kserve(self) -> None:
         kserve_set = [f.name for f in dataclasses.fields(self)
-                      if f.name.startswith("kserve_") and getattr(self, f.name) != f.default]
+                      if f.name in COMPILE_OPTIONS and getattr(self, f.name) != f.default]
         if self.deploy_target not in ("", "kserve"):
             raise ValueError(f"--deploy-target is '' (the serving base) or kserve, got {self.deploy_target!r}")
         if self.deploy_target != "kserve":
@@ -175,16 +188,12 @@ class CompileOptions:
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
 
-    def kserve_config(self):
-        """The KServe settings deploy reads from KFP_TF_GATE_KSERVE (components.deploy.kserve.KServeConfig)."""
-        from components.deploy.kserve import KServeConfig
-
+    def kserve_config(self) -> KServeConfig:
+        """The KServe settings deploy reads from KFP_TF_GATE_KSERVE (the kserve_* options)."""
+        given = {name: getattr(self, option) for option, name in COMPILE_OPTIONS.items()}
         claim = self.serving_pvc.partition(":")[0]
-        return KServeConfig(namespace=self.kserve_namespace, service_account=self.kserve_service_account,
-                            runtime_version=self.kserve_runtime_version, name=self.kserve_name,
-                            storage_base=self.kserve_storage_base or (f"pvc://{claim}" if claim else ""),
-                            cpu=self.kserve_cpu, memory=self.kserve_memory, gpu_count=self.kserve_gpu_count,
-                            timeout_s=float(self.kserve_timeout))
+        given["storage_base"] = given["storage_base"] or (f"pvc://{claim}" if claim else "")
+        return KServeConfig(**{**given, "timeout_s": float(given["timeout_s"])})
 
     @property
     def cluster(self) -> bool:
@@ -318,6 +327,7 @@ def build_pipeline(opts: Optional[CompileOptions] = None):
         vertex_endpoint: str = PARAMS.vertex_endpoint,
         canary_traffic_percent: int = PARAMS.canary_traffic_percent,
         model_card: str = PARAMS.model_card,
+        *rollout_args,  # compile --rollout: the rollout step's parameters (training_rollout.parameters)
     ) -> PipelineOutputs:
         ingest_task = ingest_data(data_uri=data_uri, label=label, id_column=id_column,
                                   positive_label=positive_label, eval_fraction=PARAMS.eval_fraction,
@@ -421,6 +431,14 @@ def build_pipeline(opts: Optional[CompileOptions] = None):
                 from kfp import kubernetes
 
                 kubernetes.mount_pvc(deploy_task, pvc_name=serving_claim, mount_path=serving_mount)
+            if opts.rollout:  # after deploy, when it left a canary (training_rollout)
+                run = dict(model_name=model_name, mlflow_tracking_uri=mlflow_tracking_uri,
+                           require_approval=require_approval, canary_traffic_percent=canary_traffic_percent,
+                           vertex_project=vertex_project, vertex_location=vertex_location,
+                           vertex_endpoint=vertex_endpoint)
+                settings = {p.name[len(training_rollout.PREFIX):]: value
+                            for p, value in zip(rollout_params, rollout_args, strict=True)}
+                _secrets(training_rollout.add_rollout_task(opts, deploy_task, run, settings, retry), opts)
 
         # What a run's summary is made of (see pipelines/local.py: summary_from_outputs). Deploy runs
         # inside dsl.If, so its result is not an output: it is read from the registry deploy writes.
@@ -429,5 +447,11 @@ def build_pipeline(opts: Optional[CompileOptions] = None):
                                export_metrics=export_task.outputs["metrics"],
                                ingest_info=ingest_task.outputs["ingest_info"])
 
-    training_pipeline.__doc__ = _DOC
+    training_pipeline.__doc__ = _DOC + training_rollout.args_doc(opts)
+    # KFP reads the pipeline's parameters from its signature and passes them positionally: the rollout
+    # step's come after the others, into *rollout_args.
+    rollout_params = training_rollout.parameters(opts)
+    own = inspect.signature(training_pipeline)
+    training_pipeline.__signature__ = own.replace(parameters=[
+        p for p in own.parameters.values() if p.kind != p.VAR_POSITIONAL] + rollout_params)
     return dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION)(training_pipeline)

@@ -30,7 +30,6 @@ pod's service account needs a Role allowing ``get``, ``create``, ``patch`` and `
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import logging
 import re
@@ -38,7 +37,17 @@ from typing import Optional
 
 from components._shared.errors import ConfigError, DeployError, RolloutError
 from components._shared.traffic import TrafficState
-from components.deploy.kserve_api import GROUP, KIND, PLURAL, VERSION, condition, wait_ready  # noqa: F401 (re-exported)
+from components.deploy.kserve_api import (  # noqa: F401 (re-exported: the settings and the API's names)
+    COMPILE_OPTIONS,
+    ENV,
+    GROUP,
+    KIND,
+    PLURAL,
+    VERSION,
+    KServeConfig,
+    condition,
+    wait_ready,
+)
 from components.deploy.kserve_api import call as _call
 from components.deploy.kserve_api import custom_objects as _api
 from components.deploy.kserve_api import get as _get
@@ -47,7 +56,6 @@ from components.deploy.kserve_api import patch as _patch
 logger = logging.getLogger(__name__)
 
 STORAGE_DIR = ".kserve"
-ENV = "KFP_TF_GATE_KSERVE"  # JSON of KServeConfig, set on the deploy task by `compile --deploy-target kserve`
 # What this deploy recorded on the InferenceService (set only together with a new storageUri, since
 # KServe copies annotations into the revision template and any change there starts a new revision).
 A_VERSION = "kfp-tf-gate.io/version"  # registry version the spec's storageUri holds
@@ -59,59 +67,6 @@ OWNED = ("storageUri", "runtimeVersion", "resources")  # of spec.predictor.tenso
 FRAMEWORKS = ("tensorflow", "model", "sklearn", "xgboost", "pytorch", "triton", "onnx", "pmml", "lightgbm",
               "paddle", "huggingface", "containers")
 NAME_RE = re.compile(r"[a-z]([-a-z0-9]{0,43}[a-z0-9])?")
-
-
-@dataclasses.dataclass
-class KServeConfig:
-    """Where and how a version is served by KServe.
-
-    Attributes:
-        namespace: Kubernetes namespace of the InferenceService (the Kubeflow profile's).
-        service_account: Service account of the predictor pods (credentials for ``storageUri``:
-            GCS/S3 secrets as KServe documents); empty for the namespace's default.
-        runtime_version: TF Serving image tag of the predictor (e.g. ``2.14.1``); empty for the
-            cluster's ServingRuntime default.
-        storage_base: The serving base as KServe's storage initializer reads it (``gs://``,
-            ``s3://``, ``pvc://CLAIM/path``); empty: the serving base itself (must be gs:// or s3://).
-        cpu / memory: Requests and limits of the predictor container.
-        gpu_count: GPUs (limit of ``gpu_resource``) of the predictor container; 0 for none.
-        gpu_resource: The extended resource name of a GPU.
-        canary_traffic_percent: Share of traffic a new version gets, 1..100 (100 = full rollout).
-        name: InferenceService name; empty: derived from the model name.
-        timeout_s / poll_s: How long to wait for ``Ready``, and how often to look.
-        api_client: A ``kubernetes.client.ApiClient``; None: in-cluster config, else the kubeconfig.
-    """
-
-    namespace: str
-    service_account: str = ""
-    runtime_version: str = ""
-    storage_base: str = ""
-    cpu: str = "1"
-    memory: str = "2Gi"
-    gpu_count: int = 0
-    gpu_resource: str = "nvidia.com/gpu"
-    canary_traffic_percent: int = 100
-    name: str = ""
-    timeout_s: float = 600.0
-    poll_s: float = 5.0
-    api_client: Optional[object] = dataclasses.field(default=None, repr=False, compare=False)
-
-    def to_json(self) -> str:
-        """The settings a compiled pipeline carries (no client, no canary share: that is a run parameter)."""
-        return json.dumps({f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                           if f.name not in ("api_client", "canary_traffic_percent")}, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str, canary_traffic_percent: int = 100) -> KServeConfig:
-        try:
-            data = json.loads(text)
-            known = {f.name for f in dataclasses.fields(cls)}
-            unknown = sorted(set(data) - known)
-            if unknown:
-                raise ConfigError(f"unknown KServe settings {unknown} in {ENV}")
-            return cls(**data, canary_traffic_percent=canary_traffic_percent)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"{ENV} is not a JSON object of KServe settings: {exc}") from exc
 
 
 def config_from_env(environ: dict, canary_traffic_percent: int = 100) -> Optional[KServeConfig]:

@@ -3,7 +3,7 @@
 from typing import Optional
 
 from kfp import dsl
-from kfp.dsl import Artifact, Metrics, Output
+from kfp.dsl import Artifact, Input, Metrics, Output
 
 from components._shared.images import IMAGES
 
@@ -36,6 +36,7 @@ def rollout_model(
     vertex_project: str = "",
     vertex_location: str = "us-central1",
     vertex_endpoint: str = "",
+    deployment: Input[Artifact] = None,
 ) -> str:
     """Move live traffic to the canary step by step, checking canary vs stable on Prometheus metrics
     before each next step; a failed check rolls traffic back to stable, tags the registry version
@@ -74,6 +75,8 @@ def rollout_model(
         vertex_project: Google Cloud project (target vertex).
         vertex_location: Vertex AI region.
         vertex_endpoint: Endpoint display name (target vertex).
+        deployment: Deploy's record (the training pipeline's step, `compile --rollout`): the version
+            rolled out when ``version`` is empty (target vertex: the Vertex model version id it uploaded).
     """
     import logging
 
@@ -83,6 +86,10 @@ def rollout_model(
     from components.rollout.run import ROLLED_BACK, rollout
 
     logging.basicConfig(level=logging.INFO)
+    if deployment is not None and not version:  # after deploy in the training pipeline: the version it deployed
+        record = io.read_json(deployment.path)
+        version = str((record.get("extra", {}).get("vertex") or {}).get("version", "") if target == "vertex"
+                      else record.get("version", ""))
     with fail_fast(attempt_marker(report.uri)):  # a bad setting repeats at once; a rollback is final
         result = rollout(
             model_name, target, prometheus_url, steps, interval, step_timeout, window,
