@@ -44,6 +44,10 @@ INGEST_FILE = "ingest.json"
 CARD_FILE = "model_card.md"
 # Rows of the train split kept as the reference sample later runs and the monitor compare with.
 REFERENCE_ROWS = 20_000
+# Where a version's split rule (components._shared.split.rule_of) is recorded: a version tag, train's
+# lineage tag on the version's training run, and ingest's record in reports/ingest.json.
+SPLIT_RULE_TAG = "split_rule"
+LINEAGE_SPLIT_RULE_TAG = "lineage.split_rule"
 
 
 def stage_artifacts(dest: str, model_dir: str, saved_model_dir: str, schema: dict, train_data_path: str,
@@ -115,6 +119,26 @@ class Champion:
         schema, sample = os.path.join(local, SCHEMA_FILE), os.path.join(local, REFERENCE_FILE)
         return ChampionData(local, schema if os.path.exists(schema) else None,
                             sample if os.path.exists(sample) else None)
+
+    def split_rule(self, dest: str) -> Optional[str]:
+        """The split rule of the data the version was trained on, or None when none was recorded
+        (a version trained before split rules were named).
+
+        The version's tag, else its training run's lineage tag (train sets it; a version registered
+        from that run has the run's id), else ``reports/ingest.json`` (downloaded to ``dest``).
+        """
+        rule = self.tags.get(SPLIT_RULE_TAG)
+        if not rule and self.ref.run_id:
+            try:
+                rule = self.client.get_run(self.ref.run_id).data.tags.get(LINEAGE_SPLIT_RULE_TAG)
+            except Exception as exc:  # the run was deleted: the reports may still say
+                logger.warning("cannot read run %s of %s v%s: %s", self.ref.run_id, self.name, self.version, exc)
+        if not rule:
+            try:
+                rule = io.read_json(os.path.join(self.download(REPORTS, dest), INGEST_FILE)).get("split_rule")
+            except (DataError, OSError, ValueError):  # no reports (an older version): nothing recorded
+                rule = None
+        return rule or None
 
     def evaluation(self, dest: str) -> dict:
         """The version's evaluation at training time (``reports/evaluation.json``)."""

@@ -18,6 +18,12 @@ and date ids is BigQuery's ``CAST(id AS STRING)``; a missing id is the empty str
 Without an id column, rows are split by position with a seeded uniform draw; :class:`Splitter`
 continues the same random stream from batch to batch, so how the rows are batched does not change
 the split.
+
+Each rule has a name (:data:`RULE`, :data:`POSITION_RULE`, :data:`ROW_HASH_RULE`); :func:`rule_of`
+gives the one a run used, with what it depends on (the id column, or the seed). Ingest records it
+(``split_rule`` in ``ingest_info``), train in the model's lineage, and compare warns when the champion
+was trained on splits made by another rule: then some of today's test rows may be rows it trained on.
+A change to how a rule assigns rows must come with a new name.
 """
 
 from __future__ import annotations
@@ -29,6 +35,21 @@ from components._shared.errors import DataError
 BUCKETS = 1_000_000  # a row's bucket is in [0, BUCKETS); fractions are honoured to 1e-6
 HEX_DIGITS = 15  # 60 bits of the SHA-256 digest: the largest whole number of hex digits a positive INT64 holds
 SPLITS = (("train", 0), ("eval", 1), ("test", 2))  # split name and its code in an assignment array
+# The split rules by name; a new version of a rule gets a new name (v1 of the id rule hashed otherwise).
+RULE = "sha256-id-v2"  # by id: SHA-256 of the id's text, 15 hex digits, mod BUCKETS (files and BigQuery alike)
+POSITION_RULE = "seeded-position-v1"  # files without an id: numpy default_rng(seed) draws by row position
+ROW_HASH_RULE = "sha256-row-json-v1"  # bq:// without an id: the id rule applied to TO_JSON_STRING(row)
+
+
+def rule_of(id_column: Optional[str], seed: int, bigquery: bool = False) -> str:
+    """The split rule a run used, as ingest records it: the rule's name and what the assignment depends on.
+
+    Two runs with the same value put a row with the same values in the same split (given the same
+    fractions); e.g. ``sha256-id-v2:id=customer_id`` or ``seeded-position-v1:seed=42``.
+    """
+    if id_column:
+        return f"{RULE}:id={id_column}"
+    return ROW_HASH_RULE if bigquery else f"{POSITION_RULE}:seed={int(seed)}"
 
 
 def check_fractions(eval_fraction: float, test_fraction: float) -> None:

@@ -36,6 +36,9 @@ def compare_models(
     task apply.
     First, what TF Serving serves as "stable" must be that champion, byte for byte, and must load
     and answer its warm-up requests; otherwise the task fails with one sentence and decides nothing.
+    When the champion was trained on splits made by another split rule than this test split's (or
+    none was recorded), a warning among the reasons says its score may be optimistic; the decision
+    itself is unchanged.
 
     Args:
         model_name: Registered model whose champion is the baseline.
@@ -56,6 +59,7 @@ def compare_models(
     from components._shared import io
     from components._shared.champion import find_champion
     from components._shared.errors import attempt_marker, fail_fast
+    from components._shared.lineage import note_champion_split_rule
     from components._shared.served_check import check_served_champion
     from components.compare.core import Gates, compare, decision_markdown
 
@@ -70,10 +74,15 @@ def compare_models(
                                       min_r2, max_rmse),
                     champion_dir=champ.model_dir(tempfile.mkdtemp(prefix="champion-")) if champ else None,
                     champion_version=version, n_boot=bootstrap_samples)
+        # Said, not decided: a comparison that favours the champion only makes promotion harder.
+        split_warning = note_champion_split_rule(d, champ, test_data.metadata.get("split_rule"),
+                                                 tempfile.mkdtemp(prefix="champion-reports-"))
     io.write_json(d.to_dict(), decision.path)
     with open(decision_report.path, "w") as fh:
         fh.write(decision_markdown(d))
     decision.metadata.update({"promote": d.promote, "champion_version": version or ""})
+    if split_warning:
+        decision.metadata["warnings"] = [split_warning]
     run_id = model.metadata.get("mlflow_run_id") or ""
     if mlflow_tracking_uri and run_id:  # evaluation and decision as metrics of the training run
         from components._shared import registry

@@ -49,10 +49,11 @@ def ingest_data(
                     min_rows=min_rows, task=task)
     write_json(result.to_dict(), ingest_info.path)
     for art, split in ((train_data, "train"), (eval_data, "eval"), (test_data, "test")):
-        art.metadata.update({"rows": result.rows[split], "content_hash": result.content_hash, "source_uri": data_uri})
+        art.metadata.update({"rows": result.rows[split], "content_hash": result.content_hash, "source_uri": data_uri,
+                             "split_rule": result.split_rule})
     ingest_info.metadata.update({"content_hash": result.content_hash, "positive_label": result.positive_label or "",
                                  "task": result.task,
                                  "id_column": result.id_column or "", "id_column_source": result.id_column_source or "",
-                                 "split": result.split, "warnings": result.warnings})
+                                 "split": result.split, "split_rule": result.split_rule, "warnings": result.warnings})
     for split, n in result.rows.items():
         metrics.log_metric(f"{split}_rows", n)

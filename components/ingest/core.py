@@ -39,6 +39,7 @@ class IngestResult:
     id_column: Optional[str] = None  # the column the split is hashed on
     id_column_source: Optional[str] = None  # "given" | "detected" | None (split by row position)
     split: str = ""  # how rows were assigned to splits, in a sentence
+    split_rule: str = ""  # the split rule's name and its id column or seed (components._shared.split.rule_of)
     warnings: list = dataclasses.field(default_factory=list)
     task: str = BINARY
     task_reason: str = ""  # how the task was decided, in a sentence
@@ -241,17 +242,20 @@ def ingest(
         DataError: Missing file or label column, empty table, unusable label, an empty split.
     """
     if data_uri.startswith("bq://"):  # BigQuery splits and counts in SQL; rows stream out (ingest/bigquery.py)
+        from components._shared.split import rule_of
         from components.ingest.bigquery import ingest_bigquery
 
-        return ingest_bigquery(data_uri, label, train_path, eval_path, test_path, id_column=id_column,
-                               positive_label=positive_label, eval_fraction=eval_fraction,
-                               test_fraction=test_fraction, seed=seed, min_rows=min_rows, task=task)
+        result = ingest_bigquery(data_uri, label, train_path, eval_path, test_path, id_column=id_column,
+                                 positive_label=positive_label, eval_fraction=eval_fraction,
+                                 test_fraction=test_fraction, seed=seed, min_rows=min_rows, task=task)
+        result.split_rule = rule_of(result.id_column, seed, bigquery=True)
+        return result
     import contextlib
 
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from components._shared.split import SPLITS, Splitter, check_fractions
+    from components._shared.split import SPLITS, Splitter, check_fractions, rule_of
 
     if not label:
         raise DataError("no label column was given (set --label)")
@@ -350,6 +354,7 @@ def ingest(
         id_column=id_column,
         id_column_source=id_source,
         split=how,
+        split_rule=rule_of(id_column, seed),
         warnings=warnings,
         task=task,
         task_reason=task_reason,

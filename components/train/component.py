@@ -76,7 +76,7 @@ def train_model(
         result = train(train_data.path, eval_data.path, spec, model.path, config, checkpoint_dir=ckpt,
                        mlflow_tracking_uri=mlflow_tracking_uri, model_name=model_name,
                        lineage={"pipeline_run": pipeline_run, "data_hash": info["content_hash"],
-                                "data_uri": info["source_uri"]})
+                                "data_uri": info["source_uri"], "split_rule": info.get("split_rule") or ""})
     model.metadata.update({"framework": "keras", "device": result.device, "epochs_run": result.epochs_run,
                            "mlflow_run_id": result.mlflow_run_id or "",
                            "mlflow_model_uri": result.mlflow_model_uri or ""})
@@ -175,7 +175,7 @@ def train_model_multiworker(
                   "model_dir": job_dir + "/model", "checkpoint_dir": ckpt, "result_path": job_dir + "/result.json",
                   "mlflow_tracking_uri": mlflow_tracking_uri, "model_name": model_name,
                   "lineage": {"pipeline_run": pipeline_run, "data_hash": info["content_hash"],
-                              "data_uri": info["source_uri"]},
+                              "data_uri": info["source_uri"], "split_rule": info.get("split_rule") or ""},
                   "config": {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                              "hidden_units": int_list(hidden_units, "hidden_units"), "dropout": dropout,
                              "early_stopping_patience": early_stopping_patience, "class_weight": class_weight,

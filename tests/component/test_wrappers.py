@@ -119,6 +119,7 @@ def test_ingest_data_writes_splits_info_and_metrics(data_stage):
         "id_column": "customer_id",
         "id_column_source": "given",
         "split": "by a hash of the given id column 'customer_id'",
+        "split_rule": "sha256-id-v2:id=customer_id",
         "warnings": [],
     }
     assert (info["id_column"], info["id_column_source"], info["warnings"]) == ("customer_id", "given", [])
@@ -434,6 +435,11 @@ def test_train_evaluate_export_compare_deploy_chain(data_stage, tracking_uri, tm
     assert promote is False and dec["champion_version"] == "1"
     assert dec["comparison"]["auc_diff"] == 0.0
     assert any(r.startswith("does not beat the champion (version 1)") for r in dec["reasons"])
+    assert not any("another rule" in r for r in dec["reasons"])  # trained on splits of the same rule
+    from components._shared.champion import LINEAGE_SPLIT_RULE_TAG, find_champion
+
+    champ = find_champion(tracking_uri, MODEL)  # the rule is train's lineage tag on the version's training run
+    assert champ.client.get_run(champ.ref.run_id).data.tags[LINEAGE_SPLIT_RULE_TAG] == "sha256-id-v2:id=customer_id"
 
     # A corrupted served champion: compare decides nothing, one sentence says what is wrong.
     pb = serving / MODEL / "1" / "saved_model.pb"
