@@ -16,13 +16,24 @@ replica:
   workerpool1 ``worker`` (then ``ps``, ``evaluator``); a TFJob's replica types in lower case, Chief
   first. That is what MultiWorkerMirroredStrategy reads on the cluster.
 
-A job succeeds when every replica exits 0 and fails as soon as one does not (the others are
-killed, as a failed replica fails the job); cancel and delete kill its replicas. Each replica's
-output goes to ``<run>/tasks/<job>.<type>-<index>.log``; :meth:`JobService.facts` lists the jobs
-with their replicas, TF_CONFIG, exit codes and seconds.
+A job succeeds when every replica exits 0. A replica that ends otherwise restarts the job's
+replicas, as the platform would, while restarts remain: a Vertex job submitted with
+``scheduling.restartJobOnWorkerRestart`` restarts on a replica killed by a signal (preemption,
+the OOM killer: Vertex's non-permanent errors, up to 5 restarts) and fails on an exit status (a
+permanent error); a TFJob whose replicas have ``restartPolicy: OnFailure`` restarts on any failure
+up to ``runPolicy.backoffLimit``. Every replica restarts (with a new TF_CONFIG on new ports):
+MultiWorkerMirroredStrategy cannot take one replica back into a running group, so on the cluster the
+survivors fail too and every replica resumes from the checkpoints. Otherwise the job fails (the
+others are killed). Cancel and delete kill its replicas. With ``preempt``, the last replica of the
+first job is SIGKILLed once, as soon as the chief prints ``Epoch 2/N`` (the first epoch's
+checkpoint is written): ``rehearse --preempt train`` on a multi-worker train task.
+
+Each replica's output goes to ``<run>/tasks/<job>.<type>-<index>.log`` (``.restart<k>.log`` after a
+restart); :meth:`JobService.facts` lists the jobs with their replicas, TF_CONFIG, exit codes,
+seconds and restarts.
 
 Not emulated, and said so in the facts: machine types, accelerators and GPU collectives (NCCL),
-networking between hosts, the operator's ``restartPolicy`` (a failed replica fails the job here).
+networking between hosts, restarting one replica alone.
 """
 
 from __future__ import annotations
@@ -46,7 +57,10 @@ from pipelines.rehearsal.services import free_port
 
 VERTEX_POOL_TYPES = ("chief", "worker", "ps", "evaluator")  # workerpool0..3, as Vertex names them in TF_CONFIG
 TFJOB_ORDER = ("Chief", "Master", "Worker", "PS", "Evaluator")
-NOT_EMULATED = "machine types, accelerators, GPU collectives (NCCL), networking between hosts, restartPolicy"
+NOT_EMULATED = ("machine types, accelerators, GPU collectives (NCCL), networking between hosts, "
+                "restarting one replica alone")
+VERTEX_RESTARTS = 5  # Vertex restarts a worker up to 5 times on non-permanent errors
+EPOCH_LINE = re.compile(r"^\s*Epoch (\d+)/(\d+)\s*$", re.MULTILINE)  # as pipelines/rehearsal/launcher.py
 PROJECT = "rehearsal"  # the project a Vertex task finds when vertex_project is empty (CLOUD_ML_PROJECT_ID)
 
 
@@ -57,26 +71,40 @@ class _Error(Exception):
 
 
 class _Job:
-    """One job's replica processes; ``state`` is PENDING, RUNNING, SUCCEEDED, FAILED or CANCELLED."""
+    """One job's replica processes; ``state`` is PENDING, RUNNING, SUCCEEDED, FAILED or CANCELLED.
 
-    def __init__(self, name: str, replicas: list, logs_dir: str, base_env: dict):
+    ``restart_on(code)`` says whether a replica's exit code restarts the job (``max_restarts`` times
+    at most); ``preempt`` kills the last replica once when the chief starts its second epoch."""
+
+    def __init__(self, name: str, replicas: list, logs_dir: str, base_env: dict,
+                 restart_on=lambda code: False, max_restarts: int = 0, preempt: bool = False):
         self.name, self.replicas, self.logs_dir, self.base_env = name, replicas, logs_dir, base_env
+        self.restart_on, self.max_restarts, self.preempt = restart_on, max_restarts, preempt
         self.state, self.message = "PENDING", ""
         self.procs: list = []
-        self.record: dict = {"job": name, "replicas": [], "not_emulated": NOT_EMULATED}
+        self.sandboxes: list = []
+        self.record: dict = {"job": name, "replicas": [], "restarts": [], "not_emulated": NOT_EMULATED}
         self._lock = threading.Lock()
 
     def start(self) -> None:
+        self._launch()
+        self.state = "RUNNING"
+        threading.Thread(target=self._wait, args=(time.monotonic(),), name=f"job-{self.name}", daemon=True).start()
+
+    def _launch(self) -> None:
+        """Start every replica (again, after a restart: new ports, new sandboxes, new logs)."""
+        attempt = len(self.record["restarts"])
         ports = [free_port() for _ in self.replicas]
         cluster: dict = {}
         for (kind, _, _), port in zip(self.replicas, ports, strict=True):
             cluster.setdefault(kind, []).append(f"127.0.0.1:{port}")
-        started = time.monotonic()
         counters: dict = {}
+        procs, records = [], []
         for kind, command, env in self.replicas:
             index = counters[kind] = counters.get(kind, -1) + 1
             tf_config = {"cluster": cluster, "task": {"type": kind, "index": index}}
             sandbox = tempfile.mkdtemp(prefix=f"kfp-rehearsal-{_safe(self.name)[-24:]}-{kind}{index}-")
+            self.sandboxes.append(sandbox)
             for sub in ("work", "home", "tmp"):
                 os.makedirs(os.path.join(sandbox, sub))
             full_env = {"PATH": os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"]),
@@ -84,36 +112,78 @@ class _Job:
                         "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1", **self.base_env, **env,
                         "TF_CONFIG": json.dumps(tf_config)}
             argv = [sys.executable if i == 0 and c in ("python", "python3") else c for i, c in enumerate(command)]
-            log = os.path.join(self.logs_dir, f"{_safe(self.name)}.{kind}-{index}.log")
+            suffix = f".restart{attempt}" if attempt else ""
+            log = os.path.join(self.logs_dir, f"{_safe(self.name)}.{kind}-{index}{suffix}.log")
             with open(log, "w") as fh:
                 proc = subprocess.Popen(argv, cwd=os.path.join(sandbox, "work"), env=full_env, stdout=fh,
                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-            self.procs.append((proc, sandbox))
-            self.record["replicas"].append({"type": kind, "index": index, "command": command, "log": log,
-                                            "tf_config": tf_config, "env": sorted(env)})
-        self.state = "RUNNING"
-        threading.Thread(target=self._wait, args=(started,), name=f"job-{self.name}", daemon=True).start()
+            procs.append(proc)
+            records.append({"type": kind, "index": index, "command": command, "log": log,
+                            "tf_config": tf_config, "env": sorted(env)})
+        self.procs, self.record["replicas"] = procs, records
 
     def _wait(self, started: float) -> None:
-        pending = list(enumerate(self.procs))
-        while pending:
-            for item in list(pending):
-                i, (proc, _) = item
-                code = proc.poll()
-                if code is None:
-                    continue
-                pending.remove(item)
-                self.record["replicas"][i]["exit_code"] = code
-                if code != 0 and self.state == "RUNNING":
-                    replica = self.record["replicas"][i]
-                    self._end("FAILED", f"replica {replica['type']}-{replica['index']} exited with status {code} "
-                                        f"(log: {replica['log']})")
-            time.sleep(0.2)
+        while True:
+            failed = self._wait_attempt()
+            if failed is None or self.state != "RUNNING":
+                break
+            replica, code = failed
+            why = f"replica {replica['type']}-{replica['index']} exited with status {code} (log: {replica['log']})"
+            if len(self.record["restarts"]) < self.max_restarts and self.restart_on(code):
+                self.kill()
+                for proc in self.procs:
+                    proc.wait()
+                for r, proc in zip(self.record["replicas"], self.procs, strict=True):
+                    r.setdefault("exit_code", proc.returncode)
+                self.record["restarts"].append({"reason": why, "replicas": self.record["replicas"]})
+                self._launch()
+                continue
+            self._end("FAILED", why)
+            break
+        for r, proc in zip(self.record["replicas"], self.procs, strict=True):
+            if "exit_code" not in r:
+                proc.wait()
+                r["exit_code"] = proc.returncode
         if self.state == "RUNNING":
             self._end("SUCCEEDED", "")
         self.record["seconds"] = round(time.monotonic() - started, 2)
-        for _, sandbox in self.procs:
+        for sandbox in self.sandboxes:
             shutil.rmtree(sandbox, ignore_errors=True)
+
+    def _wait_attempt(self):
+        """Until every replica of this attempt exits 0 (None) or one does not: (its record, its code)."""
+        pending = list(range(len(self.procs)))
+        while pending:
+            if self.preempt:
+                self._maybe_preempt()
+            for i in list(pending):
+                code = self.procs[i].poll()
+                if code is None:
+                    continue
+                pending.remove(i)
+                self.record["replicas"][i]["exit_code"] = code
+                if code != 0:
+                    return self.record["replicas"][i], code
+            if self.state != "RUNNING":
+                return None
+            time.sleep(0.2)
+        return None
+
+    def _maybe_preempt(self) -> None:
+        chief = self.record["replicas"][0]
+        try:
+            with open(chief["log"]) as fh:
+                text = fh.read()
+        except OSError:
+            return
+        if any(int(m.group(1)) >= 2 for m in EPOCH_LINE.finditer(text)):
+            self.preempt = False
+            victim = self.record["replicas"][-1]
+            victim["killed"] = "preempted (SIGKILL) when the chief started epoch 2"
+            try:
+                os.killpg(self.procs[-1].pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def _end(self, state: str, message: str) -> None:
         with self._lock:
@@ -125,7 +195,7 @@ class _Job:
             self.kill()
 
     def kill(self) -> None:
-        for proc, _ in self.procs:
+        for proc in self.procs:
             if proc.poll() is None:
                 try:
                     os.killpg(proc.pid, signal.SIGKILL)
@@ -143,8 +213,10 @@ def _safe(name: str) -> str:
 class JobService:
     """Vertex AI customJobs and Kubernetes tfjobs on 127.0.0.1:<port>, jobs run as local processes."""
 
-    def __init__(self, logs_dir: str, base_env: dict, secrets_dir: str):
+    def __init__(self, logs_dir: str, base_env: dict, secrets_dir: str, preempt: bool = False):
+        """``preempt``: kill a replica of the first job once, at the chief's second epoch (see the module)."""
         self.logs_dir, self.base_env, self.secrets_dir = logs_dir, dict(base_env), secrets_dir
+        self.preempt = preempt
         self.jobs: dict = {}  # name -> (_Job, resource json)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -253,11 +325,12 @@ class JobService:
             raise _Error(404, f"{name} not found", "NotFound")
         return found[0]
 
-    def _start(self, name: str, replicas: list, resource: dict) -> _Job:
-        job = _Job(name, replicas, self.logs_dir, self.base_env)
+    def _start(self, name: str, replicas: list, resource: dict, restart_on, max_restarts: int) -> _Job:
         with self._lock:
             if name in self.jobs:
                 raise _Error(409, f"{name} already exists", "AlreadyExists")
+            job = _Job(name, replicas, self.logs_dir, self.base_env, restart_on, max_restarts,
+                       preempt=self.preempt and not self.jobs)
             self.jobs[name] = (job, resource)
         job.start()
         return job
@@ -274,7 +347,10 @@ class JobService:
             command = list(container.get("command") or []) + list(container.get("args") or [])
             replicas += [(kind, command, env)] * int(pool.get("replicaCount") or 0)
         name = f"{parent}/customJobs/{next(self._ids)}"
-        self._start(name, replicas, {**body, "name": name})
+        restarts = (body.get("jobSpec") or {}).get("scheduling", {}).get("restartJobOnWorkerRestart")
+        # Vertex: a replica killed by a signal is a non-permanent error; an exit status a permanent one.
+        self._start(name, replicas, {**body, "name": name}, restart_on=lambda code: code < 0,
+                    max_restarts=VERTEX_RESTARTS if restarts else 0)
         return self._custom_job(name)
 
     def _custom_job(self, name: str) -> dict:
@@ -290,15 +366,18 @@ class JobService:
         specs = (body.get("spec") or {}).get("tfReplicaSpecs") or {}
         if not meta.get("name") or not specs:
             raise _Error(422, "a TFJob needs metadata.name and spec.tfReplicaSpecs", "Invalid")
-        replicas = []
+        replicas, on_failure = [], True
         for kind in sorted(specs, key=lambda k: TFJOB_ORDER.index(k) if k in TFJOB_ORDER else 99):
+            on_failure &= specs[kind].get("restartPolicy") in ("OnFailure", "Always")
             spec = specs[kind]
             container = ((spec.get("template") or {}).get("spec") or {}).get("containers", [{}])[0]
             command = list(container.get("command") or []) + list(container.get("args") or [])
             replicas += [(kind.lower(), command, self._container_env(container))] * int(spec.get("replicas") or 1)
         key = f"{namespace}/{meta['name']}"
         resource = {**body, "metadata": {**meta, "namespace": namespace}}
-        self._start(key, replicas, resource)
+        backoff = int(((body.get("spec") or {}).get("runPolicy") or {}).get("backoffLimit") or 0)
+        self._start(key, replicas, resource, restart_on=lambda code: code != 0,
+                    max_restarts=backoff if on_failure else 0)
         return self._tfjob(key)
 
     def _container_env(self, container: dict) -> dict:

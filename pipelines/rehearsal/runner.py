@@ -168,8 +168,10 @@ def _job_service(stack: contextlib.ExitStack, ctx: Context):
         return None
     from pipelines.rehearsal.jobs import JobService
 
+    # --preempt train on a multi-worker train task kills one of its replicas (the job restarts them all).
+    preempt = bool(ctx.preempt & {"train", "train-model", "train-model-multiworker"})
     service = stack.enter_context(JobService(ctx.logs_dir, {"STORAGE_EMULATOR_HOST": ctx.store.url},
-                                             os.path.join(ctx.rehearsal_dir, "secrets")))
+                                             os.path.join(ctx.rehearsal_dir, "secrets"), preempt=preempt))
     ctx.extra_env.update(service.env())
     return service
 
@@ -239,7 +241,8 @@ def rehearse(
     Args:
         services: Running stand-ins to use (tests share one set); by default they are started
             under ``<runs_dir>/rehearsal`` and stopped at the end.
-        preempt: Task names (``train`` or ``train-model``) whose first attempt is killed mid-epoch.
+        preempt: Task names (``train`` or ``train-model``) whose first attempt is killed mid-epoch; on a
+            multi-worker train task, one replica of its job is killed instead (``jobs``).
         backoff_scale: Factor on retry back-offs (1.0: as the compiled retryPolicy says).
         progress_fd: Print a line per step as it ends on this file descriptor (1 or 2); None: none.
 

@@ -136,14 +136,15 @@ def test_kubeflow_rehearsal_twice_on_one_runs_dir(tmp_path, small_csv, services_
 @pytest.mark.slow
 def test_vertex_rehearsal(tmp_path, small_csv, services_open, base_params):
     # The Vertex file with train compiled for two workers (--train-workers 2), every other task as in the
-    # committed file: train runs as a CustomJob of two replicas (one rehearsal run covers both).
+    # committed file: train runs as a CustomJob of two replicas (one rehearsal run covers both), and one
+    # replica is preempted at the second epoch: the job restarts both and they resume.
     from tests.rehearsal.test_rehearse_multiworker import check_two_workers, multiworker_variant
 
     summary = rehearse("vertex", small_csv, "churned", runs_dir=str(tmp_path / "runs"), model_name="reh-vertex",
                        params=base_params, services=services_open,
-                       pipeline_file=multiworker_variant(tmp_path),
+                       pipeline_file=multiworker_variant(tmp_path), preempt={"train"},
                        backoff_scale=0.0, keep_sandboxes=True)
-    check_two_workers(summary)
+    check_two_workers(summary, preempted=True)
     assert CONTRACT_KEYS <= set(summary)
     assert summary["target"] == "vertex" and summary["challenger"]["auc"] > 0.5
     try:

@@ -20,15 +20,35 @@ REPORT = ("import json, os, sys; path = sys.argv[sys.argv.index('--config') + 1]
           "sys.exit(int(os.environ.get('EXIT', '0')) if t['type'] == 'worker' else 0)")
 
 
-@pytest.fixture
-def jobs(tmp_path, monkeypatch):
+# A replica that trains "two epochs": the chief prints Keras's epoch lines; on its first run every replica
+# then waits (a preemption or a restart ends it), on a restarted run it exits 0 at once.
+EPOCHS = ("import json, os, sys, time; path = sys.argv[sys.argv.index('--config') + 1]; "
+          "t = json.loads(os.environ['TF_CONFIG'])['task']; mark = f\"{path}.{t['type']}{t['index']}.ran\"; "
+          "first = not os.path.exists(mark); open(mark, 'a').write('x'); "
+          "t['type'] == 'chief' and print('Epoch 1/2', 'Epoch 2/2', sep='\\n', flush=True); "
+          "first and time.sleep(120)")
+
+
+def _service(tmp_path, monkeypatch, preempt=False):
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     (secrets / "mlflow-credentials.json").write_text(json.dumps({"MLFLOW_TRACKING_PASSWORD": "s3cret"}))
-    with JobService(str(tmp_path / "logs"), {"STORAGE_EMULATOR_HOST": "http://127.0.0.1:1"}, str(secrets)) as service:
+    service = JobService(str(tmp_path / "logs"), {"STORAGE_EMULATOR_HOST": "http://127.0.0.1:1"}, str(secrets),
+                         preempt=preempt)
+    with service:
         for name, value in service.env().items():
             monkeypatch.setenv(name, value)
         yield service
+
+
+@pytest.fixture
+def jobs(tmp_path, monkeypatch):
+    yield from _service(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def preempting_jobs(tmp_path, monkeypatch):
+    yield from _service(tmp_path, monkeypatch, preempt=True)
 
 
 def _reports(prefix: str) -> dict:
@@ -72,6 +92,37 @@ def test_failed_replica_fails_the_job(jobs, tmp_path):
     with pytest.raises(ModelError, match=r"ended FAILED: replica worker-0 exited with status 3 \(log: "):
         launch.run_vertex_job(replicas, launch.VertexPlace("rehearsal", "us-central1", "j", "gs://r/x"),
                               poll_seconds=0.05)
+    # An exit status is a permanent error on Vertex: no restart, although the job asks for them.
+    [fact] = jobs.facts()
+    assert fact["restarts"] == [] and fact["state"] == "FAILED"
+
+
+def test_preempted_replica_restarts_every_replica_of_a_vertex_job(preempting_jobs, tmp_path):
+    prefix = str(tmp_path / "config.json")
+    replicas = launch.Replicas(workers=2, image="trainer:1", config_uri=prefix, entry=("python", "-c", EPOCHS))
+    launch.run_vertex_job(replicas, launch.VertexPlace("rehearsal", "us-central1", "j", "gs://r/x"),
+                          poll_seconds=0.05)
+    [fact] = preempting_jobs.facts()
+    assert fact["state"] == "SUCCEEDED" and len(fact["restarts"]) == 1
+    [restart] = fact["restarts"]
+    assert restart["reason"].startswith("replica worker-0 exited with status -9")
+    killed = restart["replicas"][1]
+    assert killed["killed"].startswith("preempted (SIGKILL)") and killed["exit_code"] == -9
+    assert [r["exit_code"] for r in fact["replicas"]] == [0, 0]  # both ran again and finished
+    assert all(r["log"].endswith(".restart1.log") for r in fact["replicas"])
+    ports = {a for r in restart["replicas"] for a in r["tf_config"]["cluster"]["worker"]}
+    assert ports.isdisjoint(fact["replicas"][1]["tf_config"]["cluster"]["worker"])  # a new TF_CONFIG
+    assert open(f"{prefix}.worker0.ran").read() == "xx"  # the worker started twice
+
+
+def test_tfjob_on_failure_restarts_up_to_its_backoff_limit(jobs, tmp_path):
+    prefix = str(tmp_path / "config.json")
+    replicas = launch.Replicas(workers=2, image="trainer:1", config_uri=prefix, entry=("python", "-c", REPORT),
+                               env={"EXIT": "3"})
+    with pytest.raises(ModelError, match=r"replica worker-0 exited with status 3"):
+        launch.run_tfjob(replicas, "train-fails", "kubeflow", poll_seconds=0.05)
+    [fact] = jobs.facts()
+    assert fact["state"] == "FAILED" and len(fact["restarts"]) == 3  # runPolicy.backoffLimit
 
 
 def test_tfjob_runs_chief_and_workers_with_secret_references(jobs, tmp_path):
@@ -111,11 +162,20 @@ def multiworker_variant(folder) -> str:
     return path
 
 
-def check_two_workers(summary: dict) -> None:
-    """Train ran as a job of two replica processes (chief, worker), both trained, the chief's model came back."""
+def check_two_workers(summary: dict, preempted: bool = False) -> None:
+    """Train ran as a job of two replica processes (chief, worker), both trained, the chief's model came back.
+    ``preempted``: the worker was killed at the chief's second epoch, the job restarted both replicas and
+    they resumed from the first epoch's checkpoint (the restarted chief trains epoch 2 only)."""
     facts = summary["rehearsal"]
     [job] = facts["jobs"]
     assert job["state"] == "SUCCEEDED", job
+    if preempted:
+        [restart] = job["restarts"]
+        assert restart["replicas"][1]["killed"].startswith("preempted"), restart
+        epochs = [line.split()[1] for line in open(job["replicas"][0]["log"]) if line.startswith("Epoch ")]
+        assert epochs == ["2/2"], f"the restarted chief trained epochs {epochs}: no resume"
+    else:
+        assert job["restarts"] == []
     assert [r["type"] for r in job["replicas"]] == ["chief", "worker"]
     assert [r["exit_code"] for r in job["replicas"]] == [0, 0]
     for replica in job["replicas"]:
