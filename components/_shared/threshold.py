@@ -25,18 +25,16 @@ RULE = "max F1 on the eval split"
 def choose_threshold(model_dir: str, eval_path: str, spec: Optional[dict] = None) -> tuple[float, int]:
     """(threshold, eval rows): the F1-maximising threshold of the saved model on the eval split
     (0.5 when the split is empty or holds one class)."""
-    from components._shared.labels import labels
     from components._shared.metrics import best_threshold
-    from components._shared.model import SPEC_FILE, load_scorer
-    from components._shared.scoring import as_task_output
-    from components._shared.transform import encode
+    from components._shared.model import SPEC_FILE
+    from components._shared.scoring import score_split, scorer
 
     spec = spec or io.read_json(os.path.join(model_dir, SPEC_FILE))
-    ev = io.read_parquet(eval_path, columns=[f["name"] for f in spec["numeric"] + spec["categorical"]] + [spec["label"]])
-    if not len(ev):
+    if not io.parquet_num_rows(eval_path):
         return 0.5, 0
-    p_eval = as_task_output(load_scorer(model_dir)(encode(ev, spec)), spec)
-    return best_threshold(labels(ev, spec), p_eval), len(ev)
+    # Batch by batch: only labels and scores of the eval split are held.
+    scored = score_split(eval_path, spec, {"model": scorer(model_dir, spec)})
+    return best_threshold(scored.labels, scored.outputs["model"]), scored.rows
 
 
 def record_threshold(model_dir: str, eval_path: str, spec: dict) -> Optional[float]:

@@ -23,9 +23,8 @@ import logging
 import math
 from typing import Optional
 
-from components._shared import io, scoring
+from components._shared import scoring
 from components._shared.errors import ModelError
-from components._shared.labels import labels
 from components._shared.params import PARAMS
 from components._shared.task import BINARY, MULTICLASS, TASKS, task_of
 from components._shared.values import gate
@@ -308,6 +307,28 @@ def compare_with_champion(
     Args:
         spec: The challenger's transform spec (its task and classes); binary when None.
     """
+    task = task_of(spec).name
+    if champion_scorer is None:
+        return decide(challenger_metrics, gates, task=task)
+    try:
+        p_champion = champion_scorer(test_df)
+    except Exception as exc:  # a champion that cannot score today's data must not be replaced blindly
+        return _unscorable(challenger_metrics, gates, champion_version, exc, task)
+    return decide_with_champion(challenger_metrics, y_test, p_challenger, p_champion, gates, champion_version,
+                                threshold, n_boot, spec)
+
+
+def _unscorable(challenger_metrics: dict, gates: Gates, champion_version: Optional[str], exc: Exception,
+                task: str) -> Decision:
+    logger.warning("champion %s could not be re-scored: %s", champion_version, exc)
+    return decide(challenger_metrics, gates, champion_version=champion_version, champion_error=str(exc), task=task)
+
+
+def decide_with_champion(challenger_metrics: dict, y_test, p_challenger, p_champion, gates: Gates,
+                         champion_version: Optional[str] = None, threshold: float = 0.5,
+                         n_boot: int = PARAMS.bootstrap_samples, spec: Optional[dict] = None) -> Decision:
+    """The champion's metrics and the paired bootstrap from both models' outputs on the same rows
+    (in the same order), then :func:`decide`."""
     from components._shared.metrics import (
         binary_metrics,
         bootstrap_auc_diff,
@@ -317,13 +338,6 @@ def compare_with_champion(
     )
 
     task = task_of(spec).name
-    if champion_scorer is None:
-        return decide(challenger_metrics, gates, task=task)
-    try:
-        p_champion = champion_scorer(test_df)
-    except Exception as exc:  # a champion that cannot score today's data must not be replaced blindly
-        logger.warning("champion %s could not be re-scored: %s", champion_version, exc)
-        return decide(challenger_metrics, gates, champion_version=champion_version, champion_error=str(exc), task=task)
     if task == BINARY:
         champion = binary_metrics(y_test, p_champion, threshold)
         comparison = bootstrap_auc_diff(y_test, p_challenger, p_champion, n_boot=n_boot)
@@ -344,10 +358,14 @@ def champion_scorer(model_dir: str, spec: Optional[dict] = None):
     A folder without a model fails when called, so :func:`compare_with_champion` reports it as
     a reason (and blocks promotion) instead of failing the run.
     """
+    loaded = []  # the champion's model, loaded once however many batches it scores
+
     def scorer(df):
         if not scoring.has_model(model_dir):
             raise ModelError(f"champion artifacts at {model_dir} hold no model.keras")
-        out = scoring.score(model_dir, df)
+        if not loaded:
+            loaded.append(scoring.scorer(model_dir))
+        out = loaded[0](df)
         if task_of(spec).name == MULTICLASS:
             return _align_classes(out, scoring.model_spec(model_dir).get("classes") or [], spec["classes"])
         return out
@@ -404,8 +422,18 @@ def compare(
         why = incomparable_champion(spec, champion_dir, champion_version)
         if why:
             return decide(metrics, gates, champion_version=champion_version, task=task, incomparable=why)
-    test = io.read_parquet(test_path)
-    p_new = scoring.score(model_dir, test, spec)
-    scorer = champion_scorer(champion_dir, spec) if champion_dir else None
-    return compare_with_champion(metrics, labels(test, spec), p_new, test, gates, scorer,
-                                 champion_version, threshold=evaluation["threshold"], n_boot=n_boot, spec=spec)
+    if not champion_dir:  # the gates alone decide: the test split need not be scored again
+        return decide(metrics, gates, task=task)
+    # Both models score the test split batch by batch, on the same rows in the same order: only the
+    # features they need and the label are read, and only labels and both outputs are kept.
+    try:
+        extra = scoring.feature_columns(scoring.model_spec(champion_dir))
+    except Exception:  # no readable spec: the champion's scorer reports the problem
+        extra = []
+    scored = scoring.score_split(test_path, spec, {"challenger": scoring.scorer(model_dir, spec),
+                                                   "champion": champion_scorer(champion_dir, spec)},
+                                 extra_columns=extra, tolerate=("champion",))
+    if "champion" in scored.errors:
+        return _unscorable(metrics, gates, champion_version, scored.errors["champion"], task)
+    return decide_with_champion(metrics, scored.labels, scored.outputs["challenger"], scored.outputs["champion"],
+                                gates, champion_version, threshold=evaluation["threshold"], n_boot=n_boot, spec=spec)

@@ -17,7 +17,6 @@ import os
 from typing import Optional
 
 from components._shared import io
-from components._shared.labels import labels
 from components._shared.metrics import (
     best_threshold,
     binary_metrics,
@@ -26,12 +25,11 @@ from components._shared.metrics import (
     roc_points,
     slice_metrics,
 )
-from components._shared.model import SPEC_FILE, load_scorer
+from components._shared.model import SPEC_FILE
 from components._shared.params import PARAMS
-from components._shared.scoring import as_task_output
+from components._shared.scoring import score_split, scorer
 from components._shared.task import BINARY, MULTICLASS, REGRESSION, task_of
 from components._shared.threshold import choose_threshold, read_threshold
-from components._shared.transform import encode
 
 logger = logging.getLogger(__name__)
 
@@ -115,16 +113,17 @@ def evaluate(model_dir: str, test_path: str, eval_path: str, slice_columns: Opti
     without one, trained before train recorded it, gets it chosen here on ``eval_path`` by the
     same rule, :func:`components._shared.threshold.choose_threshold`)."""
     spec = io.read_json(os.path.join(model_dir, SPEC_FILE))
-    scorer = load_scorer(model_dir)
-    test = io.read_parquet(test_path)
-    p_test = as_task_output(scorer(encode(test, spec)), spec)
+    # Batch by batch: only features, label and slice columns are read, and only labels, scores and
+    # slice values are kept, never the whole test split.
+    scored = score_split(test_path, spec, {"model": scorer(model_dir, spec)},
+                         keep=list(slice_columns or []) or [f["name"] for f in spec["categorical"]])
     threshold = None
     if task_of(spec).name == BINARY:
         threshold = read_threshold(model_dir)
         if threshold is None:
             logger.warning("%s records no decision threshold: choosing it on the eval split", model_dir)
             threshold, _ = choose_threshold(model_dir, eval_path, spec)
-    result = evaluate_predictions(labels(test, spec), p_test, None, None, test, spec,
+    result = evaluate_predictions(scored.labels, scored.outputs["model"], None, None, scored.kept, spec,
                                   slice_columns, min_slice_rows, threshold=threshold)
     logger.info("test metrics: %s", {k: round(v, 4) for k, v in result.metrics.items() if isinstance(v, float)})
     return result

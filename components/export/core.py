@@ -282,10 +282,9 @@ def export(
                              f"written by train): retrain it, or pass the threshold")
     core = load_core_model(model_dir)
     columns = [f["name"] for f in spec["numeric"] + spec["categorical"]]
-    test = io.read_parquet(test_path, columns=columns)
-    test_rows = len(test)
-    if len(test) > parity_rows:
-        test = test.sample(parity_rows, random_state=0)
+    # The seeded sample is read one row group at a time (all rows when fewer): never the whole split.
+    test_rows = io.parquet_num_rows(test_path)
+    test = io.sample_parquet(test_path, parity_rows, seed=0, columns=columns)
 
     # SavedModel, written to a temporary sibling and renamed into place; loaded once, as TF Serving
     # would, for the warm-up replay and the parity checks below.
