@@ -2,8 +2,6 @@
 conditions that deploy left a canary, with its inputs; refusals in one sentence; nothing in a default
 compile; the KServe settings defined once (components/deploy/kserve_api.py) for compile and deploy."""
 
-from __future__ import annotations
-
 import ast
 import dataclasses
 import inspect
@@ -11,6 +9,10 @@ import os
 
 import pytest
 import yaml
+from kfp import dsl
+from kfp.dsl import Artifact, Output
+
+from components._shared.images import IMAGES
 
 from components.deploy.kserve_api import COMPILE_OPTIONS, KServeConfig
 from components.rollout.component import rollout_model
@@ -180,3 +182,88 @@ def test_kserve_settings_have_one_definition():
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
         a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert "components.deploy.kserve" not in imported
+
+
+# --------------------------------------------------------------------------- the step, run by kfp.local
+
+
+@dsl.component(base_image=IMAGES.deploy, install_kfp_package=False)
+def record_deployment(version: str, deployment: Output[Artifact]):
+    """Stands in for deploy_model (TensorFlow, MLflow, a serving base): writes the record it writes."""
+    import json
+
+    with open(deployment.path, "w") as fh:
+        json.dump({"model_name": "churn-model", "version": version, "alias": "champion", "extra": {
+            "kserve": {"action": "patched", "version": version, "canary_traffic_percent": 10}}}, fh)
+
+
+@pytest.mark.parametrize("scenario, require_approval", [("slow", False), ("healthy", False), ("slow", True)])
+def test_the_step_walks_or_rolls_back_the_kserve_canary_and_a_rollback_fails_with_its_sentence(
+        tmp_path, monkeypatch, capfd, scenario, require_approval):
+    """The step as the Kubeflow compile wires it (training_rollout.add_rollout_task, the same code), run by
+    kfp.local: the real rollout_model in a subprocess against the Kubernetes API stand-in (through a
+    kubeconfig) and the Prometheus stand-in replaying a recorded canary (slow: rolled back; healthy:
+    promoted). With require_approval the condition keeps it from running."""
+    pytest.importorskip("kubernetes")
+    import time
+
+    from kfp import local
+
+    from components.deploy import kserve
+    from pipelines import training_rollout
+    from tests.fakes.k8s_api_server import ISVC_PLURAL, KSERVE_GROUP, K8sApiServer, kserve_controller
+    from tests.fakes.prometheus_server import PrometheusServer, load
+
+    # the recording has TF Serving's metric names (the series a label-routed canary and stable export)
+    opts = CompileOptions(deploy_target="kserve", kserve_namespace="team-a", rollout=True,
+                          rollout_prometheus_url="http://placeholder", rollout_metrics="tfserving")
+    data = os.path.join(ROOT, "tests", "unit", "data", "rollout")
+    with K8sApiServer() as k8s, PrometheusServer(load(os.path.join(data, f"{scenario}.json")),
+                                                 shift=time.time() - (1764590400 + 1200)) as prom:
+        k8s.controller = kserve_controller()
+        k8s.on_write(KSERVE_GROUP, ISVC_PLURAL, k8s.controller)
+        cfg = dict(namespace="team-a", api_client=k8s.api_client(), timeout_s=5, poll_s=0.02)
+        kserve.apply(kserve.KServeConfig(**cfg), "churn-model", "gs://b/.kserve/churn-model/1", 1)
+        kserve.apply(kserve.KServeConfig(**cfg, canary_traffic_percent=10), "churn-model",
+                     "gs://b/.kserve/churn-model/2", 2)
+        (tmp_path / "kubeconfig").write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "c",
+            "clusters": [{"name": "stand-in", "cluster": {"server": k8s.url}}],
+            "users": [{"name": "u", "user": {}}],
+            "contexts": [{"name": "c", "context": {"cluster": "stand-in", "user": "u"}}]}))
+        monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        opts = dataclasses.replace(opts, rollout_prometheus_url=prom.url)
+
+        @dsl.pipeline
+        def after_deploy(require_approval: bool, canary_traffic_percent: int = 10):
+            deploy_task = record_deployment(version="2")
+            run = dict(model_name="churn-model", mlflow_tracking_uri="", require_approval=require_approval,
+                       canary_traffic_percent=canary_traffic_percent, vertex_project="", vertex_location="",
+                       vertex_endpoint="")
+            training_rollout.add_rollout_task(opts, deploy_task, run, {"interval": "0s", "window": "600s"},
+                                              dict(num_retries=0))
+
+        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"),
+                   raise_on_error=True)
+        writes_before = len(k8s.writes(ISVC_PLURAL))
+        if require_approval:
+            after_deploy(require_approval=True)
+            assert len(k8s.writes(ISVC_PLURAL)) == writes_before  # the rollout did not run
+            assert "rollout-model" not in capfd.readouterr().err
+            return
+        if scenario == "healthy":
+            after_deploy(require_approval=False)
+        else:
+            with pytest.raises(RuntimeError, match="rollout-model"):
+                after_deploy(require_approval=False)
+        obj = k8s.get(KSERVE_GROUP, ISVC_PLURAL, "team-a", "churn-model")
+    logs = capfd.readouterr()
+    text = logs.out + logs.err
+    assert "rollout of churn-model version 2 on kserve" in text  # the version read from deploy's record
+    if scenario == "healthy":  # 10 -> 50 -> 100: the canary's revision takes all traffic
+        assert "canaryTrafficPercent" not in obj["spec"]["predictor"] and "100 %: promoted" in text
+        return
+    # the task fails with the rollout's one sentence: what a paged user sees
+    assert "RolloutError: canary failed its check at 10 %: p99 latency" in text
+    assert obj["spec"]["predictor"]["canaryTrafficPercent"] == 0  # traffic back on stable
