@@ -13,7 +13,6 @@ from kfp import dsl
 from kfp.dsl import Artifact, Output
 
 from components._shared.images import IMAGES
-
 from components.deploy.kserve_api import COMPILE_OPTIONS, KServeConfig
 from components.rollout.component import rollout_model
 from pipelines.__main__ import main
@@ -211,7 +210,12 @@ def test_the_step_walks_or_rolls_back_the_kserve_canary_and_a_rollback_fails_wit
 
     from components.deploy import kserve
     from pipelines import training_rollout
-    from tests.fakes.k8s_api_server import ISVC_PLURAL, KSERVE_GROUP, K8sApiServer, kserve_controller
+    from tests.fakes.k8s_api_server import (
+        ISVC_PLURAL,
+        KSERVE_GROUP,
+        K8sApiServer,
+        kserve_controller,
+    )
     from tests.fakes.prometheus_server import PrometheusServer, load
 
     # the recording has TF Serving's metric names (the series a label-routed canary and stable export)
