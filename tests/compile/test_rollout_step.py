@@ -10,7 +10,7 @@ import os
 import pytest
 import yaml
 from kfp import dsl
-from kfp.dsl import Artifact, Output
+from kfp.dsl import Artifact, Metrics, Output
 
 from components._shared.images import IMAGES
 from components.deploy.kserve_api import COMPILE_OPTIONS, KServeConfig
@@ -271,3 +271,22 @@ def test_the_step_walks_or_rolls_back_the_kserve_canary_and_a_rollback_fails_wit
     # the task fails with the rollout's one sentence: what a paged user sees
     assert "RolloutError: canary failed its check at 10 %: p99 latency" in text
     assert obj["spec"]["predictor"]["canaryTrafficPercent"] == 0  # traffic back on stable
+
+
+@pytest.mark.parametrize("record, message", [
+    ({"version": "7", "extra": {}}, "the vertex rollout target needs version"),  # an MLflow number is no Vertex id
+    ({"version": "7", "extra": {"vertex": {"version": "3"}}}, "Vertex endpoint metrics have no score distribution"),
+])
+def test_on_vertex_the_step_rolls_out_the_vertex_version_deploy_uploaded(tmp_path, record, message):
+    """rollout_model's own body (python_func) reads deploy's record: on Vertex the version it uploaded
+    (found: the rollout gets past the target to its next check; missing: refused), before any request."""
+    from components._shared import io
+    from components._shared.errors import ConfigError
+
+    deployment = Artifact(uri=str(tmp_path / "deployment"))
+    io.write_json(record, deployment.path)
+    report, metrics = Artifact(uri=str(tmp_path / "report")), Metrics(uri=str(tmp_path / "metrics"))
+    with pytest.raises(ConfigError, match=f"^{message}"):
+        rollout_model.python_func(report=report, metrics=metrics, model_name="churn-model", prometheus_url="",
+                                  mlflow_tracking_uri="", target="vertex", metrics_flavor="vertex",
+                                  vertex_project="p", vertex_endpoint="e", deployment=deployment)
