@@ -120,7 +120,9 @@ def score_split(path: str, spec: dict, scorers: dict, keep: Optional[list] = Non
         batch_rows: Rows scored at a time (a multiple of 8192); ``SCORE_ROWS`` when None.
     """
     import numpy as np
+    import pandas as pd
     import pyarrow as pa
+    from pandas.api.types import union_categoricals
 
     from components._shared.errors import DataError
     from components._shared.labels import labels
@@ -147,13 +149,16 @@ def score_split(path: str, spec: dict, scorers: dict, keep: Optional[list] = Non
                 logger.warning("%s could not score %s: %s", name, path, exc)
                 errors[name] = exc
         ys.append(labels(df, spec))
-        for c in kept_names:  # strings dictionary-encoded: a few bytes a row, not a Python str each
-            col = table.column(c).combine_chunks()
-            is_str = pa.types.is_string(col.type) or pa.types.is_large_string(col.type)
-            kept_chunks[c].append(col.dictionary_encode() if is_str else col)
+        for c in kept_names:  # text as the batch's categorical (a byte or two a row), other types as read
+            kept_chunks[c].append(df[c] if isinstance(df[c].dtype, pd.CategoricalDtype)
+                                  else table.column(c).combine_chunks())
         rows += len(df)
     outputs = {name: np.concatenate(p) for name, p in parts.items() if name not in errors}
-    kept = io.to_pandas(pa.table({c: pa.chunked_array(ch, type=ch[0].type) for c, ch in kept_chunks.items()}))
+    kept = pd.DataFrame(index=pd.RangeIndex(rows))
+    for c, ch in kept_chunks.items():  # typed as read_parquet types the whole column (an int with nulls: float64)
+        kept[c] = (union_categoricals(ch, ignore_order=True) if isinstance(ch[0], pd.Series)
+                   else io.to_pandas(pa.table({c: pa.chunked_array(ch)}))[c])
+        ch.clear()
     return ScoredSplit(np.concatenate(ys), outputs, errors, kept, rows)
 
 
