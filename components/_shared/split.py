@@ -41,15 +41,18 @@ POSITION_RULE = "seeded-position-v1"  # files without an id: numpy default_rng(s
 ROW_HASH_RULE = "sha256-row-json-v1"  # bq:// without an id: the id rule applied to TO_JSON_STRING(row)
 
 
-def rule_of(id_column: Optional[str], seed: int, bigquery: bool = False) -> str:
+def rule_of(id_column: Optional[str], seed: int, *, eval_fraction: float, test_fraction: float,
+            bigquery: bool = False) -> str:
     """The split rule a run used, as ingest records it: the rule's name and what the assignment depends on.
 
-    Two runs with the same value put a row with the same values in the same split (given the same
-    fractions); e.g. ``sha256-id-v2:id=customer_id`` or ``seeded-position-v1:seed=42``.
+    Two runs with the same value put a row with the same values in the same split; e.g.
+    ``sha256-id-v2:id=customer_id,eval=0.15,test=0.15`` or ``seeded-position-v1:seed=42,eval=0.15,test=0.15``
+    (other fractions move the buckets' cuts, so rows can change splits under the same hash).
     """
+    fractions = f"eval={float(eval_fraction):g},test={float(test_fraction):g}"
     if id_column:
-        return f"{RULE}:id={id_column}"
-    return ROW_HASH_RULE if bigquery else f"{POSITION_RULE}:seed={int(seed)}"
+        return f"{RULE}:id={id_column},{fractions}"
+    return f"{ROW_HASH_RULE}:{fractions}" if bigquery else f"{POSITION_RULE}:seed={int(seed)},{fractions}"
 
 
 def check_fractions(eval_fraction: float, test_fraction: float) -> None:

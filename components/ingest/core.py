@@ -248,7 +248,8 @@ def ingest(
         result = ingest_bigquery(data_uri, label, train_path, eval_path, test_path, id_column=id_column,
                                  positive_label=positive_label, eval_fraction=eval_fraction,
                                  test_fraction=test_fraction, seed=seed, min_rows=min_rows, task=task)
-        result.split_rule = rule_of(result.id_column, seed, bigquery=True)
+        result.split_rule = rule_of(result.id_column, seed, eval_fraction=eval_fraction,
+                                    test_fraction=test_fraction, bigquery=True)
         return result
     import contextlib
 
@@ -354,7 +355,7 @@ def ingest(
         id_column=id_column,
         id_column_source=id_source,
         split=how,
-        split_rule=rule_of(id_column, seed),
+        split_rule=rule_of(id_column, seed, eval_fraction=eval_fraction, test_fraction=test_fraction),
         warnings=warnings,
         task=task,
         task_reason=task_reason,

@@ -119,7 +119,7 @@ def test_ingest_data_writes_splits_info_and_metrics(data_stage):
         "id_column": "customer_id",
         "id_column_source": "given",
         "split": "by a hash of the given id column 'customer_id'",
-        "split_rule": "sha256-id-v2:id=customer_id",
+        "split_rule": "sha256-id-v2:id=customer_id,eval=0.1,test=0.2",
         "warnings": [],
     }
     assert (info["id_column"], info["id_column_source"], info["warnings"]) == ("customer_id", "given", [])
@@ -439,7 +439,7 @@ def test_train_evaluate_export_compare_deploy_chain(data_stage, tracking_uri, tm
     from components._shared.champion import LINEAGE_SPLIT_RULE_TAG, find_champion
 
     champ = find_champion(tracking_uri, MODEL)  # the rule is train's lineage tag on the version's training run
-    assert champ.client.get_run(champ.ref.run_id).data.tags[LINEAGE_SPLIT_RULE_TAG] == "sha256-id-v2:id=customer_id"
+    assert champ.client.get_run(champ.ref.run_id).data.tags[LINEAGE_SPLIT_RULE_TAG] == "sha256-id-v2:id=customer_id,eval=0.1,test=0.2"
 
     # A corrupted served champion: compare decides nothing, one sentence says what is wrong.
     pb = serving / MODEL / "1" / "saved_model.pb"

@@ -9,14 +9,18 @@ from components._shared import champion, io, lineage, split
 from components.compare.core import Gates, decide, decision_markdown
 
 MODEL = "test-model"
-TODAY = split.rule_of("customer_id", seed=42)
+FRACTIONS = {"eval_fraction": 0.1, "test_fraction": 0.2}  # ingest's defaults
+TODAY = split.rule_of("customer_id", seed=42, **FRACTIONS)
 
 
 def test_rule_names_what_the_assignment_depends_on():
-    assert TODAY == "sha256-id-v2:id=customer_id"
-    assert split.rule_of(None, 42) == "seeded-position-v1:seed=42" != split.rule_of(None, 7)
-    assert split.rule_of(None, 42, bigquery=True) == split.ROW_HASH_RULE
-    assert split.rule_of("customer_id", 7, bigquery=True) == TODAY  # BigQuery's SQL is the same rule
+    assert TODAY == "sha256-id-v2:id=customer_id,eval=0.1,test=0.2"
+    assert split.rule_of(None, 42, **FRACTIONS) == "seeded-position-v1:seed=42,eval=0.1,test=0.2" \
+        != split.rule_of(None, 7, **FRACTIONS)
+    assert split.rule_of(None, 42, bigquery=True, **FRACTIONS) == split.ROW_HASH_RULE + ":eval=0.1,test=0.2"
+    assert split.rule_of("customer_id", 7, bigquery=True, **FRACTIONS) == TODAY  # BigQuery's SQL is the same rule
+    # other fractions move the cuts between splits: rows can change splits under the same hash
+    assert split.rule_of("customer_id", 42, eval_fraction=0.1, test_fraction=0.3) != TODAY
 
 
 def test_ingest_records_the_rule(tmp_path, churn_csv):
@@ -26,7 +30,7 @@ def test_ingest_records_the_rule(tmp_path, churn_csv):
     by_id = ingest(churn_csv, "churned", *paths, id_column="customer_id", seed=3)
     assert by_id.split_rule == TODAY and by_id.to_dict()["split_rule"] == TODAY
     by_row = ingest(churn_csv, "churned", *[p + "-row" for p in paths], id_column="none", seed=3)
-    assert by_row.split_rule == "seeded-position-v1:seed=3"
+    assert by_row.split_rule == "seeded-position-v1:seed=3,eval=0.1,test=0.2"
 
 
 def _register(tracking_uri, tmp_path, *, version_tags=None, run_tags=None, ingest_info=None):
