@@ -16,6 +16,7 @@ of one row count and format in which the earlier steps have run:
 
     python -m tests.benchmarks.memory --rows 1000000 10000000 50000000 --steps ingest
     python -m tests.benchmarks.memory --rows 100000 --formats csv --out /tmp/mem   # a quick look
+    python -m tests.benchmarks.memory --scoring --rows 1000000 4000000   # evaluate, batches vs whole split
 
 Writes ``<out>/memory.json`` (merged with earlier runs in the same folder) and prints a table.
 """
@@ -207,6 +208,54 @@ STEPS: dict[str, Callable] = {"ingest": step_ingest, "validate": step_validate, 
                               "engineer": step_engineer}  # in pipeline order; each needs the ones before
 
 
+# --------------------------------------------------------------------------- scoring steps
+
+# evaluate's scoring (components._shared.scoring.score_split) against the whole-split path it replaced
+# (every column in one DataFrame), each in a fresh process.
+SCORING_CODE = {
+    "evaluate": "from components.evaluate.core import evaluate\nev = evaluate(M, T, T)",
+    "evaluate (whole split)": (
+        "from components._shared import io, scoring\nfrom components._shared.labels import labels\n"
+        "from components._shared.model import load_scorer\nfrom components._shared.threshold import read_threshold\n"
+        "from components._shared.transform import encode\nfrom components.evaluate.core import evaluate_predictions\n"
+        "spec = scoring.model_spec(M)\ndf = io.read_parquet(T)\n"
+        "p = scoring.as_task_output(load_scorer(M)(encode(df, spec)), spec)\n"
+        "ev = evaluate_predictions(labels(df, spec), p, None, None, df, spec, threshold=read_threshold(M))"),
+}
+
+
+def scoring_memory(rows_list: list, out: str) -> list:
+    """Peak RSS of evaluate on a test split of each row count: a small model (20,000 churn rows,
+    one epoch) and its test split repeated to the row count as 1M-row shards (made once in ``out``)."""
+    from components._shared import io
+    from pipelines.data import generate_churn
+    from tests.stage_helpers import prepare, train_small
+
+    model = os.path.join(out, "model")
+    if not os.path.exists(os.path.join(model, "model.keras")):
+        train_small(prepare(generate_churn(20_000, seed=5), os.path.join(out, "small")), model, epochs=1)
+    test = io.read_parquet_arrow(os.path.join(out, "small", "test.parquet"))
+    results = []
+    for rows in rows_list:
+        path = os.path.join(out, f"test-{rows}")
+        if not os.path.isdir(path):
+            with io.ShardWriter(path) as w:
+                for start in range(0, rows, test.num_rows):
+                    w.write(test.slice(0, min(test.num_rows, rows - start)))
+        for step, code in SCORING_CODE.items():
+            # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent through fork and exec.
+            script = (f"import time\nM, T, t0 = {model!r}, {path!r}, time.time()\n{code}\n"
+                      "hwm = next(ln for ln in open('/proc/self/status') if ln.startswith('VmHWM'))\n"
+                      "print(ev.metrics['auc'], int(hwm.split()[1]) * 1024, time.time() - t0)")
+            res = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=_env(), capture_output=True, text=True,
+                                 check=True)
+            auc, peak, wall = res.stdout.split()[-3:]
+            results.append({"step": step, "rows": rows, "format": "parquet", "peak_rss_bytes": int(peak),
+                            "peak_rss_mb": round(int(peak) / 2**20), "wall_s": round(float(wall), 1), "auc": float(auc)})
+            print(f"  {rows:,} rows, {step}: {float(wall):.1f} s, peak RSS {int(peak) / 2**20:,.0f} MB, AUC {auc}")
+    return results
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -239,7 +288,17 @@ def main(argv=None) -> int:
                     help=f"input formats; CSV only up to {MAX_CSV_ROWS:,} rows")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench-results"))
     ap.add_argument("--keep", action="store_true", help="keep each work folder (the steps' outputs)")
+    ap.add_argument("--scoring", action="store_true",
+                    help="measure evaluate on a test split of each --rows (a small model; no data steps)")
     args = ap.parse_args(argv)
+    if args.scoring:
+        results = scoring_memory(args.rows, os.path.join(args.out, "scoring"))
+        lines = ["| step | " + " | ".join(f"{n:,} rows" for n in args.rows) + " |", "|---|" + "---:|" * len(args.rows)]
+        for step in SCORING_CODE:
+            lines.append(f"| {step} | " + " | ".join(f"{r['peak_rss_mb']:,} MB, {r['wall_s']:.0f} s"
+                                                    for r in results if r["step"] == step) + " |")
+        print("\n".join(lines))
+        return 0
     data_dir, path = os.path.join(args.out, "data"), os.path.join(args.out, "memory.json")
     done = []
     if os.path.exists(path):
