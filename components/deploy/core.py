@@ -429,6 +429,8 @@ def deploy_run(
 
     task = task_of(spec)
     tags = {"pipeline_run": pipeline_run, "data_hash": ingest_info["content_hash"], "task": task.name}
+    if ingest_info.get("split_rule"):  # what a later compare checks first (champion.Champion.split_rule)
+        tags["split_rule"] = ingest_info["split_rule"]
     primary = (evaluation.get("metrics") or {}).get(task.primary)
     if isinstance(primary, (int, float)):
         tags[task.primary] = f"{primary:.4f}"

@@ -438,8 +438,10 @@ def test_train_evaluate_export_compare_deploy_chain(data_stage, tracking_uri, tm
     assert not any("another rule" in r for r in dec["reasons"])  # trained on splits of the same rule
     from components._shared.champion import LINEAGE_SPLIT_RULE_TAG, find_champion
 
-    champ = find_champion(tracking_uri, MODEL)  # the rule is train's lineage tag on the version's training run
-    assert champ.client.get_run(champ.ref.run_id).data.tags[LINEAGE_SPLIT_RULE_TAG] == "sha256-id-v2:id=customer_id,eval=0.1,test=0.2"
+    champ = find_champion(tracking_uri, MODEL)  # the rule: train's lineage tag on the training run, deploy's version tag
+    rule = "sha256-id-v2:id=customer_id,eval=0.1,test=0.2"
+    assert champ.client.get_run(champ.ref.run_id).data.tags[LINEAGE_SPLIT_RULE_TAG] == rule
+    assert champ.ref.tags["split_rule"] == rule
 
     # A corrupted served champion: compare decides nothing, one sentence says what is wrong.
     pb = serving / MODEL / "1" / "saved_model.pb"
