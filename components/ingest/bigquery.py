@@ -157,7 +157,7 @@ def _detect_id(client, source: Source, types: dict, label: str, stats: dict, can
 
 def _choose_id(client, source, types, label, id_column, stats, candidates):
     """(id column, "given" | "detected" | None, how rows are split, warning or None)."""
-    from components.ingest.core import NO_ID
+    from components.ingest.result import NO_ID
 
     given = (id_column or "").strip()
     name, source_kind = None, None
@@ -343,7 +343,7 @@ def ingest_bigquery(data_uri: str, label: str, train_path: str, eval_path: str, 
     ``seed`` is unused: without an id column BigQuery splits by a hash of each row's values.
 
     Returns:
-        components.ingest.core.IngestResult, with ``read_sessions`` (not saved in ingest_info): per split,
+        components.ingest.result.IngestResult, with ``read_sessions`` (not saved in ingest_info): per split,
         the session's stream count, row restriction and read seconds; ``sql``: seconds of the queries.
 
     Raises:
@@ -371,7 +371,7 @@ def _ingest(data_uri, label, train_path, eval_path, test_path, id_column, positi
     import numpy as np
 
     from components._shared.task import REGRESSION, heavy_tail_warning
-    from components.ingest.core import IngestResult
+    from components.ingest.result import IngestResult
 
     if not label:
         raise DataError("no label column was given (set --label)")
@@ -432,7 +432,7 @@ def _ingest(data_uri, label, train_path, eval_path, test_path, id_column, positi
                 raise DataError(f"the {name} split of {data_uri} has only one label value; use more data")
         classes = None
         if task == "multiclass":
-            from components.ingest.core import class_warnings
+            from components.ingest.result import class_warnings
 
             keyed = {code: {mapping[v] for v in counts[code]["values"]} for _, code in splits.SPLITS}
             classes = class_warnings(keyed, warnings)

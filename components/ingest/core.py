@@ -21,35 +21,12 @@ from components._shared.params import PARAMS
 from components._shared.task import BINARY, MULTICLASS, REGRESSION, class_key, infer_task
 from components.ingest.digest import ContentHash
 from components.ingest.label_scan import MAX_DISTINCT, LabelScan, Moments, is_numeric, plain
+from components.ingest.result import NO_ID, IngestResult, class_warnings  # noqa: F401 (re-exported)
 from components.ingest.source import Source, Widened
 
 logger = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass
-class IngestResult:
-    source_uri: str
-    label: str
-    positive_label: Optional[str]  # binary only
-    negative_label: Optional[str]
-    rows: dict
-    columns: list
-    content_hash: str
-    dropped_missing_label: int
-    id_column: Optional[str] = None  # the column the split is hashed on
-    id_column_source: Optional[str] = None  # "given" | "detected" | None (split by row position)
-    split: str = ""  # how rows were assigned to splits, in a sentence
-    split_rule: str = ""  # the split rule's name and its id column or seed (components._shared.split.rule_of)
-    warnings: list = dataclasses.field(default_factory=list)
-    task: str = BINARY
-    task_reason: str = ""  # how the task was decided, in a sentence
-    classes: Optional[list] = None  # multiclass: the train split's classes, sorted as strings
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-NO_ID = "none"  # id_column value that turns detection off: a seeded split by row position
 
 
 def choose_id_column(table, label: str, id_column: Optional[str]) -> tuple[Optional[str], Optional[str], str]:
@@ -367,20 +344,6 @@ def _no_rows(label: str):
     import pyarrow as pa
 
     return pa.table({label: pa.array([], type=pa.string())})
-
-
-def class_warnings(seen: dict, warnings: list) -> list:
-    """Multiclass: the train split's classes (sorted), appending a warning for each other split
-    whose classes the train split lacks. ``seen`` maps split code (0 train, 1 eval, 2 test) to a set
-    of class keys; shared by the file path and the BigQuery path."""
-    classes = sorted(seen[0])
-    for name, code in (("eval", 1), ("test", 2)):
-        unseen = sorted(set(seen[code]) - set(classes))
-        if unseen:
-            warnings.append(f"the {name} split has label class(es) the train split lacks: "
-                            f"{', '.join(map(repr, unseen[:5]))}")
-            logger.warning("%s", warnings[-1])
-    return classes
 
 
 def preflight(data_uri: str, label: str) -> None:
