@@ -45,7 +45,7 @@ _ROWS = (
           "integers could be classes or numbers."),
     Param("id_column", str, "", "Column whose hash assigns splits, so a record never changes split (excluded from "
           "features); empty to detect one (a unique integer or string column named like an id); none for a seeded "
-          "split by row position."),
+          "split by row position (on a bq:// table, a hash of each row's values)."),
     Param("exclude_columns", List[str], [], 'Columns that must not become features, e.g. ["notes", "signup_date"].'),
     Param("positive_label", str, "", "Label value that counts as positive; empty to infer (1/true/yes, else the "
           "larger value)."),

@@ -28,7 +28,7 @@ def ingest_data(
     Args:
         data_uri: Table to train on: a CSV or Parquet file, a folder of shards, gs://..., or bq://project.dataset.table.
         label: Label column: two values (binary), classes (multiclass) or numbers (regression).
-        id_column: Column whose hash assigns splits, so a record never changes split; empty to detect one (a unique integer or string column named like an id); none for a seeded split by row position.
+        id_column: Column whose hash assigns splits, so a record never changes split; empty to detect one (a unique integer or string column named like an id); none for a seeded split by row position (on a bq:// table, a hash of each row's values).
         positive_label: Label value that counts as positive; empty to infer (1/true/yes, else the larger value).
         eval_fraction: Share of rows in the eval split (early stopping, threshold choice).
         test_fraction: Share of rows in the test split (metrics, champion comparison).

@@ -36,7 +36,7 @@ class IngestResult:
         return dataclasses.asdict(self)
 
 
-NO_ID = "none"  # id_column value that turns detection off: a seeded split by row position
+NO_ID = "none"  # id_column value that turns detection off: split by row position (bq://: row hash)
 
 
 def class_warnings(seen: dict, warnings: list) -> list:
