@@ -15,14 +15,11 @@ is ``_shared.model``; both are imported when called, so importing this module co
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 from collections.abc import Callable, Iterator
 from typing import Any, Optional
 
 from components._shared import io
-
-logger = logging.getLogger(__name__)
 
 # Rows scored at a time: a multiple of the Keras (8192) and TFLite (4096) scorers' own chunks, so
 # each row is scored in the same chunk of rows as when the whole split is scored at once.
@@ -146,9 +143,12 @@ def score_split(path: str, spec: dict, scorers: dict, keep: Optional[list] = Non
             except Exception as exc:
                 if name not in tolerate:
                     raise
-                logger.warning("%s could not score %s: %s", name, path, exc)
-                errors[name] = exc
-        ys.append(labels(df, spec))
+                errors[name] = exc  # the caller says what it means (compare: a reason, and a warning)
+        try:
+            ys.append(labels(df, spec))
+        except DataError:  # say it as for the whole split (rows counted over all of it): read the label alone
+            labels(io.read_parquet(path, columns=[spec["label"]]), spec)
+            raise
         for c in kept_names:  # text as the batch's categorical (a byte or two a row), other types as read
             kept_chunks[c].append(df[c] if isinstance(df[c].dtype, pd.CategoricalDtype)
                                   else table.column(c).combine_chunks())

@@ -136,3 +136,21 @@ def test_compare_equals_the_whole_split(setup, tmp_path):
                 assert got.champion is None and "could not be re-scored" in " ".join(got.reasons)
             else:
                 assert got.comparison["rows"] == setup["rows"] and got.champion["auc"] > 0.5
+
+
+def test_a_bad_label_is_reported_for_the_whole_split(tmp_path):
+    """A multiclass label outside the model's classes in two batches: the error counts both rows,
+    as the whole-split path did, not the first batch's one."""
+    import pyarrow as pa
+
+    from components._shared.errors import DataError
+
+    n = 3 * BATCH
+    label = ["a" if i % 2 else "b" for i in range(n)]
+    label[100] = label[n - 5] = "z"
+    path = str(tmp_path / "split")
+    io.write_parquet_shards(pa.table({"x": np.arange(n, dtype=np.float64), "y": label}), path, rows_per_shard=7000)
+    spec = {"task": "multiclass", "classes": ["a", "b"], "label": "y", "categorical": [],
+            "numeric": [{"name": "x", "kind": "float"}]}
+    with pytest.raises(DataError, match=r"has 2 row\(s\) whose class 'z'"):
+        scoring.score_split(path, spec, {"m": lambda df: np.zeros((len(df), 2))})
