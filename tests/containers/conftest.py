@@ -28,5 +28,5 @@ def pytest_collection_modifyitems(config, items):
         # Role-less tests (the printed report) go last, after every role's measurements.
         return order.get(role, len(order)) if role is not None else len(order) + 1
 
-    for i, item in zip(slots, sorted(ours, key=key)):  # sorted() is stable
+    for i, item in zip(slots, sorted(ours, key=key), strict=True):  # sorted() is stable
         items[i] = item
