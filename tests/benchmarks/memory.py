@@ -16,7 +16,7 @@ of one row count and format in which the earlier steps have run:
 
     python -m tests.benchmarks.memory --rows 1000000 10000000 50000000 --steps ingest
     python -m tests.benchmarks.memory --rows 100000 --formats csv --out /tmp/mem   # a quick look
-    python -m tests.benchmarks.memory --scoring --rows 1000000 4000000   # evaluate, batches vs whole split
+    python -m tests.benchmarks.memory --scoring --rows 1000000 4000000   # evaluate, compare: batches vs whole split
 
 Writes ``<out>/memory.json`` (merged with earlier runs in the same folder) and prints a table.
 """
@@ -210,22 +210,33 @@ STEPS: dict[str, Callable] = {"ingest": step_ingest, "validate": step_validate, 
 
 # --------------------------------------------------------------------------- scoring steps
 
-# evaluate's scoring (components._shared.scoring.score_split) against the whole-split path it replaced
+# evaluate's and compare's scoring (components._shared.scoring.score_split) against the whole-split path they replaced
 # (every column in one DataFrame), each in a fresh process.
+COMPARE_SETUP = ("from components.compare.core import Gates, champion_scorer, compare, compare_with_champion\n"
+                 "EV = {'metrics': {'auc': 0.8, 'ece': 0.01, 'max_auc_gap': 0.0}, 'threshold': 0.5}\n")
 SCORING_CODE = {
-    "evaluate": "from components.evaluate.core import evaluate\nev = evaluate(M, T, T)",
+    "evaluate": "from components.evaluate.core import evaluate\nauc = evaluate(M, T, T).metrics['auc']",
     "evaluate (whole split)": (
         "from components._shared import io, scoring\nfrom components._shared.labels import labels\n"
         "from components._shared.model import load_scorer\nfrom components._shared.threshold import read_threshold\n"
         "from components._shared.transform import encode\nfrom components.evaluate.core import evaluate_predictions\n"
         "spec = scoring.model_spec(M)\ndf = io.read_parquet(T)\n"
         "p = scoring.as_task_output(load_scorer(M)(encode(df, spec)), spec)\n"
-        "ev = evaluate_predictions(labels(df, spec), p, None, None, df, spec, threshold=read_threshold(M))"),
+        "ev = evaluate_predictions(labels(df, spec), p, None, None, df, spec, threshold=read_threshold(M))\n"
+        "auc = ev.metrics['auc']"),
+    # The model against itself as champion: both scored, then the paired bootstrap.
+    "compare": (COMPARE_SETUP + "d = compare(M, T, EV, Gates(), champion_dir=M, champion_version='1')\n"
+                "auc = d.champion['auc']"),
+    "compare (whole split)": (
+        COMPARE_SETUP + "from components._shared import io, scoring\nfrom components._shared.labels import labels\n"
+        "spec = scoring.model_spec(M)\ndf = io.read_parquet(T)\np = scoring.score(M, df, spec)\n"
+        "d = compare_with_champion(dict(EV['metrics']), labels(df, spec), p, df, Gates(), champion_scorer(M, spec), '1', "
+        "threshold=0.5, spec=spec)\nauc = d.champion['auc']"),
 }
 
 
 def scoring_memory(rows_list: list, out: str) -> list:
-    """Peak RSS of evaluate on a test split of each row count: a small model (20,000 churn rows,
+    """Peak RSS of evaluate and compare on a test split of each row count: a small model (20,000 churn rows,
     one epoch) and its test split repeated to the row count as 1M-row shards (made once in ``out``)."""
     from components._shared import io
     from pipelines.data import generate_churn
@@ -246,7 +257,7 @@ def scoring_memory(rows_list: list, out: str) -> list:
             # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent through fork and exec.
             script = (f"import time\nM, T, t0 = {model!r}, {path!r}, time.time()\n{code}\n"
                       "hwm = next(ln for ln in open('/proc/self/status') if ln.startswith('VmHWM'))\n"
-                      "print(ev.metrics['auc'], int(hwm.split()[1]) * 1024, time.time() - t0)")
+                      "print(auc, int(hwm.split()[1]) * 1024, time.time() - t0)")
             res = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=_env(), capture_output=True, text=True,
                                  check=True)
             auc, peak, wall = res.stdout.split()[-3:]
@@ -289,7 +300,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=os.path.join(ROOT, "bench-results"))
     ap.add_argument("--keep", action="store_true", help="keep each work folder (the steps' outputs)")
     ap.add_argument("--scoring", action="store_true",
-                    help="measure evaluate on a test split of each --rows (a small model; no data steps)")
+                    help="measure evaluate and compare on a test split of each --rows (a small model; no data steps)")
     args = ap.parse_args(argv)
     if args.scoring:
         results = scoring_memory(args.rows, os.path.join(args.out, "scoring"))
