@@ -11,6 +11,9 @@ Vertex AI writes, per deployed model (``metric.labels.deployed_model_id``) of an
 There is no score distribution among them, so a Vertex rollout checks error rate and latency only
 (:func:`components.rollout.run.rollout` refuses score thresholds with this source). Points of a
 DELTA series cover disjoint intervals: a window sums the points that end inside it.
+
+``KFP_TF_GATE_CLOUD_MONITORING_API`` points the source at a stand-in instead (anonymous), as
+``KFP_TF_GATE_VERTEX_API_ENDPOINT`` does the Vertex AI API: the tests set it, nothing else does.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from __future__ import annotations
 import datetime
 import logging
 import math
+import os
+from typing import Optional
 
 from components._shared.errors import ConfigError
 from components.rollout.core import Window
@@ -27,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 API = "https://monitoring.googleapis.com"
 PREFIX = "aiplatform.googleapis.com/prediction/online/"
+API_ENV = "KFP_TF_GATE_CLOUD_MONITORING_API"
 
 
 def _rfc3339(t: float) -> str:
@@ -65,14 +71,23 @@ class CloudMonitoringSource:
         project: Project of the endpoint (id or number).
         deployed_models: ``() -> (endpoint_id, canary deployed model id, stable deployed model id)``,
             asked at every window (the target knows them: :meth:`VertexEndpointTarget.deployed_models`).
-        api_url: Cloud Monitoring API root (a test stand-in's URL); default Google's.
+        api_url: Cloud Monitoring API root (a test stand-in's URL); default ``$KFP_TF_GATE_CLOUD_MONITORING_API``
+            (then anonymous), else Google's.
         credentials: google.auth credentials; None for the environment's.
         timeout: HTTP timeout per request (seconds).
     """
 
-    def __init__(self, project: str, deployed_models, api_url: str = API, credentials=None, timeout: float = 30.0):
+    def __init__(self, project: str, deployed_models, api_url: Optional[str] = None, credentials=None,
+                 timeout: float = 30.0):
         if not project:
             raise ConfigError("Cloud Monitoring metrics need the endpoint's project")
+        if not api_url:
+            api_url = os.environ.get(API_ENV, "").strip()
+            if api_url and credentials is None:
+                from google.auth.credentials import AnonymousCredentials
+
+                credentials = AnonymousCredentials()
+            api_url = api_url or API
         self.project, self._ids, self.api_url, self.timeout = project, deployed_models, api_url.rstrip("/"), timeout
         self._credentials = credentials
         self._session = None

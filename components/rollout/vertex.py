@@ -7,11 +7,16 @@ canary ``p`` % and stable the rest (any other deployed model 0); ``promote()`` g
 and its version the ``champion`` and ``default`` aliases; ``rollback(reason)`` gives stable 100 %
 and moves those aliases back to stable's version (deploy's upload gave them to the new version).
 Deployed models stay deployed at 0 % (undeploying is a cost decision left to people).
+
+``KFP_TF_GATE_VERTEX_API_ENDPOINT`` (``components.train.launch.VERTEX_ENDPOINT_ENV``, the variable
+the rehearsal and the tests set for every Vertex AI client of the project) points the target at a
+stand-in (REST, anonymous) when no ``api_endpoint`` is given.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from typing import Optional
 
 from components._shared.errors import RolloutError
@@ -20,6 +25,8 @@ from components._shared.traffic import TrafficState
 logger = logging.getLogger(__name__)
 ALIASES = ("champion", "default")
 HINT = "; the service account needs roles/aiplatform.user"
+# the same variable as components.train.launch.VERTEX_ENDPOINT_ENV (a stage imports no other stage; a test ties them)
+VERTEX_ENDPOINT_ENV = "KFP_TF_GATE_VERTEX_API_ENDPOINT"
 
 
 class VertexEndpointTarget:
@@ -30,7 +37,8 @@ class VertexEndpointTarget:
         endpoint_name: Endpoint display name.
         version: The canary's Vertex model version id (as deploy uploaded it).
         api_endpoint / api_transport / credentials: As for ``aiplatform.init`` (a test or private
-            endpoint, ``"rest"``, google.auth credentials); None for the defaults.
+            endpoint, ``"rest"``, google.auth credentials); None for the defaults
+            (``$KFP_TF_GATE_VERTEX_API_ENDPOINT``, when set, gives REST and anonymous credentials).
     """
 
     name = "vertex"
@@ -38,6 +46,12 @@ class VertexEndpointTarget:
     def __init__(self, project: str, location: str, endpoint_name: str, version: str,
                  api_endpoint: Optional[str] = None, api_transport: Optional[str] = None, credentials=None):
         self.project, self.location, self.endpoint_name, self.version = project, location, endpoint_name, str(version)
+        env = os.environ.get(VERTEX_ENDPOINT_ENV, "").strip()
+        if not api_endpoint and env:
+            from google.auth.credentials import AnonymousCredentials
+
+            api_endpoint, api_transport = env, api_transport or "rest"
+            credentials = credentials if credentials is not None else AnonymousCredentials()
         self._init = {"project": project, "location": location, "credentials": credentials,
                       **{k: v for k, v in (("api_endpoint", api_endpoint), ("api_transport", api_transport)) if v}}
 
