@@ -112,34 +112,68 @@ def parquet_num_rows(path: str) -> int:
     return sum(_parquet_file(f).metadata.num_rows for f in parquet_files(path))
 
 
+def _unified_schema(path: str, files: list, columns: Optional[list[str]]):
+    """The schema every part of a multi-file dataset is read as: the shards' schemas unified as
+    :func:`read_parquet_arrow` concatenates them (``promote_options="permissive"``: int64 and double
+    -> double, a column of nulls takes the other shards' type), from the footers alone. None for one
+    file (nothing to unify).
+
+    Raises:
+        DataError: A shard's columns differ from the first's, or two types cannot be unified.
+    """
+    import pyarrow as pa
+
+    if len(files) < 2:
+        return None
+    schemas, names = [], None
+    for f in files:
+        with _parquet_file(f) as pf:
+            schema = pf.schema_arrow
+        if names is None:
+            names = schema.names
+        elif schema.names != names:
+            raise DataError(f"the shard {f} has columns {schema.names} but the first shard of {path} has {names}")
+        schemas.append(schema if columns is None else pa.schema([schema.field(c) for c in columns]))
+    try:
+        unified = pa.unify_schemas(schemas, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise DataError(f"the shards of {path} disagree on column types: {exc}") from exc
+    return unified.with_metadata(schemas[0].metadata)
+
+
+def _as_schema(part, schema, path: str):
+    """``part`` (a RecordBatch or Table) cast to ``schema``'s types, in ``part``'s column order."""
+    import pyarrow as pa
+
+    if schema is None:
+        return part
+    target = pa.schema([schema.field(n) for n in part.schema.names], metadata=schema.metadata)
+    if part.schema.equals(target):
+        return part
+    try:
+        return part.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise DataError(f"the shards of {path} disagree on column types: {exc}") from exc
+
+
 def iter_parquet_batches(path: str, columns: Optional[list[str]] = None,
                          batch_rows: int = ROW_GROUP_ROWS) -> Iterator:
     """Yield pyarrow RecordBatches of at most ``batch_rows`` rows of a Parquet file or folder of
     shards, shard by shard, in order: memory holds about one row group, whatever the rows.
 
-    Every batch has the first shard's schema (a later shard whose types differ is cast to it).
+    Every batch has the types :func:`read_parquet_arrow` gives the whole dataset (shards whose
+    types differ are unified as it unifies them: see :func:`_unified_schema`).
 
     Raises:
-        DataError: A requested column is missing, or a shard's columns differ from the first's.
+        DataError: A requested column is missing, or a shard's columns or types disagree with the others'.
     """
-    import pyarrow as pa
-
     _check_columns(path, columns)
-    schema = None
-    for f in parquet_files(path):
+    files = parquet_files(path)
+    schema = _unified_schema(path, files, columns)
+    for f in files:
         pf = _parquet_file(f)
         for batch in pf.iter_batches(batch_size=batch_rows, columns=columns, use_threads=True):
-            if schema is None:
-                schema = batch.schema
-            elif not batch.schema.equals(schema):
-                if batch.schema.names != schema.names:
-                    raise DataError(f"the shard {f} has columns {batch.schema.names} but the first shard of "
-                                    f"{path} has {schema.names}")
-                try:
-                    batch = batch.cast(schema)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                    raise DataError(f"the shards of {path} disagree on column types: {exc}") from exc
-            yield batch
+            yield _as_schema(batch, schema, path)
 
 
 def read_parquet_arrow(path: str, columns: Optional[list[str]] = None):
@@ -199,7 +233,8 @@ def sample_parquet(path: str, rows: int, seed: int = 0, columns: Optional[list[s
     if total <= rows:
         return read_parquet(path, columns=columns)
     idx = np.sort(np.random.default_rng(seed).choice(total, rows, replace=False))
-    parts, start, schema = [], 0, None
+    schema = _unified_schema(path, files, columns)
+    parts, start = [], 0
     for f, groups in zip(files, sizes, strict=True):
         lo, hi = np.searchsorted(idx, [start, start + sum(groups)])
         if hi == lo:
@@ -210,11 +245,7 @@ def sample_parquet(path: str, rows: int, seed: int = 0, columns: Optional[list[s
                 lo, hi = np.searchsorted(idx, [start, start + n])
                 if hi > lo:
                     part = pf.read_row_group(rg, columns=columns).take(pa.array(idx[lo:hi] - start))
-                    if schema is None:
-                        schema = part.schema
-                    elif not part.schema.equals(schema):
-                        part = part.cast(schema)
-                    parts.append(part)
+                    parts.append(_as_schema(part, schema, path))
                 start += n
     return to_pandas(pa.concat_tables(parts))
 

@@ -129,6 +129,33 @@ def test_batches_are_cast_to_the_first_schema_or_refused(tmp_path):
             out.write(first.drop_columns(["city"]))
 
 
+def test_shards_of_different_types_read_alike_batch_by_batch_sampled_and_whole(tmp_path):
+    """A user's folder whose shards disagree on a column's type (int64 in one, double in the next, nulls in
+    a third) reads with the same unified types whichever reader is used; incompatible types are refused."""
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    pq.write_table(pa.table({"id": [1, 2, 3], "x": pa.array([1, 2, 3], pa.int64())}), folder / "part-0.parquet")
+    pq.write_table(pa.table({"id": [4, 5], "x": pa.array([2.5, None], pa.float64())}), folder / "part-1.parquet")
+    pq.write_table(pa.table({"id": [6], "x": pa.array([None], pa.null())}), folder / "part-2.parquet")
+    whole = io.read_parquet_arrow(str(folder))
+    assert whole.schema.field("x").type == pa.float64()
+    batches = list(io.iter_parquet_batches(str(folder)))
+    assert all(b.schema.field("x").type == pa.float64() for b in batches)
+    assert pa.Table.from_batches(batches).column("x").to_pylist() == [1.0, 2.0, 3.0, 2.5, None, None]
+    only_x = list(io.iter_parquet_batches(str(folder), columns=["x"]))
+    assert [b.schema.names for b in only_x] == [["x"]] * 3
+    sample = io.sample_parquet(str(folder), 4, seed=1)
+    assert str(sample["x"].dtype) == "float64" and len(sample) == 4
+
+    pq.write_table(pa.table({"id": [7], "x": pa.array(["seven"])}), folder / "part-3.parquet")
+    with pytest.raises(DataError, match="disagree on column types"):
+        list(io.iter_parquet_batches(str(folder)))
+    with pytest.raises(DataError, match="disagree on column types"):
+        io.read_parquet_arrow(str(folder))
+
+
 def test_writer_memory_stays_bounded_by_one_row_group(tmp_path):
     """Streaming 40 batches holds about one row group, not the rows written so far."""
     pool = pa.default_memory_pool()
