@@ -65,7 +65,8 @@ def resume_point(state, version: Optional[str], tag: Optional[tuple], steps: Seq
     if ours is None:
         return "start", list(steps), "", None
     if state.stable == ours and state.canary is None:
-        return PROMOTED, [], f"version {ours} is already stable with all traffic ({state.detail})", None
+        return PROMOTED, [], reason if status == PROMOTED and reason else \
+            f"version {ours} is already stable with all traffic ({state.detail})", None
     if state.canary is not None and state.canary != ours:
         raise ConfigError(f"the target's canary is version {state.canary}, not version {ours} being rolled out "
                           f"({state.detail}); nothing moved")

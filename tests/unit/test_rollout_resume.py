@@ -120,3 +120,30 @@ def test_a_canary_of_another_version_is_refused_and_nothing_moves(served, tracki
         _tfserving("healthy", tracking_uri, served, version="1")
     assert labels(read_state(served, MODEL)) == {"stable": 1, "previous": None, "canary": 2}
     assert _tags(tracking_uri, 1) == before
+
+
+# --------------------------------------------------------------------------- the rule itself (KServe's states)
+
+
+@pytest.mark.parametrize("state, tag, expected", [
+    # KServe after a rollback: the canary stays named, at 0 %; the registry has the sentence
+    (("1", "2", 0.0), ("rolled_back", "canary failed its check at 10 %: ..."),
+     ("rolled_back", [], "canary failed its check at 10 %: ...", None)),
+    # promoted: the registry's reason is kept
+    (("2", None, 0.0), ("promoted", "canary promoted after 2 check(s) at 10 %, 50 %"),
+     ("promoted", [], "canary promoted after 2 check(s) at 10 %, 50 %", None)),
+    # deploy left a 30 % canary, between the steps: checked at 30 % before 50 %
+    (("1", "2", 30.0), None, ("resume", [30.0, 50, 100], None, 30.0)),
+    # a redeployed canary whose old tag says rolled back: the platform wins, it is walked
+    (("1", "2", 10.0), ("rolled_back", "old"), ("resume", [10.0, 50, 100], None, 10.0)),
+])
+def test_where_a_rollout_starts(state, tag, expected):
+    from components._shared.traffic import TrafficState
+    from components.rollout.run import resume_point
+
+    kind, steps, line, share = resume_point(TrafficState(*state, "detail"), "2", tag, [10, 50, 100])
+    assert (kind, steps, share) == (expected[0], expected[1], expected[3])
+    if expected[2] is not None:
+        assert line == expected[2]
+    with pytest.raises(ConfigError, match="^the target's canary is version 2, not version 3 being rolled out"):
+        resume_point(TrafficState(*state[:1], "2", 10.0, "detail"), "3", tag, [10, 50, 100])
