@@ -76,3 +76,51 @@ def test_an_unhealthy_canary_is_rolled_back_on_the_endpoint(server, monkeypatch)
     assert result.status == ROLLED_BACK and result.reason.startswith("canary failed its check at 10 %: p99 latency")
     assert _update_splits(server) == [{"1": 100}]
     assert _split(server) == {"1": 100}
+
+
+def _shifted(series: list, by: float) -> list:
+    """The series with every point moved ``by`` seconds (recorded time -> now)."""
+    import datetime
+
+    def move(s: str) -> str:
+        t = datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp() + by
+        return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    return [{**s, "points": [{**p, "interval": {k: move(v) for k, v in p["interval"].items()}} for p in s["points"]]}
+            for s in series]
+
+
+@pytest.mark.parametrize("scenario", ["healthy", "slow"])
+def test_the_component_rolls_out_the_version_deploy_uploaded_over_the_stand_ins(
+        server, monkeypatch, tmp_path, scenario):  # noqa: F811 (the fixture imported above)
+    """rollout_model's own body, as the training pipeline wires it (deploy's record, the run's Vertex
+    settings, no score thresholds) on the real clock: metrics shifted to now, read 600 s back."""
+    import time
+
+    from kfp.dsl import Artifact, Metrics
+
+    from components._shared import io
+    from components._shared.errors import RolloutError
+    from components.rollout import rollout_model
+    from components.rollout.cloud_monitoring import API_ENV
+    from components.rollout.vertex import VERTEX_ENDPOINT_ENV
+
+    endpoint_id, canary, stable = _target(server).deployed_models()
+    series = _shifted(_as_cloud_monitoring(scenario, endpoint_id, {"canary": canary, "stable": stable}),
+                      time.time() - (T0 + 1200))
+    deployment = Artifact(uri=str(tmp_path / "deployment"))
+    io.write_json({"version": "7", "extra": {"vertex": {"version": "2"}}}, deployment.path)
+    report, metrics = Artifact(uri=str(tmp_path / "report")), Metrics(uri=str(tmp_path / "metrics"))
+    kw = dict(report=report, metrics=metrics, model_name=MODEL, prometheus_url="", mlflow_tracking_uri="",
+              target="vertex", metrics_flavor="vertex", vertex_project=server.project, vertex_location=LOCATION,
+              vertex_endpoint=ENDPOINT, deployment=deployment, interval="0s", window="600s", max_score_psi=None)
+    with CloudMonitoringServer(series) as cm:
+        monkeypatch.setenv(VERTEX_ENDPOINT_ENV, server.url)
+        monkeypatch.setenv(API_ENV, cm.url)
+        if scenario == "healthy":
+            assert rollout_model.python_func(**kw) == PROMOTED
+        else:
+            with pytest.raises(RolloutError, match="^canary failed its check at 10 %: p99 latency"):
+                rollout_model.python_func(**kw)
+    assert io.read_json(report.path)["status"] == (PROMOTED if scenario == "healthy" else ROLLED_BACK)
+    assert _split(server) == ({"2": 100} if scenario == "healthy" else {"1": 100})
