@@ -26,6 +26,15 @@ from tests.unit.test_rollout_vertex import (  # noqa: F401  (server is a fixture
 pytest.importorskip("google.cloud.aiplatform")
 
 
+def _forget_the_fixtures_init() -> None:
+    """aiplatform.init keeps what an earlier call set (the fixture's deploy pointed it at the stand-in):
+    start from a fresh global config, so only the environment can point the rollout there."""
+    from google.cloud.aiplatform import initializer
+
+    vars(initializer.global_config).clear()
+    vars(initializer.global_config).update(vars(initializer._Config()))
+
+
 def _update_splits(srv) -> list:
     """The traffic split of each UpdateEndpoint call, by model version."""
     ep = srv.endpoint(LOCATION, ENDPOINT)
@@ -40,6 +49,7 @@ def _rollout(srv, scenario, monkeypatch, lines):
 
     endpoint_id, canary, stable = _target(srv).deployed_models()
     cm = CloudMonitoringServer(_as_cloud_monitoring(scenario, endpoint_id, {"canary": canary, "stable": stable}))
+    _forget_the_fixtures_init()
     with cm:
         monkeypatch.setenv(VERTEX_ENDPOINT_ENV, srv.url)
         monkeypatch.setenv(API_ENV, cm.url)
@@ -114,6 +124,7 @@ def test_the_component_rolls_out_the_version_deploy_uploaded_over_the_stand_ins(
     kw = dict(report=report, metrics=metrics, model_name=MODEL, prometheus_url="", mlflow_tracking_uri="",
               target="vertex", metrics_flavor="vertex", vertex_project=server.project, vertex_location=LOCATION,
               vertex_endpoint=ENDPOINT, deployment=deployment, interval="0s", window="600s", max_score_psi=None)
+    _forget_the_fixtures_init()
     with CloudMonitoringServer(series) as cm:
         monkeypatch.setenv(VERTEX_ENDPOINT_ENV, server.url)
         monkeypatch.setenv(API_ENV, cm.url)
