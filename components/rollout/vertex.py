@@ -8,7 +8,7 @@ and its version the ``champion`` and ``default`` aliases; ``rollback(reason)`` g
 and moves those aliases back to stable's version (deploy's upload gave them to the new version).
 Deployed models stay deployed at 0 % (undeploying is a cost decision left to people).
 
-``KFP_TF_GATE_VERTEX_API_ENDPOINT`` (``components.train.launch.VERTEX_ENDPOINT_ENV``, the variable
+``KFP_TF_GATE_VERTEX_API_ENDPOINT`` (``components._shared.vertex_api``, the variable
 the rehearsal and the tests set for every Vertex AI client of the project) points the target at a
 stand-in (REST, anonymous) when no ``api_endpoint`` is given.
 """
@@ -16,17 +16,15 @@ stand-in (REST, anonymous) when no ``api_endpoint`` is given.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Optional
 
 from components._shared.errors import RolloutError
 from components._shared.traffic import TrafficState
+from components._shared.vertex_api import VERTEX_ENDPOINT_ENV, client_options  # noqa: F401 (re-exported)
 
 logger = logging.getLogger(__name__)
 ALIASES = ("champion", "default")
 HINT = "; the service account needs roles/aiplatform.user"
-# the same variable as components.train.launch.VERTEX_ENDPOINT_ENV (a stage imports no other stage; a test ties them)
-VERTEX_ENDPOINT_ENV = "KFP_TF_GATE_VERTEX_API_ENDPOINT"
 
 
 class VertexEndpointTarget:
@@ -46,12 +44,10 @@ class VertexEndpointTarget:
     def __init__(self, project: str, location: str, endpoint_name: str, version: str,
                  api_endpoint: Optional[str] = None, api_transport: Optional[str] = None, credentials=None):
         self.project, self.location, self.endpoint_name, self.version = project, location, endpoint_name, str(version)
-        env = os.environ.get(VERTEX_ENDPOINT_ENV, "").strip()
-        if not api_endpoint and env:
-            from google.auth.credentials import AnonymousCredentials
-
-            api_endpoint, api_transport = env, api_transport or "rest"
-            credentials = credentials if credentials is not None else AnonymousCredentials()
+        stand_in = client_options() if not api_endpoint else {}
+        if stand_in:
+            api_endpoint, api_transport = stand_in["api_endpoint"], api_transport or stand_in["api_transport"]
+            credentials = credentials if credentials is not None else stand_in["credentials"]
         self._init = {"project": project, "location": location, "credentials": credentials,
                       **{k: v for k, v in (("api_endpoint", api_endpoint), ("api_transport", api_transport)) if v}}
 

@@ -32,12 +32,12 @@ from contextlib import contextmanager
 from typing import Optional
 
 from components._shared.errors import ConfigError, ModelError
+from components._shared.vertex_api import VERTEX_ENDPOINT_ENV, client_options, stand_in_endpoint  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
 WORKER_MODULE = "components.train.worker"
 DEFAULT_MACHINE_TYPE = "n1-standard-8"
-VERTEX_ENDPOINT_ENV = "KFP_TF_GATE_VERTEX_API_ENDPOINT"
 K8S_API_ENV = "KFP_TF_GATE_K8S_API"
 TFJOB_CONTAINER = "tensorflow"  # the Training Operator's default container name of a TFJob
 VERTEX_DONE = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
@@ -133,13 +133,8 @@ class VertexPlace:
 def _vertex_init(place: VertexPlace) -> None:
     from google.cloud import aiplatform
 
-    options: dict = {}
-    endpoint = os.environ.get(VERTEX_ENDPOINT_ENV, "").strip()
-    if endpoint:
-        from google.auth.credentials import AnonymousCredentials
-
-        options = {"api_endpoint": endpoint, "api_transport": "rest", "credentials": AnonymousCredentials()}
-    aiplatform.init(project=place.project, location=place.location, staging_bucket=place.base_output_dir, **options)
+    aiplatform.init(project=place.project, location=place.location, staging_bucket=place.base_output_dir,
+                    **client_options())
 
 
 @contextmanager
@@ -428,7 +423,7 @@ def vertex_project(given: str) -> str:
 def caller_service_account() -> Optional[str]:
     """The service account the train task runs as (the pipeline's), for the CustomJob's replicas; None
     when unknown (a stand-in's API, no credentials): Vertex's default for custom training then applies."""
-    if os.environ.get(VERTEX_ENDPOINT_ENV, "").strip():
+    if stand_in_endpoint():
         return None
     try:
         import google.auth

@@ -62,13 +62,6 @@ def _rollout(srv, scenario, monkeypatch, lines):
     return result
 
 
-def test_the_env_variable_is_the_one_launch_reads():
-    from components.rollout.vertex import VERTEX_ENDPOINT_ENV
-    from components.train.launch import VERTEX_ENDPOINT_ENV as LAUNCH
-
-    assert VERTEX_ENDPOINT_ENV == LAUNCH
-
-
 def test_a_healthy_canary_walks_the_endpoint_split_to_100_percent(server, monkeypatch):  # noqa: F811 (the fixture imported above)
     lines: list = []
     result = _rollout(server, "healthy", monkeypatch, lines)
