@@ -173,7 +173,7 @@ def _split_batches(path: str, columns: list, batch_rows: int) -> Iterator[tuple]
 
     if batch_rows % 8192:
         raise ValueError("batch_rows must be a multiple of 8192 (the scorers' chunk)")
-    floats, objects = _columns_with_nulls(path, columns)
+    floats, objects = io.columns_with_nulls(path, columns)
 
     def frame(table):
         for c in floats:
@@ -197,36 +197,3 @@ def _split_batches(path: str, columns: list, batch_rows: int) -> Iterator[tuple]
         yield frame(pa.Table.from_batches(buf))
     elif not done:
         yield frame(io.read_parquet_arrow(path, columns=columns))
-
-
-def _columns_with_nulls(path: str, columns: list) -> tuple[list, list]:
-    """(integer columns, boolean columns) of ``columns`` with a missing value anywhere in the split:
-    pandas makes them float64 and object for the whole split. From the Parquet statistics; a
-    column without them is read on its own."""
-    import pyarrow as pa
-
-    from components._shared.shards import _parquet_file
-
-    files = io.parquet_files(path)
-    schema = _parquet_file(files[0]).schema_arrow
-    candidates = [c for c in columns
-                  if pa.types.is_integer(schema.field(c).type) or pa.types.is_boolean(schema.field(c).type)]
-    nulls = dict.fromkeys(candidates, 0)
-    unknown = set()
-    for f in files:
-        with _parquet_file(f) as pf:
-            meta = pf.metadata
-            index = {meta.schema.column(i).path: i for i in range(meta.num_columns)}
-            for rg in range(meta.num_row_groups):
-                group = meta.row_group(rg)
-                for c in candidates:
-                    stats = group.column(index[c]).statistics if c in index else None
-                    if stats is None or not stats.has_null_count:
-                        unknown.add(c)
-                    else:
-                        nulls[c] += stats.null_count
-    for c in unknown:
-        nulls[c] = sum(b.column(0).null_count for b in io.iter_parquet_batches(path, columns=[c]))
-    with_nulls = [c for c in candidates if nulls[c]]
-    return ([c for c in with_nulls if pa.types.is_integer(schema.field(c).type)],
-            [c for c in with_nulls if pa.types.is_boolean(schema.field(c).type)])

@@ -87,7 +87,7 @@ def parquet_files(path: str) -> list[str]:
     return files
 
 
-def _parquet_file(file: str):
+def open_parquet(file: str):
     """A pyarrow ParquetFile for one local or fsspec file."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -109,7 +109,7 @@ def _check_columns(path: str, columns: Optional[list[str]]) -> None:
 
 def parquet_num_rows(path: str) -> int:
     """Rows of a Parquet file or folder of shards, from the footers (no data read)."""
-    return sum(_parquet_file(f).metadata.num_rows for f in parquet_files(path))
+    return sum(open_parquet(f).metadata.num_rows for f in parquet_files(path))
 
 
 def _unified_schema(path: str, files: list, columns: Optional[list[str]]):
@@ -127,7 +127,7 @@ def _unified_schema(path: str, files: list, columns: Optional[list[str]]):
         return None
     schemas, names = [], None
     for f in files:
-        with _parquet_file(f) as pf:
+        with open_parquet(f) as pf:
             schema = pf.schema_arrow
         if names is None:
             names = schema.names
@@ -171,7 +171,7 @@ def iter_parquet_batches(path: str, columns: Optional[list[str]] = None,
     files = parquet_files(path)
     schema = _unified_schema(path, files, columns)
     for f in files:
-        pf = _parquet_file(f)
+        pf = open_parquet(f)
         for batch in pf.iter_batches(batch_size=batch_rows, columns=columns, use_threads=True):
             yield _as_schema(batch, schema, path)
 
@@ -186,7 +186,7 @@ def read_parquet_arrow(path: str, columns: Optional[list[str]] = None):
 
     _check_columns(path, columns)
     # ParquetFile, not read_table: read_table imports pyarrow.dataset (~0.3 s of every step's start).
-    tables = [_parquet_file(f).read(columns=columns) for f in parquet_files(path)]
+    tables = [open_parquet(f).read(columns=columns) for f in parquet_files(path)]
     if len(tables) == 1:
         return tables[0]
     names = tables[0].schema.names
@@ -227,7 +227,7 @@ def sample_parquet(path: str, rows: int, seed: int = 0, columns: Optional[list[s
     files = parquet_files(path)
     sizes = []
     for f in files:  # footers first; a reader is kept open only while its rows are read
-        with _parquet_file(f) as pf:
+        with open_parquet(f) as pf:
             sizes.append([pf.metadata.row_group(rg).num_rows for rg in range(pf.metadata.num_row_groups)])
     total = sum(map(sum, sizes))
     if total <= rows:
@@ -240,7 +240,7 @@ def sample_parquet(path: str, rows: int, seed: int = 0, columns: Optional[list[s
         if hi == lo:
             start += sum(groups)
             continue
-        with _parquet_file(f) as pf:
+        with open_parquet(f) as pf:
             for rg, n in enumerate(groups):
                 lo, hi = np.searchsorted(idx, [start, start + n])
                 if hi > lo:
@@ -250,9 +250,40 @@ def sample_parquet(path: str, rows: int, seed: int = 0, columns: Optional[list[s
     return to_pandas(pa.concat_tables(parts))
 
 
+def columns_with_nulls(path: str, columns: list) -> tuple[list, list]:
+    """(integer columns, boolean columns) of ``columns`` with a missing value anywhere in the split:
+    pandas makes them float64 and object for the whole split. From the Parquet statistics; a
+    column without them is read on its own."""
+    import pyarrow as pa
+
+    files = parquet_files(path)
+    schema = open_parquet(files[0]).schema_arrow
+    candidates = [c for c in columns
+                  if pa.types.is_integer(schema.field(c).type) or pa.types.is_boolean(schema.field(c).type)]
+    nulls = dict.fromkeys(candidates, 0)
+    unknown = set()
+    for f in files:
+        with open_parquet(f) as pf:
+            meta = pf.metadata
+            index = {meta.schema.column(i).path: i for i in range(meta.num_columns)}
+            for rg in range(meta.num_row_groups):
+                group = meta.row_group(rg)
+                for c in candidates:
+                    stats = group.column(index[c]).statistics if c in index else None
+                    if stats is None or not stats.has_null_count:
+                        unknown.add(c)
+                    else:
+                        nulls[c] += stats.null_count
+    for c in unknown:
+        nulls[c] = sum(b.column(0).null_count for b in iter_parquet_batches(path, columns=[c]))
+    with_nulls = [c for c in candidates if nulls[c]]
+    return ([c for c in with_nulls if pa.types.is_integer(schema.field(c).type)],
+            [c for c in with_nulls if pa.types.is_boolean(schema.field(c).type)])
+
+
 def read_parquet_schema_names(path: str) -> list:
     """Column names of a Parquet file or folder of shards (the first shard's footer; no data read)."""
-    return list(_parquet_file(parquet_files(path)[0]).schema_arrow.names)
+    return list(open_parquet(parquet_files(path)[0]).schema_arrow.names)
 
 
 class ShardWriter:

@@ -52,17 +52,11 @@ class Piece:
         return self.stop - self.start
 
 
-def _parquet_file(file: str):
-    from components._shared.shards import _parquet_file as open_parquet  # DataError on a bad file
-
-    return open_parquet(file)
-
-
 def row_groups(path: str) -> list[Piece]:
     """Every row group of a Parquet file or folder of shards, in order (footers only)."""
     pieces = []
     for f in io.parquet_files(path):
-        md = _parquet_file(f).metadata
+        md = io.open_parquet(f).metadata
         pieces += [Piece(f, g, 0, md.row_group(g).num_rows) for g in range(md.num_row_groups)
                    if md.row_group(g).num_rows]
     return pieces
@@ -129,7 +123,7 @@ class EncodedSplit:
         from components._shared.transform import encode
 
         p = self.pieces[i]
-        pf = self._files.get(p.file) or self._files.setdefault(p.file, _parquet_file(p.file))
+        pf = self._files.get(p.file) or self._files.setdefault(p.file, io.open_parquet(p.file))
         table = pf.read_row_group(p.row_group, columns=self.columns)
         if p.start or p.stop < table.num_rows:
             table = table.slice(p.start, p.rows)
